@@ -1,0 +1,435 @@
+//! What a provider can do, as plain data.
+//!
+//! A provider fills a [`Capabilities`] with `..Default::default()` for everything it does not
+//! offer. The defaults are the most conservative answers: nothing supported, no limits
+//! known.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// How the caller reaches the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// On this machine (processes, a local engine).
+    #[default]
+    Local,
+    /// The caller dials in to a remote service.
+    DialIn,
+    /// The sandbox dials out to the caller.
+    DialOut,
+}
+
+/// How strongly sandboxes are separated from the host and each other, weakest first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Plain processes on the host.
+    #[default]
+    None,
+    /// Linux namespaces (mount, pid, network) without a container runtime.
+    Namespaces,
+    /// An OCI container runtime such as runc.
+    Container,
+    /// A user-space kernel such as gVisor.
+    UserSpaceKernel,
+    /// A micro-VM such as Firecracker.
+    MicroVm,
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Namespaces => "namespaces",
+            Self::Container => "container",
+            Self::UserSpaceKernel => "user-space-kernel",
+            Self::MicroVm => "micro-vm",
+        })
+    }
+}
+
+impl FromStr for Isolation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "none" => Self::None,
+            "namespaces" => Self::Namespaces,
+            "container" => Self::Container,
+            "user-space-kernel" | "gvisor" => Self::UserSpaceKernel,
+            "micro-vm" => Self::MicroVm,
+            other => {
+                return Err(Error::invalid_spec(
+                    "isolation",
+                    format!(
+                        "unknown isolation `{other}`; expected none, namespaces, container, user-space-kernel or micro-vm"
+                    ),
+                ));
+            }
+        })
+    }
+}
+
+/// Whether pause/resume is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PauseSupport {
+    /// Not offered.
+    #[default]
+    No,
+    /// Offered as a preview with caveats.
+    Preview,
+    /// Offered.
+    Yes,
+}
+
+/// Where an exec timeout is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeoutEnforcement {
+    /// Exec timeouts are not supported.
+    #[default]
+    None,
+    /// The client kills the command; a client crash leaves it running.
+    Client,
+    /// The provider (or a supervisor independent of the client) kills the command.
+    Server,
+}
+
+/// What outbound traffic a sandbox gets when the spec says nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EgressDefault {
+    /// Outbound traffic is allowed.
+    #[default]
+    AllowAll,
+    /// Outbound traffic is blocked.
+    DenyAll,
+}
+
+/// What an idle (running but unused) sandbox costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdleCost {
+    /// Nothing.
+    #[default]
+    Zero,
+    /// Only its storage.
+    StorageOnly,
+    /// Metered like a busy one.
+    Metered,
+}
+
+/// How usage is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BillingModel {
+    /// Not billed (local providers).
+    #[default]
+    None,
+    /// By wall-clock lifetime.
+    WallClock,
+    /// By cpu time actually used.
+    ActiveCpu,
+    /// Per invocation.
+    Invocation,
+    /// A fixed price.
+    Fixed,
+}
+
+/// Operating systems a provider runs sandboxes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Os {
+    /// Linux.
+    Linux,
+    /// macOS.
+    Macos,
+    /// Windows.
+    Windows,
+}
+
+/// CPU architectures a provider runs sandboxes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// x86-64.
+    X86_64,
+    /// 64-bit ARM.
+    Aarch64,
+}
+
+impl Os {
+    /// The OS this program runs on.
+    pub fn host() -> Vec<Os> {
+        match std::env::consts::OS {
+            "linux" => vec![Os::Linux],
+            "macos" => vec![Os::Macos],
+            "windows" => vec![Os::Windows],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Arch {
+    /// The architecture this program runs on.
+    pub fn host() -> Vec<Arch> {
+        match std::env::consts::ARCH {
+            "x86_64" => vec![Arch::X86_64],
+            "aarch64" => vec![Arch::Aarch64],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// GPU models that providers offer, under the names Modal and most clouds use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum GpuKind {
+    /// NVIDIA T4.
+    T4,
+    /// NVIDIA L4.
+    L4,
+    /// NVIDIA A10G.
+    A10G,
+    /// NVIDIA L40S.
+    L40S,
+    /// NVIDIA A100 with 40 GB.
+    #[serde(rename = "A100-40GB")]
+    A100_40GB,
+    /// NVIDIA A100 with 80 GB.
+    #[serde(rename = "A100-80GB")]
+    A100_80GB,
+    /// NVIDIA H100.
+    H100,
+    /// NVIDIA H200.
+    H200,
+    /// NVIDIA B200.
+    B200,
+}
+
+impl GpuKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [GpuKind; 9] = [
+        Self::T4,
+        Self::L4,
+        Self::A10G,
+        Self::L40S,
+        Self::A100_40GB,
+        Self::A100_80GB,
+        Self::H100,
+        Self::H200,
+        Self::B200,
+    ];
+
+    /// The canonical name, e.g. `A100-40GB`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::T4 => "T4",
+            Self::L4 => "L4",
+            Self::A10G => "A10G",
+            Self::L40S => "L40S",
+            Self::A100_40GB => "A100-40GB",
+            Self::A100_80GB => "A100-80GB",
+            Self::H100 => "H100",
+            Self::H200 => "H200",
+            Self::B200 => "B200",
+        }
+    }
+}
+
+impl fmt::Display for GpuKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GpuKind {
+    type Err = Error;
+    /// Parses a GPU name case-insensitively (`h100`, `A100-80GB`, `a100_40gb`).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let wanted = s.trim().to_ascii_uppercase().replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == wanted)
+            .ok_or_else(|| {
+                let known: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                Error::invalid_spec(
+                    "gpu.kind",
+                    format!("unknown GPU `{s}`; known kinds: {}", known.join(", ")),
+                )
+            })
+    }
+}
+
+/// Public prices, used to estimate what a sandbox costs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PriceSheet {
+    /// ISO currency code, e.g. `USD`.
+    pub currency: String,
+    /// Price of one cpu core for one second.
+    pub cpu_core_second: f64,
+    /// Price of one GiB of memory for one second.
+    pub memory_gib_second: f64,
+    /// Price of one GPU of each kind for one second.
+    pub gpu_second: BTreeMap<GpuKind, f64>,
+    /// Multipliers applied when a region is requested, keyed by region name or prefix.
+    pub region_multipliers: BTreeMap<String, f64>,
+    /// Where the prices come from, and when they were read.
+    pub source: String,
+}
+
+/// Everything a provider (instance) can do. Plain data: compare it, print it, serialise it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Capabilities {
+    /// How the caller reaches sandboxes.
+    pub transport: Transport,
+    /// How strongly sandboxes are isolated.
+    pub isolation: Isolation,
+
+    /// Filesystem snapshots that can be restored into a new sandbox.
+    pub fs_snapshot: bool,
+    /// Pause and resume.
+    pub pause: PauseSupport,
+    /// Whether a paused sandbox keeps its memory (processes survive), not only its disk.
+    pub pause_keeps_memory: bool,
+
+    /// The provider can report free capacity.
+    pub capacity_query: bool,
+    /// Most sandboxes that may run at once; `None` means unknown, never "unlimited".
+    pub max_concurrent: Option<u32>,
+    /// Longest lifetime a sandbox may have, in seconds; `None` means no limit.
+    pub max_lifetime_secs: Option<u64>,
+    /// Lifetime given when the spec sets none, in seconds; `None` means until terminated.
+    pub default_lifetime_secs: Option<u64>,
+    /// Sandboxes can be ended after a period without activity.
+    pub idle_timeout: bool,
+
+    /// Operating systems sandboxes run.
+    pub os: Vec<Os>,
+    /// CPU architectures sandboxes run on.
+    pub arch: Vec<Arch>,
+    /// Regions a sandbox can be placed in; empty means no choice.
+    pub regions: Vec<String>,
+    /// CPU limits are enforced.
+    pub cpu_limit: bool,
+    /// Memory limits are enforced.
+    pub memory_limit: bool,
+    /// Most cpu cores one sandbox may have.
+    pub max_cpu: Option<f64>,
+    /// Most memory one sandbox may have, in MiB.
+    pub max_memory_mib: Option<u64>,
+
+    /// GPU kinds offered; empty means none.
+    pub gpu_kinds: Vec<GpuKind>,
+    /// Most GPUs one sandbox may have.
+    pub max_gpu_count: u32,
+
+    /// All network traffic can be blocked, and blocking really blocks.
+    pub network_block_all: bool,
+    /// Outbound traffic can be limited to CIDR ranges.
+    pub network_cidr_allowlist: bool,
+    /// Outbound traffic can be limited to domain names.
+    pub network_domain_allowlist: bool,
+    /// Outbound traffic when the spec says nothing.
+    pub egress_default: EgressDefault,
+
+    /// What an idle sandbox costs.
+    pub idle_cost: IdleCost,
+    /// How usage is billed.
+    pub billing: BillingModel,
+    /// Public prices, where there are some.
+    pub price_sheet: Option<PriceSheet>,
+
+    /// Images by registry reference (`alpine:3.21`).
+    pub image_registry: bool,
+    /// Images built from a Dockerfile context.
+    pub image_dockerfile: bool,
+    /// A command can run as the sandbox's main process (`SandboxSpec::entrypoint`).
+    pub entrypoint: bool,
+
+    /// Commands can read standard input.
+    pub exec_stdin: bool,
+    /// Commands can run on a pseudo-terminal.
+    pub exec_pty: bool,
+    /// Commands can run as a chosen user.
+    pub exec_run_as_user: bool,
+    /// Where exec timeouts are enforced.
+    pub exec_timeout: TimeoutEnforcement,
+    /// Standard error is delivered separately from standard output.
+    pub exec_separate_stderr: bool,
+
+    /// Read, write, stat, list, mkdir and remove files.
+    pub files: bool,
+    /// Directory trees move in one archive call.
+    pub batch_transfer: bool,
+    /// Ports of a sandbox can be reached from outside.
+    pub tunnels: bool,
+    /// Persistent volumes can be mounted.
+    pub volumes: bool,
+    /// Secrets are delivered as environment without being stored in the spec or logs.
+    pub secrets: bool,
+    /// Sandboxes carry key/value tags.
+    pub tags: bool,
+    /// Sandboxes can be listed by tags.
+    pub list_by_tags: bool,
+    /// A sandbox can be found by its name.
+    pub lookup_by_name: bool,
+}
+
+impl Capabilities {
+    /// The JSON Schema of this type.
+    pub fn json_schema() -> schemars::Schema {
+        schemars::schema_for!(Capabilities)
+    }
+
+    /// Whether a GPU of this kind and count can be had.
+    pub fn offers_gpu(&self, kind: GpuKind, count: u32) -> bool {
+        self.gpu_kinds.contains(&kind) && count <= self.max_gpu_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_names_parse_case_insensitively() {
+        assert_eq!("h100".parse::<GpuKind>().unwrap(), GpuKind::H100);
+        assert_eq!("a100_80gb".parse::<GpuKind>().unwrap(), GpuKind::A100_80GB);
+        let error = "H1000".parse::<GpuKind>().unwrap_err().to_string();
+        assert!(
+            error.contains("gpu.kind") && error.contains("H100"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn gpu_kinds_serialise_under_their_canonical_names() {
+        let json = serde_json::to_string(&GpuKind::A100_40GB).unwrap();
+        assert_eq!(json, "\"A100-40GB\"");
+    }
+
+    #[test]
+    fn isolation_is_ordered_weakest_first() {
+        assert!(Isolation::None < Isolation::Namespaces);
+        assert!(Isolation::Container < Isolation::UserSpaceKernel);
+        assert!(Isolation::UserSpaceKernel < Isolation::MicroVm);
+    }
+
+    #[test]
+    fn defaults_offer_nothing() {
+        let caps = Capabilities::default();
+        assert!(!caps.fs_snapshot && !caps.files && caps.gpu_kinds.is_empty());
+        assert_eq!(caps.max_concurrent, None);
+    }
+}

@@ -1,0 +1,45 @@
+//! sandkit-core: one API over every sandbox provider.
+//!
+//! - [`SandboxProvider`]: the object-safe trait every provider implements, held as
+//!   `Arc<dyn SandboxProvider>`; [`Sandbox`] is a handle for method-call style and
+//!   [`SandboxProviderExt`] adds conveniences.
+//! - [`Capabilities`]: what a provider can do, as plain data; [`Requirements`] and
+//!   [`select`] choose providers and explain every rejection.
+//! - [`SandboxSpec`] and [`ExecRequest`]: what callers ask for, validated field by field.
+//! - [`registry`]: providers register with [`register_provider!`] and are built by name.
+//! - [`layers`]: capability checking, retries, tracing and lifecycle events.
+//! - [`ownership`] tags and [`reap`]; [`Usage`] and cost estimates.
+
+pub mod capabilities;
+pub mod error;
+pub mod exec;
+pub mod layers;
+pub mod ownership;
+pub mod provider;
+pub mod registry;
+pub mod requirements;
+pub mod spec;
+pub mod usage;
+
+#[doc(hidden)]
+pub use inventory;
+
+pub use capabilities::{
+    Arch, BillingModel, Capabilities, EgressDefault, GpuKind, IdleCost, Isolation, Os,
+    PauseSupport, PriceSheet, TimeoutEnforcement, Transport,
+};
+pub use error::{Error, FileErrorKind, Result};
+pub use exec::{
+    ByteStream, ExecControl, ExecOutput, ExecProcess, ExecRequest, ExitStatus, StdinWriter,
+};
+pub use ownership::{Ownership, ReapFilter, ReapReport, reap};
+pub use provider::{
+    Capacity, DirEntry, FileKind, FileStat, ListFilter, Sandbox, SandboxId, SandboxInfo,
+    SandboxProvider, SandboxProviderExt, SandboxState, Snapshot, Tunnel,
+};
+pub use registry::{ProviderFactory, ProviderRegistration};
+pub use requirements::{Rejection, Requirements, Selection, Unmet, select};
+pub use spec::{
+    GpuRequest, ImageSource, InitialFile, NetworkPolicy, SandboxSpec, SecretString, VolumeMount,
+};
+pub use usage::{LifecycleEvent, LifecycleKind, Usage};

@@ -1,0 +1,622 @@
+//! What a caller asks for when it creates a sandbox.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::capabilities::GpuKind;
+use crate::error::{Error, Result};
+use crate::ownership::RESERVED_TAG_PREFIX;
+
+/// A string that never shows itself in `Debug`, `Display` or serialised output.
+///
+/// Deserialising reads the real value; serialising writes `"[redacted]"`, so a spec can be
+/// logged or stored without leaking what it carries.
+#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself. Call only where the value is handed to the sandbox.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for SecretString {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+/// Where the sandbox's filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ImageSource {
+    /// An image pulled from a registry, e.g. `alpine:3.21`.
+    Registry {
+        /// The image reference.
+        reference: String,
+    },
+    /// An image built from a local Dockerfile context.
+    Dockerfile {
+        /// The build context directory.
+        context_dir: PathBuf,
+        /// The Dockerfile's path inside the context; `Dockerfile` when absent.
+        dockerfile: Option<String>,
+    },
+    /// A filesystem snapshot taken earlier by the same provider.
+    Snapshot {
+        /// The snapshot's id.
+        id: String,
+    },
+}
+
+/// A GPU request: which kind and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GpuRequest {
+    /// The GPU model.
+    pub kind: GpuKind,
+    /// How many, at least 1.
+    pub count: u32,
+}
+
+/// What network traffic a sandbox may have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum NetworkPolicy {
+    /// Outbound traffic allowed.
+    AllowAll,
+    /// No network at all besides loopback.
+    BlockAll,
+    /// Outbound traffic only to these destinations.
+    AllowList {
+        /// CIDR ranges, e.g. `10.0.0.0/8`.
+        #[serde(default)]
+        cidrs: Vec<String>,
+        /// Domain names, e.g. `pypi.org`.
+        #[serde(default)]
+        domains: Vec<String>,
+    },
+}
+
+/// A persistent volume mounted into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VolumeMount {
+    /// The volume's name at the provider (created when missing).
+    pub name: String,
+    /// Absolute mount path inside the sandbox.
+    pub mount_path: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A file placed in the sandbox before it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InitialFile {
+    /// Path inside the sandbox (relative to the working directory, or absolute).
+    pub path: String,
+    /// File contents.
+    pub contents: Vec<u8>,
+}
+
+/// Everything needed to create a sandbox. Build it with the setter methods, or fill the
+/// fields and call [`SandboxSpec::validate`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// Filesystem source; `None` means the provider's default image.
+    pub image: Option<ImageSource>,
+    /// The main process; empty means the sandbox idles until its lifetime ends.
+    pub entrypoint: Vec<String>,
+    /// Environment for the entrypoint and every command.
+    pub env: BTreeMap<String, String>,
+    /// Secret environment variables: delivered like `env`, never logged or serialised.
+    pub secrets: BTreeMap<String, SecretString>,
+    /// Absolute working directory; `None` means the provider's default.
+    pub workdir: Option<String>,
+    /// CPU cores (fractions allowed).
+    pub cpu: Option<f64>,
+    /// Memory limit in MiB.
+    pub memory_mib: Option<u64>,
+    /// GPUs.
+    pub gpu: Option<GpuRequest>,
+    /// Lifetime in seconds, after which the sandbox is terminated even if its creator died;
+    /// `None` means the provider's default.
+    pub lifetime_secs: Option<u64>,
+    /// Seconds without activity after which the sandbox is terminated.
+    pub idle_timeout_secs: Option<u64>,
+    /// Network policy; `None` means the provider's default egress.
+    pub network: Option<NetworkPolicy>,
+    /// Volumes to mount.
+    pub volumes: Vec<VolumeMount>,
+    /// Files written before the sandbox is handed out.
+    pub files: Vec<InitialFile>,
+    /// A name, unique among the caller's running sandboxes at this provider.
+    pub name: Option<String>,
+    /// Key/value tags (keys under `sandkit.` are reserved for ownership tags).
+    pub tags: BTreeMap<String, String>,
+    /// Region to place the sandbox in.
+    pub region: Option<String>,
+    /// Ports to expose through tunnels.
+    pub ports: Vec<u16>,
+    /// Provider-specific options, checked against the provider's option schema.
+    pub provider_options: BTreeMap<String, serde_json::Value>,
+}
+
+impl SandboxSpec {
+    /// An empty spec: the provider's default image, limits and lifetime.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the image from a registry reference.
+    pub fn image(mut self, reference: impl Into<String>) -> Self {
+        self.image = Some(ImageSource::Registry {
+            reference: reference.into(),
+        });
+        self
+    }
+
+    /// Sets the image source.
+    pub fn image_source(mut self, source: ImageSource) -> Self {
+        self.image = Some(source);
+        self
+    }
+
+    /// Restores from a snapshot id.
+    pub fn from_snapshot(self, id: impl Into<String>) -> Self {
+        self.image_source(ImageSource::Snapshot { id: id.into() })
+    }
+
+    /// Sets the main process.
+    pub fn entrypoint<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entrypoint = argv.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds a secret environment variable.
+    pub fn secret(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.secrets.insert(name.into(), SecretString::new(value));
+        self
+    }
+
+    /// Sets the working directory (absolute).
+    pub fn workdir(mut self, path: impl Into<String>) -> Self {
+        self.workdir = Some(path.into());
+        self
+    }
+
+    /// Sets the cpu cores.
+    pub fn cpu(mut self, cores: f64) -> Self {
+        self.cpu = Some(cores);
+        self
+    }
+
+    /// Sets the memory limit in MiB.
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = Some(mib);
+        self
+    }
+
+    /// Requests GPUs.
+    pub fn gpu(mut self, kind: GpuKind, count: u32) -> Self {
+        self.gpu = Some(GpuRequest { kind, count });
+        self
+    }
+
+    /// Sets the lifetime in seconds.
+    pub fn lifetime_secs(mut self, secs: u64) -> Self {
+        self.lifetime_secs = Some(secs);
+        self
+    }
+
+    /// Sets the idle timeout in seconds.
+    pub fn idle_timeout_secs(mut self, secs: u64) -> Self {
+        self.idle_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Sets the network policy.
+    pub fn network(mut self, policy: NetworkPolicy) -> Self {
+        self.network = Some(policy);
+        self
+    }
+
+    /// Mounts a volume.
+    pub fn volume(mut self, name: impl Into<String>, mount_path: impl Into<String>) -> Self {
+        self.volumes.push(VolumeMount {
+            name: name.into(),
+            mount_path: mount_path.into(),
+            read_only: false,
+        });
+        self
+    }
+
+    /// Adds an initial file.
+    pub fn file(mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push(InitialFile {
+            path: path.into(),
+            contents: contents.into(),
+        });
+        self
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the region.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Exposes a port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.ports.push(port);
+        self
+    }
+
+    /// Sets a provider-specific option.
+    pub fn provider_option(mut self, key: impl Into<String>, value: serde_json::Value) -> Self {
+        self.provider_options.insert(key.into(), value);
+        self
+    }
+
+    /// Validates and returns the spec.
+    pub fn build(self) -> Result<Self> {
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks every provider-independent rule; the error names the first bad field.
+    ///
+    /// Limits that depend on the provider (maximum lifetime, GPU kinds, ...) are checked
+    /// against its [`Capabilities`](crate::Capabilities) by [`crate::Requirements`] and the
+    /// checking layer.
+    pub fn validate(&self) -> Result<()> {
+        validate_argv("entrypoint", &self.entrypoint, true)?;
+        validate_env(
+            "env",
+            self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        validate_env(
+            "secrets",
+            self.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())),
+        )?;
+        for name in self.secrets.keys() {
+            if self.env.contains_key(name) {
+                return Err(Error::invalid_spec(
+                    format!("secrets.{name}"),
+                    "also set in `env`; a variable comes from one place",
+                ));
+            }
+        }
+        if let Some(workdir) = &self.workdir {
+            validate_absolute_path("workdir", workdir)?;
+        }
+        if let Some(cpu) = self.cpu
+            && (!cpu.is_finite() || cpu <= 0.0)
+        {
+            return Err(Error::invalid_spec(
+                "cpu",
+                format!("must be a positive number of cores, got {cpu}"),
+            ));
+        }
+        if self.memory_mib == Some(0) {
+            return Err(Error::invalid_spec("memory_mib", "must be at least 1 MiB"));
+        }
+        if let Some(gpu) = &self.gpu
+            && gpu.count == 0
+        {
+            return Err(Error::invalid_spec("gpu.count", "must be at least 1"));
+        }
+        if self.lifetime_secs == Some(0) {
+            return Err(Error::invalid_spec(
+                "lifetime_secs",
+                "must be at least 1 second",
+            ));
+        }
+        if self.idle_timeout_secs == Some(0) {
+            return Err(Error::invalid_spec(
+                "idle_timeout_secs",
+                "must be at least 1 second",
+            ));
+        }
+        if let Some(NetworkPolicy::AllowList { cidrs, domains }) = &self.network {
+            for (index, cidr) in cidrs.iter().enumerate() {
+                validate_cidr(&format!("network.cidrs[{index}]"), cidr)?;
+            }
+            for (index, domain) in domains.iter().enumerate() {
+                if domain.is_empty()
+                    || !domain
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*'))
+                {
+                    return Err(Error::invalid_spec(
+                        format!("network.domains[{index}]"),
+                        format!("`{domain}` is not a domain name"),
+                    ));
+                }
+            }
+        }
+        for (index, volume) in self.volumes.iter().enumerate() {
+            if volume.name.is_empty() {
+                return Err(Error::invalid_spec(
+                    format!("volumes[{index}].name"),
+                    "must not be empty",
+                ));
+            }
+            validate_absolute_path(&format!("volumes[{index}].mount_path"), &volume.mount_path)?;
+        }
+        for (index, file) in self.files.iter().enumerate() {
+            if file.path.is_empty() || file.path.contains('\0') {
+                return Err(Error::invalid_spec(
+                    format!("files[{index}].path"),
+                    "must be a non-empty path without NUL bytes",
+                ));
+            }
+        }
+        if let Some(name) = &self.name {
+            validate_name(name)?;
+        }
+        for (key, value) in &self.tags {
+            validate_tag(key, value)?;
+        }
+        if let Some(region) = &self.region
+            && region.trim().is_empty()
+        {
+            return Err(Error::invalid_spec("region", "must not be empty"));
+        }
+        for (index, port) in self.ports.iter().enumerate() {
+            if *port == 0 {
+                return Err(Error::invalid_spec(
+                    format!("ports[{index}]"),
+                    "must be between 1 and 65535",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an argv: non-empty (unless `may_be_empty`) and free of NUL bytes.
+pub(crate) fn validate_argv(field: &str, argv: &[String], may_be_empty: bool) -> Result<()> {
+    if argv.is_empty() && !may_be_empty {
+        return Err(Error::invalid_spec(field, "must name a program"));
+    }
+    if let Some(first) = argv.first()
+        && first.is_empty()
+    {
+        return Err(Error::invalid_spec(
+            format!("{field}[0]"),
+            "program name must not be empty",
+        ));
+    }
+    for (index, arg) in argv.iter().enumerate() {
+        if arg.contains('\0') {
+            return Err(Error::invalid_spec(
+                format!("{field}[{index}]"),
+                "must not contain NUL bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks environment names and values as POSIX `execve` needs them.
+pub(crate) fn validate_env<'a>(
+    field: &str,
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    for (name, value) in vars {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(Error::invalid_spec(
+                format!("{field}.{}", name.escape_debug()),
+                "variable names must be non-empty and contain neither `=` nor NUL",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(Error::invalid_spec(
+                format!("{field}.{name}"),
+                "values must not contain NUL bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_absolute_path(field: &str, path: &str) -> Result<()> {
+    if !path.starts_with('/') {
+        return Err(Error::invalid_spec(
+            field,
+            format!("must be an absolute path, got `{path}`"),
+        ));
+    }
+    if path.contains('\0') {
+        return Err(Error::invalid_spec(field, "must not contain NUL bytes"));
+    }
+    Ok(())
+}
+
+fn validate_cidr(field: &str, cidr: &str) -> Result<()> {
+    let bad = || Error::invalid_spec(field, format!("`{cidr}` is not a CIDR range"));
+    let (address, prefix) = cidr.split_once('/').ok_or_else(bad)?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let max_prefix = match address.parse::<std::net::IpAddr>().map_err(|_| bad())? {
+        std::net::IpAddr::V4(_) => 32,
+        std::net::IpAddr::V6(_) => 128,
+    };
+    if prefix > max_prefix {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(Error::invalid_spec("name", "must be 1 to 64 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(Error::invalid_spec(
+            "name",
+            format!("`{name}` may only contain letters, digits, `.`, `_` and `-`"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_tag(key: &str, value: &str) -> Result<()> {
+    let field = format!("tags.{}", key.escape_debug());
+    if key.is_empty() || key.len() > 128 {
+        return Err(Error::invalid_spec(
+            field,
+            "keys must be 1 to 128 characters",
+        ));
+    }
+    if key.starts_with(RESERVED_TAG_PREFIX) {
+        return Err(Error::invalid_spec(
+            field,
+            format!("keys starting with `{RESERVED_TAG_PREFIX}` are reserved for ownership tags"),
+        ));
+    }
+    if key.chars().any(|c| c.is_control() || c == '=' || c == ',') || value.contains('\0') {
+        return Err(Error::invalid_spec(
+            field,
+            "keys must not contain control characters, `=` or `,`; values must not contain NUL",
+        ));
+    }
+    if value.len() > 256 {
+        return Err(Error::invalid_spec(
+            field,
+            "values must be at most 256 characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(spec: SandboxSpec) -> String {
+        match spec.validate() {
+            Err(Error::InvalidSpec { field, .. }) => field,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_spec_is_valid() {
+        SandboxSpec::new()
+            .image("alpine:3.21")
+            .env("A", "1")
+            .cpu(0.5)
+            .memory_mib(256)
+            .lifetime_secs(60)
+            .tag("team", "evals")
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        assert_eq!(field_of(SandboxSpec::new().cpu(0.0)), "cpu");
+        assert_eq!(field_of(SandboxSpec::new().cpu(-1.0)), "cpu");
+        assert_eq!(field_of(SandboxSpec::new().cpu(f64::NAN)), "cpu");
+        assert_eq!(field_of(SandboxSpec::new().memory_mib(0)), "memory_mib");
+        assert_eq!(
+            field_of(SandboxSpec::new().gpu(GpuKind::H100, 0)),
+            "gpu.count"
+        );
+        assert_eq!(
+            field_of(SandboxSpec::new().lifetime_secs(0)),
+            "lifetime_secs"
+        );
+        assert_eq!(
+            field_of(SandboxSpec::new().workdir("relative/dir")),
+            "workdir"
+        );
+        assert_eq!(field_of(SandboxSpec::new().env("A=B", "x")), "env.A=B");
+        assert_eq!(field_of(SandboxSpec::new().env("A\0", "x")), "env.A\\0");
+        assert_eq!(field_of(SandboxSpec::new().env("A", "x\0")), "env.A");
+        assert_eq!(
+            field_of(SandboxSpec::new().tag("sandkit.owner", "me")),
+            "tags.sandkit.owner"
+        );
+        assert_eq!(field_of(SandboxSpec::new().name("has space")), "name");
+        assert_eq!(field_of(SandboxSpec::new().port(0)), "ports[0]");
+        assert_eq!(
+            field_of(SandboxSpec::new().entrypoint([""])),
+            "entrypoint[0]"
+        );
+        assert_eq!(
+            field_of(SandboxSpec::new().volume("v", "data")),
+            "volumes[0].mount_path"
+        );
+        let allowlist = NetworkPolicy::AllowList {
+            cidrs: vec!["10.0.0.0/33".into()],
+            domains: vec![],
+        };
+        assert_eq!(
+            field_of(SandboxSpec::new().network(allowlist)),
+            "network.cidrs[0]"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let spec = SandboxSpec::new().secret("API_KEY", "hunter2");
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&spec).unwrap().contains("hunter2"));
+        let parsed: SandboxSpec =
+            serde_json::from_str(r#"{"secrets":{"API_KEY":"hunter2"}}"#).unwrap();
+        assert_eq!(parsed.secrets["API_KEY"].expose(), "hunter2");
+    }
+
+    #[test]
+    fn unknown_spec_fields_are_rejected_by_name() {
+        let error = serde_json::from_str::<SandboxSpec>(r#"{"cpus": 2}"#).unwrap_err();
+        assert!(error.to_string().contains("cpus"), "{error}");
+    }
+}

@@ -105,6 +105,24 @@ pub enum Error {
         /// Every registered name.
         known: Vec<String>,
     },
+    /// A configuration file (such as `sandkit.toml`) is wrong.
+    #[error("{path}{}: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    ConfigFile {
+        /// The file, or the pool the problem belongs to.
+        path: String,
+        /// The line, when known.
+        line: Option<usize>,
+        /// What is wrong and what was expected, naming the field.
+        reason: String,
+    },
+    /// No pool can take the job: every pool's reasons, rule by rule, and every failure.
+    #[error("no pool can run this sandbox: {}", describe_no_pool(rejected, failed))]
+    NoPoolAvailable {
+        /// Pools that do not meet the requirements, with their unmet rules.
+        rejected: Vec<crate::requirements::Rejection>,
+        /// Pools that were tried and failed, with the error message.
+        failed: Vec<(String, String)>,
+    },
     /// Credentials were missing or rejected.
     #[error("authentication failed: {message}")]
     AuthenticationFailed {
@@ -270,6 +288,8 @@ impl Error {
             Self::InvalidConfig { .. } => "invalid_config",
             Self::Unsupported { .. } => "unsupported",
             Self::UnknownProvider { .. } => "unknown_provider",
+            Self::ConfigFile { .. } => "config_file",
+            Self::NoPoolAvailable { .. } => "no_pool_available",
             Self::AuthenticationFailed { .. } => "authentication_failed",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NotFound { .. } => "not_found",
@@ -285,6 +305,29 @@ impl Error {
             Self::Volume { .. } => "volume",
             Self::Provider { .. } => "provider",
         }
+    }
+}
+
+fn describe_no_pool(
+    rejected: &[crate::requirements::Rejection],
+    failed: &[(String, String)],
+) -> String {
+    let mut parts: Vec<String> = rejected
+        .iter()
+        .map(|r| {
+            let rules: Vec<String> = r.unmet.iter().map(ToString::to_string).collect();
+            format!("`{}` rejected ({})", r.name, rules.join("; "))
+        })
+        .collect();
+    parts.extend(
+        failed
+            .iter()
+            .map(|(pool, error)| format!("`{pool}` failed ({error})")),
+    );
+    if parts.is_empty() {
+        "no pools are configured".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 

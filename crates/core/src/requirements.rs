@@ -339,6 +339,50 @@ impl Requirements {
         unmet
     }
 
+    /// Both sets of requirements at once: every flag of either, the larger of each
+    /// minimum, and `other`'s choice where both name a region, GPU or isolation.
+    pub fn union(&self, other: &Requirements) -> Requirements {
+        fn max_opt<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(if b > a { b } else { a }),
+                (a, b) => a.or(b),
+            }
+        }
+        Requirements {
+            gpu_kind: other.gpu_kind.or(self.gpu_kind),
+            gpu_count: self.gpu_count.max(other.gpu_count),
+            lifetime_secs: max_opt(self.lifetime_secs, other.lifetime_secs),
+            idle_timeout: self.idle_timeout || other.idle_timeout,
+            network_block_all: self.network_block_all || other.network_block_all,
+            network_cidr_allowlist: self.network_cidr_allowlist || other.network_cidr_allowlist,
+            network_domain_allowlist: self.network_domain_allowlist
+                || other.network_domain_allowlist,
+            fs_snapshot: self.fs_snapshot || other.fs_snapshot,
+            pause: self.pause || other.pause,
+            pause_keeps_memory: self.pause_keeps_memory || other.pause_keeps_memory,
+            min_isolation: max_opt(self.min_isolation, other.min_isolation),
+            zero_idle_cost: self.zero_idle_cost || other.zero_idle_cost,
+            region: other.region.clone().or_else(|| self.region.clone()),
+            cpu: max_opt(self.cpu, other.cpu),
+            memory_mib: max_opt(self.memory_mib, other.memory_mib),
+            image_registry: self.image_registry || other.image_registry,
+            image_dockerfile: self.image_dockerfile || other.image_dockerfile,
+            entrypoint: self.entrypoint || other.entrypoint,
+            exec_stdin: self.exec_stdin || other.exec_stdin,
+            exec_pty: self.exec_pty || other.exec_pty,
+            exec_run_as_user: self.exec_run_as_user || other.exec_run_as_user,
+            server_enforced_timeouts: self.server_enforced_timeouts
+                || other.server_enforced_timeouts,
+            files: self.files || other.files,
+            tunnels: self.tunnels || other.tunnels,
+            volumes: self.volumes || other.volumes,
+            secrets: self.secrets || other.secrets,
+            list_by_tags: self.list_by_tags || other.list_by_tags,
+            lookup_by_name: self.lookup_by_name || other.lookup_by_name,
+            capacity_query: self.capacity_query || other.capacity_query,
+        }
+    }
+
     /// Whether `caps` meets every requirement.
     pub fn is_met_by(&self, caps: &Capabilities) -> bool {
         self.check(caps).is_empty()

@@ -300,6 +300,47 @@ impl SandboxSpec {
         self
     }
 
+    /// This spec with `defaults` filling what it leaves unset: options take this spec's
+    /// value when set, maps are merged (this spec wins on equal keys), lists are joined
+    /// (defaults first).
+    pub fn merged_over(&self, defaults: &SandboxSpec) -> SandboxSpec {
+        fn joined<T: Clone>(defaults: &[T], own: &[T]) -> Vec<T> {
+            defaults.iter().chain(own).cloned().collect()
+        }
+        fn merged<V: Clone>(
+            defaults: &BTreeMap<String, V>,
+            own: &BTreeMap<String, V>,
+        ) -> BTreeMap<String, V> {
+            let mut out = defaults.clone();
+            out.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            out
+        }
+        SandboxSpec {
+            image: self.image.clone().or_else(|| defaults.image.clone()),
+            entrypoint: if self.entrypoint.is_empty() {
+                defaults.entrypoint.clone()
+            } else {
+                self.entrypoint.clone()
+            },
+            env: merged(&defaults.env, &self.env),
+            secrets: merged(&defaults.secrets, &self.secrets),
+            workdir: self.workdir.clone().or_else(|| defaults.workdir.clone()),
+            cpu: self.cpu.or(defaults.cpu),
+            memory_mib: self.memory_mib.or(defaults.memory_mib),
+            gpu: self.gpu.or(defaults.gpu),
+            lifetime_secs: self.lifetime_secs.or(defaults.lifetime_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(defaults.idle_timeout_secs),
+            network: self.network.clone().or_else(|| defaults.network.clone()),
+            volumes: joined(&defaults.volumes, &self.volumes),
+            files: joined(&defaults.files, &self.files),
+            name: self.name.clone().or_else(|| defaults.name.clone()),
+            tags: merged(&defaults.tags, &self.tags),
+            region: self.region.clone().or_else(|| defaults.region.clone()),
+            ports: joined(&defaults.ports, &self.ports),
+            provider_options: merged(&defaults.provider_options, &self.provider_options),
+        }
+    }
+
     /// Validates and returns the spec.
     pub fn build(self) -> Result<Self> {
         self.validate()?;

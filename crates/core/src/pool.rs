@@ -1,0 +1,368 @@
+//! Pools: a named provider with its configuration, a default spec and a concurrency
+//! limit, usually loaded from a `sandkit.toml` file.
+//!
+//! ```toml
+//! [[pool]]
+//! name = "local"
+//! provider = "local-process"
+//! max_concurrent = 8
+//! [pool.spec]
+//! lifetime_secs = 600
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::capabilities::Capabilities;
+use crate::error::{Error, Result};
+use crate::layers::{self, LayerOptions};
+use crate::provider::SandboxProvider;
+use crate::registry;
+use crate::requirements::Requirements;
+use crate::spec::SandboxSpec;
+
+/// One pool as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The pool's name, unique in the file.
+    pub name: String,
+    /// Registry name of the provider.
+    pub provider: String,
+    /// Provider configuration (checked against the provider's config schema).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Defaults for every sandbox of this pool; a job's own spec overrides them.
+    #[serde(default)]
+    pub spec: SandboxSpec,
+    /// Most sandboxes of this pool alive at once; `None` means no limit of ours.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Ready sandboxes to keep for the pool's default spec (a warm pool).
+    #[serde(default)]
+    pub warm: u32,
+}
+
+/// The pools file: an ordered list of `[[pool]]` tables. Order is preference order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolsFile {
+    /// The pools, most preferred first.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolConfig>,
+}
+
+impl PoolsFile {
+    /// The JSON Schema of the file (TOML maps onto it one to one).
+    pub fn json_schema() -> schemars::Schema {
+        schemars::schema_for!(PoolsFile)
+    }
+
+    /// Parses TOML. Errors carry the line and the offending field; `origin` names the
+    /// file in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let file: PoolsFile = toml::from_str(text).map_err(|error| {
+            let line = error
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let field = line.and_then(|line| field_at(text, line));
+            Error::ConfigFile {
+                path: origin.to_owned(),
+                line,
+                reason: match field {
+                    Some(field) => format!("`{field}`: {}", error.message()),
+                    None => error.message().to_owned(),
+                },
+            }
+        })?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, pool) in file.pools.iter().enumerate() {
+            let line = line_of_pool(text, index);
+            if pool.name.trim().is_empty() {
+                return Err(Error::ConfigFile {
+                    path: origin.to_owned(),
+                    line,
+                    reason: format!("pool[{index}].name: must not be empty"),
+                });
+            }
+            if !seen.insert(pool.name.as_str()) {
+                return Err(Error::ConfigFile {
+                    path: origin.to_owned(),
+                    line,
+                    reason: format!("pool `{}`: the name is used twice", pool.name),
+                });
+            }
+        }
+        Ok(file)
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|error| Error::ConfigFile {
+            path: path.display().to_string(),
+            line: None,
+            reason: error.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Builds every pool: finds its provider in the registry, builds it with its config,
+    /// wraps it in the standard layers, and checks that the provider can honour the
+    /// pool's default spec. Errors name the pool.
+    pub async fn build(&self, options: LayerOptions) -> Result<Vec<Arc<Pool>>> {
+        let mut pools = Vec::with_capacity(self.pools.len());
+        for config in &self.pools {
+            pools.push(Arc::new(Pool::build(config, options.clone()).await?));
+        }
+        Ok(pools)
+    }
+}
+
+/// The dotted field written on `line` (1-based), e.g. `pool[1].spec.cpu`, found by
+/// following the table headers above it.
+fn field_at(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut pools = 0usize;
+    for (number, raw) in text.lines().enumerate().take(line) {
+        let trimmed = raw.trim();
+        if trimmed.starts_with("[[pool]]") {
+            table = format!("pool[{pools}]");
+            pools += 1;
+        } else if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            let header = header.trim();
+            table = match header.strip_prefix("pool.") {
+                Some(rest) if pools > 0 => format!("pool[{}].{rest}", pools - 1),
+                _ => header.to_owned(),
+            };
+        }
+        if number + 1 == line {
+            let key = trimmed.split('=').next()?.trim();
+            if key.is_empty() || key.starts_with('[') {
+                return None;
+            }
+            return Some(if table.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+    }
+    None
+}
+
+/// The line where the `index`-th `[[pool]]` table starts, for error messages.
+fn line_of_pool(text: &str, index: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with("[[pool]]"))
+        .nth(index)
+        .map(|(number, _)| number + 1)
+}
+
+/// A built pool: provider (with layers), default spec and admission control.
+pub struct Pool {
+    /// The pool's name.
+    pub name: String,
+    /// The provider, wrapped in the standard layers.
+    pub provider: Arc<dyn SandboxProvider>,
+    /// Default spec for sandboxes of this pool.
+    pub spec: SandboxSpec,
+    /// Ready sandboxes to keep for the default spec.
+    pub warm: u32,
+    limit: Option<Arc<Semaphore>>,
+    max_concurrent: Option<u32>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("provider", &self.provider.name())
+            .field("max_concurrent", &self.max_concurrent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool over an existing provider (wrap it in layers yourself).
+    pub fn new(
+        name: impl Into<String>,
+        provider: Arc<dyn SandboxProvider>,
+        spec: SandboxSpec,
+        max_concurrent: Option<u32>,
+    ) -> Result<Self> {
+        let name = name.into();
+        let unmet = Requirements::from_spec(&spec).check(provider.capabilities());
+        if !unmet.is_empty() {
+            let reasons: Vec<String> = unmet.iter().map(ToString::to_string).collect();
+            return Err(Error::ConfigFile {
+                path: format!("pool `{name}`"),
+                line: None,
+                reason: format!(
+                    "provider `{}` cannot honour the pool's spec: {}",
+                    provider.name(),
+                    reasons.join("; ")
+                ),
+            });
+        }
+        spec.validate().map_err(|error| Error::ConfigFile {
+            path: format!("pool `{name}`"),
+            line: None,
+            reason: error.to_string(),
+        })?;
+        Ok(Self {
+            name,
+            provider,
+            spec,
+            warm: 0,
+            limit: max_concurrent.map(|n| Arc::new(Semaphore::new(n as usize))),
+            max_concurrent,
+        })
+    }
+
+    async fn build(config: &PoolConfig, options: LayerOptions) -> Result<Self> {
+        let in_pool = |error: Error| Error::ConfigFile {
+            path: format!("pool `{}`", config.name),
+            line: None,
+            reason: error.to_string(),
+        };
+        let registration = registry::find(&config.provider).map_err(in_pool)?;
+        let bare = registration
+            .build(config.config.clone())
+            .await
+            .map_err(in_pool)?;
+        let provider = layers::standard(bare, options);
+        let mut pool = Self::new(
+            config.name.clone(),
+            provider,
+            config.spec.clone(),
+            config.max_concurrent,
+        )?;
+        pool.warm = config.warm;
+        Ok(pool)
+    }
+
+    /// The provider's capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        self.provider.capabilities()
+    }
+
+    /// The concurrency limit, if any.
+    pub fn max_concurrent(&self) -> Option<u32> {
+        self.max_concurrent
+    }
+
+    /// Sandboxes that may still be started under the concurrency limit.
+    pub fn available_permits(&self) -> Option<usize> {
+        self.limit.as_ref().map(|limit| limit.available_permits())
+    }
+
+    /// Takes a concurrency slot without waiting; `None` when the pool is full.
+    pub fn try_admit(&self) -> Option<Admission> {
+        match &self.limit {
+            None => Some(Admission(None)),
+            Some(limit) => limit
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| Admission(Some(p))),
+        }
+    }
+
+    /// Takes a concurrency slot, waiting at most `timeout` for one.
+    pub async fn admit(&self, timeout: Duration) -> Option<Admission> {
+        match &self.limit {
+            None => Some(Admission(None)),
+            Some(limit) => tokio::time::timeout(timeout, limit.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|p| Admission(Some(p))),
+        }
+    }
+}
+
+/// A held concurrency slot of a pool; released when dropped.
+#[derive(Debug)]
+pub struct Admission(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pools_file_parses_in_order() {
+        let file = PoolsFile::parse(
+            r#"
+[[pool]]
+name = "first"
+provider = "local-process"
+max_concurrent = 4
+[pool.spec]
+lifetime_secs = 60
+
+[[pool]]
+name = "second"
+provider = "local-docker"
+warm = 2
+"#,
+            "sandkit.toml",
+        )
+        .unwrap();
+        let names: Vec<_> = file.pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["first", "second"]);
+        assert_eq!(file.pools[0].spec.lifetime_secs, Some(60));
+        assert_eq!(file.pools[1].warm, 2);
+    }
+
+    #[test]
+    fn a_wrong_field_is_reported_with_its_line_and_name() {
+        let error = PoolsFile::parse(
+            "[[pool]]\nname = \"a\"\nprovider = \"x\"\nmax_concurent = 3\n",
+            "sandkit.toml",
+        )
+        .unwrap_err();
+        match &error {
+            Error::ConfigFile { line, reason, .. } => {
+                assert_eq!(*line, Some(4), "{error}");
+                assert!(reason.contains("max_concurent"), "{reason}");
+            }
+            other => panic!("expected ConfigFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_names_what_was_expected() {
+        let error = PoolsFile::parse(
+            "[[pool]]\nname = \"a\"\nprovider = \"x\"\nwarm = \"two\"\n",
+            "sandkit.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("line 4")
+                && error.contains("`pool[0].warm`")
+                && error.contains("expected u32"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn duplicate_pool_names_are_rejected() {
+        let error = PoolsFile::parse(
+            "[[pool]]\nname = \"a\"\nprovider = \"x\"\n[[pool]]\nname = \"a\"\nprovider = \"y\"\n",
+            "f",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("line 4") && error.contains("twice"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! Routing: choose a pool by requirements, create there, fall back on transient failures,
+//! and record every decision.
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layers::LayerOptions;
+use crate::pool::{Admission, Pool, PoolsFile};
+use crate::provider::Sandbox;
+use crate::requirements::{Rejection, Requirements};
+use crate::spec::SandboxSpec;
+
+/// How the router treats pressure from pools.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutingPolicy {
+    /// Retries on the same pool after `RateLimited`, honouring `retry_after`, before
+    /// falling back to the next pool.
+    pub rate_limit_retries: u32,
+    /// Longest wait for a rate-limited pool before falling back.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for RoutingPolicy {
+    fn default() -> Self {
+        Self {
+            rate_limit_retries: 2,
+            max_rate_limit_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A pool that was tried and failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PoolFailure {
+    /// The pool.
+    pub pool: String,
+    /// The error kind ([`Error::kind`]), or `full` when no slot was free.
+    pub kind: String,
+    /// The error message.
+    pub message: String,
+}
+
+/// Why a job went where it went: every pool considered, rejected (with the rules) or
+/// tried and failed, and the one chosen.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Decision {
+    /// Pools meeting the requirements, in preference order.
+    pub considered: Vec<String>,
+    /// Pools not meeting them, with the unmet rules.
+    pub rejected: Vec<Rejection>,
+    /// Pools tried that failed.
+    pub failed: Vec<PoolFailure>,
+    /// The pool the sandbox was created on.
+    pub chosen: Option<String>,
+}
+
+impl Decision {
+    /// A table a person can read: one line per pool.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        for name in &self.considered {
+            let status = if self.chosen.as_deref() == Some(name) {
+                "chosen".to_owned()
+            } else if let Some(failure) = self.failed.iter().find(|f| &f.pool == name) {
+                format!("failed: {} ({})", failure.kind, failure.message)
+            } else {
+                "not needed".to_owned()
+            };
+            out.push_str(&format!("{name:<20} {status}\n"));
+        }
+        for rejection in &self.rejected {
+            for (index, unmet) in rejection.unmet.iter().enumerate() {
+                let name = if index == 0 {
+                    rejection.name.as_str()
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{name:<20} rejected: {unmet}\n"));
+            }
+        }
+        out
+    }
+
+    fn log(&self) {
+        tracing::info!(
+            target: "sandkit::routing",
+            chosen = self.chosen.as_deref().unwrap_or(""),
+            considered = ?self.considered,
+            rejected = ?self.rejected.iter().map(|r| (&r.name, r.unmet.iter().map(|u| &u.rule).collect::<Vec<_>>())).collect::<Vec<_>>(),
+            failed = ?self.failed.iter().map(|f| (&f.pool, &f.kind)).collect::<Vec<_>>(),
+            "routing decision"
+        );
+    }
+}
+
+/// A sandbox handed out by a [`Router`] or a warm pool, holding its pool's concurrency
+/// slot. Terminate it with [`Lease::terminate`]; a lease dropped without that is
+/// terminated in the background so no sandbox outlives its owner by accident.
+#[derive(Debug)]
+pub struct Lease {
+    sandbox: Option<Sandbox>,
+    pool: String,
+    admission: Option<Admission>,
+}
+
+impl Lease {
+    pub(crate) fn new(sandbox: Sandbox, pool: String, admission: Admission) -> Self {
+        Self {
+            sandbox: Some(sandbox),
+            pool,
+            admission: Some(admission),
+        }
+    }
+
+    /// The pool it came from.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// Terminates the sandbox and frees the slot.
+    pub async fn terminate(mut self) -> Result<()> {
+        let result = match self.sandbox.take() {
+            Some(sandbox) => sandbox.terminate().await,
+            None => Ok(()),
+        };
+        self.admission.take();
+        result
+    }
+
+    /// Keeps the sandbox running beyond the lease: frees the slot, returns the handle.
+    /// The caller now owns its termination.
+    pub fn detach(mut self) -> Sandbox {
+        self.admission.take();
+        self.sandbox
+            .take()
+            .expect("a live lease always holds its sandbox")
+    }
+}
+
+impl Deref for Lease {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        self.sandbox
+            .as_ref()
+            .expect("a live lease always holds its sandbox")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(sandbox) = self.sandbox.take() {
+            let admission = self.admission.take();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = sandbox.terminate().await {
+                        tracing::warn!(%error, "terminating a dropped lease failed");
+                    }
+                    drop(admission);
+                });
+            } else {
+                tracing::warn!(sandbox = %sandbox.id(), "lease dropped outside a runtime; the sandbox ends at its lifetime");
+            }
+        }
+    }
+}
+
+/// Routes jobs over ordered pools.
+#[derive(Debug, Clone)]
+pub struct Router {
+    pools: Vec<Arc<Pool>>,
+    policy: RoutingPolicy,
+}
+
+impl Router {
+    /// A router over `pools`, most preferred first.
+    pub fn new(pools: Vec<Arc<Pool>>) -> Self {
+        Self {
+            pools,
+            policy: RoutingPolicy::default(),
+        }
+    }
+
+    /// Loads a pools file and builds every pool (see [`PoolsFile::build`]).
+    pub async fn from_file(path: &Path, options: LayerOptions) -> Result<Self> {
+        Ok(Self::new(PoolsFile::read(path)?.build(options).await?))
+    }
+
+    /// Replaces the policy.
+    pub fn with_policy(mut self, policy: RoutingPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The pools, in preference order.
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|pool| pool.name == name)
+    }
+
+    /// Which pools could take `spec` with the extra `requirements`, without creating
+    /// anything. The spec is merged over each pool's default spec first.
+    pub fn plan(&self, spec: &SandboxSpec, requirements: &Requirements) -> Decision {
+        let mut decision = Decision::default();
+        for pool in &self.pools {
+            let merged = spec.merged_over(&pool.spec);
+            let needs = Requirements::from_spec(&merged).union(requirements);
+            let unmet = needs.check(pool.capabilities());
+            if unmet.is_empty() {
+                decision.considered.push(pool.name.clone());
+            } else {
+                decision.rejected.push(Rejection {
+                    name: pool.name.clone(),
+                    unmet,
+                });
+            }
+        }
+        decision
+    }
+
+    /// Creates a sandbox on the first pool that meets the requirements and has room,
+    /// falling back to the next on a retryable failure (unavailable, rate limited, no
+    /// capacity, pool full). A non-retryable failure ends the search with that error.
+    /// The decision is logged as a tracing event and returned with the lease.
+    pub async fn create(
+        &self,
+        spec: &SandboxSpec,
+        requirements: &Requirements,
+    ) -> Result<(Lease, Decision)> {
+        let mut decision = self.plan(spec, requirements);
+        let candidates: Vec<Arc<Pool>> = decision
+            .considered
+            .iter()
+            .filter_map(|name| self.pool(name).cloned())
+            .collect();
+        for pool in candidates {
+            match self.try_pool(&pool, spec).await {
+                Ok(lease) => {
+                    decision.chosen = Some(pool.name.clone());
+                    decision.log();
+                    return Ok((lease, decision));
+                }
+                Err((kind, error)) => {
+                    let retryable = error.as_ref().is_none_or(|e| {
+                        e.is_retryable() || matches!(e, Error::ResourceLimitExceeded { .. })
+                    });
+                    decision.failed.push(PoolFailure {
+                        pool: pool.name.clone(),
+                        kind,
+                        message: error
+                            .as_ref()
+                            .map_or("no free slot".to_owned(), ToString::to_string),
+                    });
+                    if !retryable {
+                        decision.log();
+                        return Err(error.expect("a non-retryable failure carries its error"));
+                    }
+                }
+            }
+        }
+        decision.log();
+        Err(Error::NoPoolAvailable {
+            rejected: decision.rejected,
+            failed: decision
+                .failed
+                .into_iter()
+                .map(|f| (f.pool, format!("{}: {}", f.kind, f.message)))
+                .collect(),
+        })
+    }
+
+    /// One pool: admission, capacity, then create with rate-limit backoff.
+    async fn try_pool(
+        &self,
+        pool: &Arc<Pool>,
+        spec: &SandboxSpec,
+    ) -> std::result::Result<Lease, (String, Option<Error>)> {
+        let admission = pool.try_admit().ok_or(("full".to_owned(), None))?;
+        if pool.capabilities().capacity_query
+            && let Ok(capacity) = pool.provider.capacity().await
+            && capacity.available_sandboxes == Some(0)
+        {
+            return Err((
+                "no_capacity".to_owned(),
+                Some(Error::ResourceLimitExceeded {
+                    message: "the provider reports no free capacity".into(),
+                }),
+            ));
+        }
+        let merged = spec.merged_over(&pool.spec);
+        let mut attempt = 0;
+        loop {
+            match Sandbox::create(pool.provider.clone(), &merged).await {
+                Ok(sandbox) => return Ok(Lease::new(sandbox, pool.name.clone(), admission)),
+                Err(Error::RateLimited { retry_after })
+                    if attempt < self.policy.rate_limit_retries =>
+                {
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_millis(200))
+                        .min(self.policy.max_rate_limit_wait);
+                    tracing::debug!(pool = %pool.name, ?wait, "rate limited; waiting");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err((error.kind().to_owned(), Some(error))),
+            }
+        }
+    }
+}

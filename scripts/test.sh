@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine or a developer's: installs what the tests
+# need (bubblewrap, busybox, Docker Engine, the official `modal` Python client), starts the
+# engine, runs lint, docs and every test (each provider through the conformance suite), and
+# fails if any sandbox, container or image this run created is left behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# One id for everything this run creates, so leftovers can be found.
+export SANDKIT_RUN_ID="${SANDKIT_RUN_ID:-test-$(date +%s)-$$}"
+export SANDKIT_OWNER="${SANDKIT_OWNER:-sandkit-tests}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step "system packages"
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]} (run as root, or install them first)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+step "Docker Engine and the busybox test image"
+scripts/docker-engine.sh
+
+step "Python venv with the official modal client"
+export SANDKIT_MODAL_VENV="${SANDKIT_MODAL_VENV:-$PWD/.venv/modal}"
+if [ ! -x "$SANDKIT_MODAL_VENV/bin/python" ] || ! "$SANDKIT_MODAL_VENV/bin/python" -c 'import modal' 2>/dev/null; then
+    python3 -m venv "$SANDKIT_MODAL_VENV"
+    "$SANDKIT_MODAL_VENV/bin/pip" install --quiet --disable-pip-version-check 'modal==1.6.4'
+fi
+
+step "format, lints, docs, and core's dependency rule"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+if cargo tree -p sandkit-core -e normal --prefix none | grep -E '^(bollard|tonic|reqwest|hyper) ' ; then
+    echo "sandkit-core must not depend on a transport crate" >&2
+    exit 1
+fi
+
+step "tests (every provider runs the conformance suite)"
+cargo test --workspace --locked --no-fail-fast
+
+step "leak check"
+scripts/docker-leaks.sh "$SANDKIT_RUN_ID"
+echo "no containers or images left by run $SANDKIT_RUN_ID"

@@ -4,7 +4,8 @@
 # - An engine that already answers `docker info` is used as it is (DOCKER_HOST honoured).
 # - Otherwise, as root: installs Debian's `docker.io` (and `busybox-static`) when missing,
 #   starts `dockerd` in the background (log: $SANDKIT_DOCKERD_LOG, default
-#   /tmp/sandkit-dockerd.log) and waits up to 60 s for it to answer.
+#   /tmp/sandkit-dockerd.log) with --live-restore, so sandboxes survive an engine restart,
+#   and waits up to 60 s for it to answer.
 # - Builds `sandkit-test-busybox:latest` when missing: `FROM scratch` plus Debian's static
 #   busybox, so no registry is needed.
 set -euo pipefail
@@ -46,7 +47,9 @@ start_engine() {
     else
         log "starting dockerd (log: $DOCKERD_LOG)"
         # setsid + nohup: the engine outlives this script and the shell that ran it.
-        setsid nohup dockerd --host unix:///var/run/docker.sock >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        # --live-restore: containers (sandboxes) keep running while dockerd restarts.
+        setsid nohup dockerd --host unix:///var/run/docker.sock --live-restore \
+            >>"$DOCKERD_LOG" 2>&1 </dev/null &
     fi
     local waited=0
     until engine_answers; do

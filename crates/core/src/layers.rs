@@ -47,6 +47,18 @@ pub fn standard(
     Arc::new(Traced::new(retrying, options.events))
 }
 
+/// The provider under every layer that reports itself through
+/// [`SandboxProvider::wrapped`]; `provider` itself when it is not a layer. Wrap the result,
+/// not the argument, to be sure a stack is not layered twice (twice-applied ownership tags
+/// would be rejected as reserved).
+pub fn bare(provider: &Arc<dyn SandboxProvider>) -> Arc<dyn SandboxProvider> {
+    let mut current = provider;
+    while let Some(inner) = current.wrapped() {
+        current = inner;
+    }
+    Arc::clone(current)
+}
+
 // ---------------------------------------------------------------------------------------
 // Capability check
 // ---------------------------------------------------------------------------------------
@@ -135,6 +147,9 @@ impl SandboxProvider for Checked {
     }
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
+    }
+    fn wrapped(&self) -> Option<&Arc<dyn SandboxProvider>> {
+        Some(&self.inner)
     }
     fn check_provider_options(&self, options: &BTreeMap<String, serde_json::Value>) -> Result<()> {
         self.inner.check_provider_options(options)
@@ -327,6 +342,9 @@ impl SandboxProvider for Retrying {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
     }
+    fn wrapped(&self) -> Option<&Arc<dyn SandboxProvider>> {
+        Some(&self.inner)
+    }
     fn check_provider_options(&self, options: &BTreeMap<String, serde_json::Value>) -> Result<()> {
         self.inner.check_provider_options(options)
     }
@@ -484,6 +502,9 @@ impl SandboxProvider for Traced {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
     }
+    fn wrapped(&self) -> Option<&Arc<dyn SandboxProvider>> {
+        Some(&self.inner)
+    }
     fn check_provider_options(&self, options: &BTreeMap<String, serde_json::Value>) -> Result<()> {
         self.inner.check_provider_options(options)
     }
@@ -592,5 +613,71 @@ impl SandboxProvider for Traced {
     async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {
         self.traced("find_by_name", None, self.inner.find_by_name(name))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider that only has a name: enough to build and peel layer stacks.
+    struct Named(Capabilities);
+
+    #[async_trait]
+    impl SandboxProvider for Named {
+        fn name(&self) -> &str {
+            "named"
+        }
+        fn capabilities(&self) -> &Capabilities {
+            &self.0
+        }
+        async fn create(&self, _: &SandboxSpec) -> Result<SandboxInfo> {
+            Err(Error::unsupported("named", "create"))
+        }
+        async fn info(&self, id: &SandboxId) -> Result<SandboxInfo> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn list(&self, _: &ListFilter) -> Result<Vec<SandboxInfo>> {
+            Ok(Vec::new())
+        }
+        async fn exec(&self, id: &SandboxId, _: ExecRequest) -> Result<ExecProcess> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn read_file(&self, id: &SandboxId, _: &str) -> Result<Bytes> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn write_file(&self, id: &SandboxId, _: &str, _: Bytes) -> Result<()> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn stat(&self, id: &SandboxId, _: &str) -> Result<FileStat> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn list_dir(&self, id: &SandboxId, _: &str) -> Result<Vec<DirEntry>> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn make_dir(&self, id: &SandboxId, _: &str) -> Result<()> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn remove(&self, id: &SandboxId, _: &str, _: bool) -> Result<()> {
+            Err(Error::sandbox_not_found(id))
+        }
+        async fn terminate(&self, _: &SandboxId) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn same(a: &Arc<dyn SandboxProvider>, b: &Arc<dyn SandboxProvider>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+    }
+
+    #[test]
+    fn bare_peels_every_standard_layer() {
+        let provider: Arc<dyn SandboxProvider> = Arc::new(Named(Capabilities::default()));
+        assert!(same(&bare(&provider), &provider));
+        let once = standard(Arc::clone(&provider), LayerOptions::default());
+        let twice = standard(Arc::clone(&once), LayerOptions::default());
+        assert!(!same(&once, &provider));
+        assert!(same(&bare(&once), &provider));
+        assert!(same(&bare(&twice), &provider));
     }
 }

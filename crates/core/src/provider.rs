@@ -237,6 +237,13 @@ pub trait SandboxProvider: Send + Sync + 'static {
     /// What this instance can do (configuration may change it).
     fn capabilities(&self) -> &Capabilities;
 
+    /// The provider this one wraps, when it is a layer (see [`crate::layers`]); `None` for
+    /// a provider itself. Lets code that adds layers start from the bare provider
+    /// ([`crate::layers::bare`]), so a stack is never wrapped twice.
+    fn wrapped(&self) -> Option<&Arc<dyn SandboxProvider>> {
+        None
+    }
+
     /// Checks [`SandboxSpec::provider_options`] against this provider's options. The
     /// default accepts none: any key is [`Error::Unsupported`].
     fn check_provider_options(&self, options: &BTreeMap<String, serde_json::Value>) -> Result<()> {

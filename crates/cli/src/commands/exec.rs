@@ -1,0 +1,143 @@
+//! `sandkit exec`: run a command in an existing sandbox with live output.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sandkit_core::{ExecProcess, ExecRequest, SandboxId, SandboxProvider};
+use serde::Serialize;
+
+use super::{Context, JsonFlag};
+use crate::args::parse_key_value;
+use crate::error::CliError;
+use crate::output::print_json;
+use crate::stream::{Interrupts, Outcome, Sink, drive};
+
+/// How the command runs; shared by `run` and `exec`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Command")]
+pub struct CommandArgs {
+    /// Working directory: absolute, or relative to the sandbox's working directory.
+    #[arg(long, value_name = "PATH")]
+    pub cwd: Option<String>,
+
+    /// Kill the command's whole process tree after this many seconds (exit 124).
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub timeout_secs: Option<f64>,
+
+    /// Forward this process's standard input to the command.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+
+    /// Run as this user.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+impl CommandArgs {
+    /// The exec request for `argv`.
+    pub fn request(&self, argv: Vec<String>) -> ExecRequest {
+        let mut request = ExecRequest::new(argv);
+        request.cwd = self.cwd.clone();
+        request.stdin = self.stdin;
+        request.user = self.user.clone();
+        // Zero and negative values are passed on as zero, which validation rejects by
+        // name; a value too large for a Duration is as good as no timeout.
+        request.timeout = self
+            .timeout_secs
+            .map(|secs| Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX));
+        request
+    }
+}
+
+/// Flags of `sandkit exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The sandbox.
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// Environment variable for this command (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub output: JsonFlag,
+
+    #[command(flatten)]
+    pub command: CommandArgs,
+
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// Runs the command; exits with its exit code.
+pub async fn run(context: &Context, args: ExecArgs) -> Result<i32, CliError> {
+    let mut request = args.command.request(args.argv);
+    request.env = args.env.into_iter().collect();
+    request.validate()?;
+    let mut interrupts = Interrupts::catch()?;
+    let provider = context.open().await?;
+    let id = SandboxId::from(args.id);
+    let process = provider.exec(&id, request).await?;
+    match report(context, &provider, &id, process, &mut interrupts).await {
+        Err(CliError::Interrupted { signal, .. }) => Err(CliError::Interrupted {
+            signal,
+            cleanup: Some(format!("command killed; sandbox {id} still runs")),
+        }),
+        other => other,
+    }
+}
+
+/// The `--json` result of `run` and `exec`. Output is text with invalid UTF-8 replaced;
+/// use the human mode (raw bytes on stdout) for binary output.
+#[derive(Serialize)]
+struct ExecReport<'a> {
+    provider: &'a str,
+    sandbox: &'a SandboxId,
+    exit_code: i32,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Drives a started command to its end and reports it: output streamed live (or one
+/// JSON document with `--json`). Returns the command's exit code.
+pub async fn report(
+    context: &Context,
+    provider: &Arc<dyn SandboxProvider>,
+    id: &SandboxId,
+    mut process: ExecProcess,
+    interrupts: &mut Interrupts,
+) -> Result<i32, CliError> {
+    let sink = if context.json {
+        Sink::Collect
+    } else {
+        Sink::Terminal
+    };
+    match drive(&mut process, sink, interrupts).await? {
+        Outcome::Interrupted { signal } => Err(CliError::Interrupted {
+            signal,
+            cleanup: None,
+        }),
+        Outcome::Exited {
+            status,
+            stdout,
+            stderr,
+        } => {
+            if context.json {
+                print_json(&ExecReport {
+                    provider: provider.name(),
+                    sandbox: id,
+                    exit_code: status.code,
+                    signal: status.signal,
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                })?;
+            }
+            // Exit codes are 0..=255 on every platform we run on.
+            Ok(status.code.clamp(0, 255))
+        }
+    }
+}

@@ -349,15 +349,9 @@ async fn download(
 
     if provider.capabilities().batch_transfer {
         let archive = provider.download_archive(id, remote).await?;
-        let listing: Vec<String> = provider
-            .list_dir(id, remote)
-            .await?
-            .into_iter()
-            .map(|entry| entry.name)
-            .collect();
         let name = remote_name(remote);
         return tokio::task::spawn_blocking(move || {
-            unpack_archive(&archive, name.as_deref(), &listing, &target)
+            unpack_archive(&archive, name.as_deref(), &target)
         })
         .await
         .map_err(|error| CliError::Failed(format!("unpacking the archive: {error}")))?;
@@ -407,16 +401,11 @@ fn create_dir(path: &Path) -> Result<(), CliError> {
 }
 
 /// Unpacks a downloaded directory archive to `target`, merging into an existing
-/// directory. Providers name entries either relative to the directory or under the
-/// directory's own name (as the Docker Engine does); `listing` (the directory's entries)
-/// tells the two apart. The archive goes through a temporary directory next to `target`,
-/// so `tar`'s checks keep every entry inside it.
-fn unpack_archive(
-    archive: &[u8],
-    name: Option<&str>,
-    listing: &[String],
-    target: &Path,
-) -> Result<Copied, CliError> {
+/// directory. The archive holds the directory under its own `name` (as the Docker Engine
+/// and local-process build it), or its entries directly when the directory has no name
+/// (`.`, `/`). It goes through a temporary directory next to `target`, so `tar`'s checks
+/// keep every entry inside it.
+fn unpack_archive(archive: &[u8], name: Option<&str>, target: &Path) -> Result<Copied, CliError> {
     let parent = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -431,20 +420,8 @@ fn unpack_archive(
             CliError::Failed(format!("cannot unpack the sandbox's archive: {error}"))
         })?;
 
-    let unpacked: Vec<String> = std::fs::read_dir(scratch.path())
-        .map_err(|error| CliError::io(scratch.path(), error))?
-        .filter_map(|entry| entry.ok())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    let root = match name {
-        Some(name)
-            if unpacked.len() == 1
-                && unpacked[0] == name
-                && listing != [name]
-                && scratch.path().join(name).is_dir() =>
-        {
-            scratch.path().join(name)
-        }
+    let root = match name.map(|name| scratch.path().join(name)) {
+        Some(named) if named.is_dir() => named,
         _ => scratch.path().to_owned(),
     };
 
@@ -564,6 +541,7 @@ mod tests {
         std::fs::create_dir_all(source.path().join("d/e")).unwrap();
         std::fs::write(source.path().join("d/e/f.txt"), b"deep").unwrap();
         std::fs::write(source.path().join("top.txt"), b"top").unwrap();
+        // Archived from the root: entries are not under a directory name.
         let entries = walk_local(source.path()).unwrap();
         let names: Vec<_> = entries.iter().map(|e| e.remote_relative.as_str()).collect();
         assert_eq!(names, ["d", "top.txt", "d/e", "d/e/f.txt"]);
@@ -572,14 +550,7 @@ mod tests {
         let destination = tempfile::tempdir().unwrap();
         std::fs::create_dir(destination.path().join("out")).unwrap();
         std::fs::write(destination.path().join("out/kept.txt"), b"kept").unwrap();
-        let listing = vec!["d".to_owned(), "top.txt".to_owned()];
-        let copied = unpack_archive(
-            &archive,
-            Some("src"),
-            &listing,
-            &destination.path().join("out"),
-        )
-        .unwrap();
+        let copied = unpack_archive(&archive, None, &destination.path().join("out")).unwrap();
         assert_eq!((copied.files, copied.bytes), (2, 7));
         let out = destination.path().join("out");
         assert_eq!(std::fs::read(out.join("d/e/f.txt")).unwrap(), b"deep");
@@ -601,7 +572,7 @@ mod tests {
         let archive = build_archive(source.path(), &entries).unwrap();
         let destination = tempfile::tempdir().unwrap();
         let target = destination.path().join("copy");
-        unpack_archive(&archive, Some("data"), &["a.txt".to_owned()], &target).unwrap();
+        unpack_archive(&archive, Some("data"), &target).unwrap();
         assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"a");
     }
 }

@@ -1,0 +1,785 @@
+//! The case table. Every case is registered for every provider; [`Need`] decides whether
+//! it runs, and says why not. Each capability-gated case has a negative twin that runs
+//! when the capability is absent and checks the `Unsupported` answer.
+
+mod exec;
+mod files;
+mod lifecycle;
+mod network;
+mod optional;
+mod specs;
+
+use sandkit_core::{Capabilities, GpuKind, PauseSupport, TimeoutEnforcement};
+
+use crate::case::{Case, Need};
+
+macro_rules! case {
+    ($module:ident :: $name:ident, $needs:expr, $summary:expr $(,)?) => {
+        Case {
+            name: stringify!($name),
+            summary: $summary,
+            needs: $needs,
+            run: |cx| Box::pin($module::$name(cx)),
+        }
+    };
+}
+
+/// A need on one capability flag, and its negation for the twin.
+macro_rules! needs {
+    ($has:ident, $lacks:ident, |$caps:ident| $flag:expr, $what:literal) => {
+        const $has: Need = Need {
+            check: |$caps: &Capabilities| $flag,
+            reason: concat!("needs ", $what),
+        };
+        const $lacks: Need = Need {
+            check: |$caps: &Capabilities| !($flag),
+            reason: concat!(
+                "checks the Unsupported answer; the provider declares ",
+                $what
+            ),
+        };
+    };
+}
+
+needs!(TAGS, NO_TAGS, |c| c.tags, "`tags`");
+needs!(
+    LIST_BY_TAGS,
+    NO_LIST_BY_TAGS,
+    |c| c.tags && c.list_by_tags,
+    "`tags` and `list_by_tags`"
+);
+needs!(
+    LOOKUP_BY_NAME,
+    NO_LOOKUP_BY_NAME,
+    |c| c.lookup_by_name,
+    "`lookup_by_name`"
+);
+needs!(
+    SEPARATE_STDERR,
+    MERGED_STDERR,
+    |c| c.exec_separate_stderr,
+    "`exec_separate_stderr`"
+);
+needs!(STDIN, NO_STDIN, |c| c.exec_stdin, "`exec_stdin`");
+needs!(
+    TIMEOUTS,
+    NO_TIMEOUTS,
+    |c| c.exec_timeout != TimeoutEnforcement::None,
+    "`exec_timeout` (client or server)"
+);
+needs!(PTY, NO_PTY, |c| c.exec_pty, "`exec_pty`");
+needs!(
+    RUN_AS_USER,
+    NO_RUN_AS_USER,
+    |c| c.exec_run_as_user,
+    "`exec_run_as_user`"
+);
+needs!(SECRETS, NO_SECRETS, |c| c.secrets, "`secrets`");
+needs!(FILES, NO_FILES, |c| c.files, "`files`");
+needs!(BATCH, NO_BATCH, |c| c.batch_transfer, "`batch_transfer`");
+needs!(SNAPSHOT, NO_SNAPSHOT, |c| c.fs_snapshot, "`fs_snapshot`");
+needs!(
+    PAUSE,
+    NO_PAUSE,
+    |c| c.pause != PauseSupport::No,
+    "`pause` (preview or yes)"
+);
+needs!(ENTRYPOINT, NO_ENTRYPOINT, |c| c.entrypoint, "`entrypoint`");
+needs!(
+    CAPACITY,
+    NO_CAPACITY,
+    |c| c.capacity_query,
+    "`capacity_query`"
+);
+needs!(TUNNELS, NO_TUNNELS, |c| c.tunnels, "`tunnels`");
+needs!(
+    IDLE_TIMEOUT,
+    NO_IDLE_TIMEOUT,
+    |c| c.idle_timeout,
+    "`idle_timeout`"
+);
+needs!(
+    BLOCK_ALL,
+    NO_BLOCK_ALL,
+    |c| c.network_block_all,
+    "`network_block_all`"
+);
+needs!(
+    CIDR_ALLOWLIST,
+    NO_CIDR_ALLOWLIST,
+    |c| c.network_cidr_allowlist,
+    "`network_cidr_allowlist`"
+);
+needs!(
+    DOMAIN_ALLOWLIST,
+    NO_DOMAIN_ALLOWLIST,
+    |c| c.network_domain_allowlist,
+    "`network_domain_allowlist`"
+);
+needs!(CPU_LIMIT, NO_CPU_LIMIT, |c| c.cpu_limit, "`cpu_limit`");
+needs!(
+    MEMORY_LIMIT,
+    NO_MEMORY_LIMIT,
+    |c| c.memory_limit,
+    "`memory_limit`"
+);
+needs!(
+    MAX_LIFETIME,
+    NO_MAX_LIFETIME,
+    |c| c.max_lifetime_secs.is_some(),
+    "a `max_lifetime_secs`"
+);
+
+// Capabilities exercised in one direction only. Images: the base spec already carries the
+// image a provider needs, so only the twins run. Volumes: a positive check would leave
+// volumes behind, since the trait has no call that deletes one.
+const REGIONS: Need = Need {
+    check: |c| !c.regions.is_empty(),
+    reason: "needs `regions`",
+};
+const NO_REGISTRY_IMAGES: Need = Need {
+    check: |c| !c.image_registry,
+    reason: "checks the Unsupported answer; the provider declares `image_registry`",
+};
+const NO_DOCKERFILE_IMAGES: Need = Need {
+    check: |c| !c.image_dockerfile,
+    reason: "checks the Unsupported answer; the provider declares `image_dockerfile`",
+};
+const NO_VOLUMES: Need = Need {
+    check: |c| !c.volumes,
+    reason: "checks the Unsupported answer; the provider declares `volumes` (not checked: \
+             the trait cannot delete a volume a check would create)",
+};
+
+const PAUSE_KEEPS_MEMORY: Need = Need {
+    check: |c| c.pause != PauseSupport::No && c.pause_keeps_memory,
+    reason: "needs `pause` with `pause_keeps_memory` (processes survive a pause)",
+};
+const CPU_MAX: Need = Need {
+    check: |c| c.cpu_limit && c.max_cpu.is_some(),
+    reason: "needs `cpu_limit` with a `max_cpu`",
+};
+const MEMORY_MAX: Need = Need {
+    check: |c| c.memory_limit && c.max_memory_mib.is_some(),
+    reason: "needs `memory_limit` with a `max_memory_mib`",
+};
+const SOME_GPU_NOT_OFFERED: Need = Need {
+    check: |c| GpuKind::ALL.iter().any(|kind| !c.gpu_kinds.contains(kind)),
+    reason: "needs a GPU kind the provider does not offer (it offers all of them)",
+};
+const FILES_AND_WORKDIR: Need = Need {
+    check: |c| c.files,
+    reason: "needs `files`",
+};
+
+/// The table, in report order.
+pub(crate) static CASES: &[Case] = &[
+    // Lifecycle.
+    case!(
+        lifecycle::create_returns_running_sandbox,
+        Need::NOTHING,
+        "create returns a running sandbox with an absolute workdir, ready for commands"
+    ),
+    case!(
+        lifecycle::info_describes_the_sandbox,
+        Need::NOTHING,
+        "info returns the same id, state running, the workdir and a plausible creation time"
+    ),
+    case!(
+        lifecycle::ownership_tags_on_every_sandbox,
+        TAGS,
+        "every sandbox carries sandkit.managed-by, owner, run-id, created-at and expires-at = created-at + lifetime"
+    ),
+    case!(
+        lifecycle::tags_unsupported,
+        NO_TAGS,
+        "a spec with tags is Unsupported when the provider has no tags"
+    ),
+    case!(
+        lifecycle::list_includes_running_sandbox,
+        Need::NOTHING,
+        "list() includes a running sandbox"
+    ),
+    case!(
+        lifecycle::list_by_tags_finds_only_matching,
+        LIST_BY_TAGS,
+        "listing by tags returns exactly the sandboxes carrying all of them"
+    ),
+    case!(
+        lifecycle::list_by_tags_unsupported,
+        NO_LIST_BY_TAGS,
+        "listing by tags is Unsupported without list_by_tags"
+    ),
+    case!(
+        lifecycle::list_omits_terminated,
+        Need::NOTHING,
+        "list() no longer shows a terminated sandbox"
+    ),
+    case!(
+        lifecycle::terminate_is_idempotent,
+        Need::NOTHING,
+        "terminating twice is Ok both times"
+    ),
+    case!(
+        lifecycle::terminate_unknown_id_is_ok,
+        Need::NOTHING,
+        "terminating an id that never existed is Ok"
+    ),
+    case!(
+        lifecycle::info_unknown_id_not_found,
+        Need::NOTHING,
+        "info of an unknown id is NotFound"
+    ),
+    case!(
+        lifecycle::info_after_terminate_not_found,
+        Need::NOTHING,
+        "info of a terminated sandbox is NotFound"
+    ),
+    case!(
+        lifecycle::exec_after_terminate_not_found,
+        Need::NOTHING,
+        "exec in a terminated or unknown sandbox is NotFound"
+    ),
+    case!(
+        files::files_after_terminate_not_found,
+        FILES,
+        "read_file and write_file in a terminated sandbox are NotFound"
+    ),
+    case!(
+        lifecycle::find_by_name,
+        LOOKUP_BY_NAME,
+        "find_by_name returns the named sandbox, and NotFound after terminate or for unknown names"
+    ),
+    case!(
+        lifecycle::find_by_name_unsupported,
+        NO_LOOKUP_BY_NAME,
+        "find_by_name and named sandboxes are Unsupported without lookup_by_name"
+    ),
+    case!(
+        lifecycle::reap_dry_run_then_reap,
+        LIST_BY_TAGS,
+        "reap lists the run's sandbox on a dry run without touching it, then terminates it"
+    ),
+    case!(
+        lifecycle::reap_unsupported,
+        NO_LIST_BY_TAGS,
+        "reap is Unsupported without listing by tags"
+    ),
+    case!(
+        lifecycle::lifetime_ends_sandbox,
+        Need::NOTHING,
+        "a sandbox ends on its own when its lifetime runs out"
+    ),
+    case!(
+        lifecycle::lifetime_over_max_is_invalid,
+        MAX_LIFETIME,
+        "a lifetime over the provider's maximum is InvalidSpec naming lifetime_secs"
+    ),
+    case!(
+        lifecycle::long_lifetime_accepted_without_max,
+        NO_MAX_LIFETIME,
+        "without a maximum, a 30-day lifetime is accepted and expires-at says so"
+    ),
+    case!(
+        lifecycle::idle_timeout_ends_idle_sandbox,
+        IDLE_TIMEOUT,
+        "a sandbox with an idle timeout ends when left idle"
+    ),
+    case!(
+        lifecycle::idle_timeout_unsupported,
+        NO_IDLE_TIMEOUT,
+        "an idle timeout is Unsupported without idle_timeout"
+    ),
+    // Specs.
+    case!(
+        specs::invalid_spec_cpu_zero,
+        Need::NOTHING,
+        "cpu 0 is InvalidSpec naming cpu, and nothing is created"
+    ),
+    case!(
+        specs::invalid_spec_memory_zero,
+        Need::NOTHING,
+        "memory 0 is InvalidSpec naming memory_mib"
+    ),
+    case!(
+        specs::invalid_spec_relative_workdir,
+        Need::NOTHING,
+        "a relative workdir is InvalidSpec naming workdir"
+    ),
+    case!(
+        specs::invalid_spec_env_name_with_equals,
+        Need::NOTHING,
+        "an env name containing `=` is InvalidSpec naming it"
+    ),
+    case!(
+        specs::invalid_spec_reserved_tag_key,
+        Need::NOTHING,
+        "a tag key under `sandkit.` is InvalidSpec naming it"
+    ),
+    case!(
+        specs::invalid_spec_zero_lifetime,
+        Need::NOTHING,
+        "a zero lifetime is InvalidSpec naming lifetime_secs"
+    ),
+    case!(
+        specs::unknown_provider_option_rejected,
+        Need::NOTHING,
+        "an unknown provider option is rejected by name, never ignored"
+    ),
+    case!(
+        specs::region_not_offered_rejected,
+        Need::NOTHING,
+        "a region the provider does not offer is Unsupported"
+    ),
+    case!(
+        specs::region_honoured,
+        REGIONS,
+        "a sandbox placed in an offered region reports it"
+    ),
+    case!(
+        specs::gpu_not_offered_rejected,
+        SOME_GPU_NOT_OFFERED,
+        "a GPU kind the provider does not offer is Unsupported"
+    ),
+    case!(
+        specs::cpu_limit_applied,
+        CPU_LIMIT,
+        "a cpu limit is applied and reported"
+    ),
+    case!(
+        specs::cpu_over_max_is_invalid,
+        CPU_MAX,
+        "cpu over the provider's maximum is InvalidSpec naming cpu"
+    ),
+    case!(
+        specs::cpu_limit_unsupported,
+        NO_CPU_LIMIT,
+        "a cpu limit is Unsupported without cpu_limit"
+    ),
+    case!(
+        specs::memory_limit_applied,
+        MEMORY_LIMIT,
+        "a memory limit is applied and reported"
+    ),
+    case!(
+        specs::memory_over_max_is_invalid,
+        MEMORY_MAX,
+        "memory over the provider's maximum is InvalidSpec naming memory_mib"
+    ),
+    case!(
+        specs::memory_limit_unsupported,
+        NO_MEMORY_LIMIT,
+        "a memory limit is Unsupported without memory_limit"
+    ),
+    case!(
+        specs::workdir_from_spec,
+        Need::NOTHING,
+        "the spec's workdir is reported and commands start there"
+    ),
+    case!(
+        specs::image_registry_unsupported,
+        NO_REGISTRY_IMAGES,
+        "a registry image is Unsupported without image_registry"
+    ),
+    case!(
+        specs::image_dockerfile_unsupported,
+        NO_DOCKERFILE_IMAGES,
+        "a Dockerfile image is Unsupported without image_dockerfile"
+    ),
+    // Exec.
+    case!(
+        exec::exec_stdout,
+        Need::NOTHING,
+        "stdout arrives exactly, stderr stays empty, exit 0"
+    ),
+    case!(
+        exec::exec_true_is_silent,
+        Need::NOTHING,
+        "`true` produces no output and exit 0"
+    ),
+    case!(
+        exec::exec_stderr_separate,
+        SEPARATE_STDERR,
+        "stdout and stderr arrive on separate streams"
+    ),
+    case!(
+        exec::exec_stderr_merged_when_not_separate,
+        MERGED_STDERR,
+        "without separate stderr, standard error arrives on stdout"
+    ),
+    case!(exec::exec_exit_0, Need::NOTHING, "exit 0 is reported as 0"),
+    case!(
+        exec::exec_exit_1,
+        Need::NOTHING,
+        "exit 1 is a normal result, reported as 1"
+    ),
+    case!(
+        exec::exec_exit_42,
+        Need::NOTHING,
+        "exit 42 is reported as 42"
+    ),
+    case!(
+        exec::exec_sigterm_self_is_143,
+        Need::NOTHING,
+        "a process that kills itself with SIGTERM exits 143 and is not a timeout"
+    ),
+    case!(
+        exec::exec_utf8_output,
+        Need::NOTHING,
+        "UTF-8 output arrives byte for byte"
+    ),
+    case!(
+        exec::exec_invalid_utf8_output,
+        Need::NOTHING,
+        "invalid UTF-8 survives on both streams"
+    ),
+    case!(
+        exec::exec_large_output_streamed,
+        Need::NOTHING,
+        "64 MiB of stdout streams through intact (counted, never held)"
+    ),
+    case!(
+        exec::exec_output_in_order,
+        Need::NOTHING,
+        "100000 lines arrive complete and in order"
+    ),
+    case!(
+        exec::exec_both_streams_large,
+        SEPARATE_STDERR,
+        "4 MiB on each stream at once does not deadlock"
+    ),
+    case!(
+        exec::exec_output_limit_truncates,
+        Need::NOTHING,
+        "output_limit_bytes keeps the first bytes and marks the output truncated"
+    ),
+    case!(
+        exec::exec_without_stdin_reads_eof,
+        Need::NOTHING,
+        "without stdin, a command reading stdin sees EOF at once"
+    ),
+    case!(
+        exec::exec_stdin_text,
+        STDIN,
+        "text on stdin reaches the command unchanged"
+    ),
+    case!(
+        exec::exec_stdin_binary,
+        STDIN,
+        "every byte value on stdin reaches the command unchanged"
+    ),
+    case!(
+        exec::exec_stdin_16mib,
+        STDIN,
+        "16 MiB on stdin reaches the command unchanged"
+    ),
+    case!(
+        exec::exec_stdin_streams_before_eof,
+        STDIN,
+        "stdin is streamed: the command sees a line before stdin closes"
+    ),
+    case!(
+        exec::exec_stdin_closed_gives_eof,
+        STDIN,
+        "closing stdin gives the command EOF"
+    ),
+    case!(
+        exec::exec_stdin_unsupported,
+        NO_STDIN,
+        "stdin is Unsupported without exec_stdin"
+    ),
+    case!(
+        exec::exec_spec_env,
+        Need::NOTHING,
+        "the spec's env reaches commands"
+    ),
+    case!(
+        exec::exec_request_env,
+        Need::NOTHING,
+        "a request's env adds to and overrides the spec's, values unchanged"
+    ),
+    case!(
+        exec::exec_secret_env,
+        SECRETS,
+        "a secret reaches commands as env and never appears in info"
+    ),
+    case!(
+        exec::secrets_unsupported,
+        NO_SECRETS,
+        "a spec with secrets is Unsupported without secrets"
+    ),
+    case!(
+        exec::exec_cwd_default_is_workdir,
+        Need::NOTHING,
+        "commands start in info.workdir"
+    ),
+    case!(
+        exec::exec_cwd_relative,
+        Need::NOTHING,
+        "a relative cwd resolves against the workdir"
+    ),
+    case!(
+        exec::exec_cwd_absolute,
+        Need::NOTHING,
+        "an absolute cwd is used as given"
+    ),
+    case!(
+        exec::exec_cwd_missing_is_error,
+        Need::NOTHING,
+        "a missing cwd is an error, not a run elsewhere"
+    ),
+    case!(
+        exec::exec_timeout_returns_partial_output,
+        TIMEOUTS,
+        "a timeout is CommandTimeout carrying the output so far"
+    ),
+    case!(
+        exec::exec_timeout_kills_process_tree,
+        TIMEOUTS,
+        "a timeout kills the shell, its child and its grandchild; the sandbox stays usable"
+    ),
+    case!(
+        exec::exec_timeout_unsupported,
+        NO_TIMEOUTS,
+        "an exec timeout is Unsupported without exec_timeout"
+    ),
+    case!(
+        exec::exec_kill_stops_command,
+        Need::NOTHING,
+        "kill ends the whole process tree, wait returns a failure status, a second kill is Ok"
+    ),
+    case!(
+        exec::exec_argv_shell_specials,
+        Need::NOTHING,
+        "arguments with $, *, ;, quotes, newlines, spaces and backticks pass unchanged"
+    ),
+    case!(
+        exec::exec_argv_60kib,
+        Need::NOTHING,
+        "a 60 KiB argument passes unchanged"
+    ),
+    case!(
+        exec::exec_non_executable_is_exec_failed,
+        Need::NOTHING,
+        "executing a file without execute permission is ExecFailed"
+    ),
+    case!(
+        exec::exec_missing_binary_is_exec_failed,
+        Need::NOTHING,
+        "a missing program is ExecFailed, promptly"
+    ),
+    case!(
+        exec::exec_empty_argv_is_invalid,
+        Need::NOTHING,
+        "an empty argv is InvalidSpec naming argv"
+    ),
+    case!(
+        exec::exec_concurrent_in_one_sandbox,
+        Need::NOTHING,
+        "six commands run at once in one sandbox, each with its own output"
+    ),
+    case!(exec::exec_pty, PTY, "a command on a pty sees a terminal"),
+    case!(
+        exec::exec_pty_unsupported,
+        NO_PTY,
+        "a pty is Unsupported without exec_pty"
+    ),
+    case!(
+        exec::exec_run_as_user,
+        RUN_AS_USER,
+        "a command runs as the uid asked for"
+    ),
+    case!(
+        exec::exec_run_as_user_unsupported,
+        NO_RUN_AS_USER,
+        "another user is Unsupported without exec_run_as_user"
+    ),
+    // Files.
+    case!(
+        files::file_text_round_trip,
+        FILES,
+        "a text file reads back as written, and stat agrees"
+    ),
+    case!(
+        files::file_binary_round_trip,
+        FILES,
+        "a binary file with every byte value reads back as written"
+    ),
+    case!(
+        files::file_zero_length,
+        FILES,
+        "a zero-length file reads back empty"
+    ),
+    case!(
+        files::file_64mib,
+        FILES,
+        "a 64 MiB file reads back as written"
+    ),
+    case!(
+        files::file_nested_directories,
+        FILES,
+        "writing a nested path creates its directories"
+    ),
+    case!(
+        files::file_read_missing_is_not_found,
+        FILES,
+        "reading a missing file is a NotFound file error"
+    ),
+    case!(
+        files::file_read_directory_is_a_directory,
+        FILES,
+        "reading a directory is an IsADirectory file error"
+    ),
+    case!(
+        files::file_permission_denied,
+        FILES,
+        "reading a mode-000 file is a PermissionDenied file error (when permissions apply)"
+    ),
+    case!(
+        files::file_overwrite_truncates,
+        FILES,
+        "overwriting a file replaces all of it"
+    ),
+    case!(
+        files::file_list_dir,
+        FILES,
+        "list_dir returns entries sorted by name with kinds and sizes; errors by kind"
+    ),
+    case!(
+        files::file_stat,
+        FILES,
+        "stat reports kind, size and mode, and does not follow a final symlink"
+    ),
+    case!(
+        files::file_make_dir,
+        FILES,
+        "make_dir creates parents, accepts an existing directory, refuses a file"
+    ),
+    case!(
+        files::file_remove,
+        FILES,
+        "remove deletes files, refuses a non-empty directory unless recursive"
+    ),
+    case!(
+        files::file_shared_with_exec,
+        FILES_AND_WORKDIR,
+        "files written by the API are seen by commands and the reverse, by relative and absolute path"
+    ),
+    case!(
+        files::files_unsupported,
+        NO_FILES,
+        "file operations are Unsupported without files"
+    ),
+    case!(
+        files::initial_files_from_spec,
+        FILES,
+        "the spec's initial files are in place when the sandbox starts"
+    ),
+    case!(
+        files::initial_files_unsupported,
+        NO_FILES,
+        "initial files are Unsupported without files"
+    ),
+    case!(
+        files::batch_archive_round_trip,
+        BATCH,
+        "a tar archive uploads into a directory and downloads back"
+    ),
+    case!(
+        files::batch_transfer_unsupported,
+        NO_BATCH,
+        "archive transfer is Unsupported without batch_transfer"
+    ),
+    // Optional operations.
+    case!(
+        optional::snapshot_restore_shows_file,
+        SNAPSHOT,
+        "a sandbox restored from a snapshot has the file written before it, not after"
+    ),
+    case!(
+        optional::snapshot_unsupported,
+        NO_SNAPSHOT,
+        "snapshot and create-from-snapshot are Unsupported without fs_snapshot"
+    ),
+    case!(
+        optional::pause_stops_processes_and_resume_continues,
+        PAUSE_KEEPS_MEMORY,
+        "a counter stops while paused and continues after resume"
+    ),
+    case!(
+        optional::pause_resume_keeps_files,
+        PAUSE,
+        "files survive pause and resume"
+    ),
+    case!(
+        optional::pause_unsupported,
+        NO_PAUSE,
+        "pause and resume are Unsupported without pause"
+    ),
+    case!(
+        optional::entrypoint_runs,
+        ENTRYPOINT,
+        "the entrypoint runs in the working directory"
+    ),
+    case!(
+        optional::entrypoint_unsupported,
+        NO_ENTRYPOINT,
+        "an entrypoint is Unsupported without entrypoint"
+    ),
+    case!(
+        optional::capacity_reported,
+        CAPACITY,
+        "capacity answers with plausible numbers"
+    ),
+    case!(
+        optional::capacity_unsupported,
+        NO_CAPACITY,
+        "capacity is Unsupported without capacity_query"
+    ),
+    case!(
+        optional::tunnels_listed,
+        TUNNELS,
+        "an exposed port gets a tunnel with a url"
+    ),
+    case!(
+        optional::tunnels_unsupported,
+        NO_TUNNELS,
+        "tunnels and exposed ports are Unsupported without tunnels"
+    ),
+    case!(
+        optional::volumes_unsupported,
+        NO_VOLUMES,
+        "a volume is Unsupported without volumes"
+    ),
+    // Network.
+    case!(
+        network::network_block_all_blocks_egress,
+        BLOCK_ALL,
+        "with block-all, no connection from the sandbox reaches a listener on the host"
+    ),
+    case!(
+        network::network_block_all_unsupported,
+        NO_BLOCK_ALL,
+        "block-all is Unsupported without network_block_all"
+    ),
+    case!(
+        network::network_cidr_allowlist_blocks_others,
+        CIDR_ALLOWLIST,
+        "with a CIDR allowlist, the host outside it is unreachable"
+    ),
+    case!(
+        network::network_cidr_allowlist_unsupported,
+        NO_CIDR_ALLOWLIST,
+        "a CIDR allowlist is Unsupported without network_cidr_allowlist"
+    ),
+    case!(
+        network::network_domain_allowlist_blocks_others,
+        DOMAIN_ALLOWLIST,
+        "with a domain allowlist, the host by address is unreachable"
+    ),
+    case!(
+        network::network_domain_allowlist_unsupported,
+        NO_DOMAIN_ALLOWLIST,
+        "a domain allowlist is Unsupported without network_domain_allowlist"
+    ),
+];

@@ -1,0 +1,253 @@
+//! Optional operations: snapshots, pause, entrypoints, capacity, tunnels, volumes.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::StreamExt;
+use sandkit_core::{ExecRequest, SandboxId, SandboxState};
+
+use crate::case::{Cx, expect_unsupported};
+
+pub(crate) async fn snapshot_restore_shows_file(cx: Cx) -> Result<()> {
+    let source = cx.sandbox().await?;
+    cx.sh(
+        &source,
+        "mkdir -p snapdir && printf restored-content > snapdir/file.txt",
+    )
+    .await?;
+    let snapshot = cx
+        .provider()
+        .snapshot(&source)
+        .await
+        .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    cx.track_snapshot(&snapshot.id);
+    ensure!(
+        snapshot.source == source,
+        "snapshot.source is {}, taken from {source}",
+        snapshot.source
+    );
+    // Changes after the snapshot must not leak into it.
+    cx.sh(&source, "printf later > snapdir/after.txt").await?;
+    let restored = cx.create(&cx.spec().from_snapshot(&snapshot.id)).await?.id;
+    let seen = cx.sh(&restored, "cat snapdir/file.txt").await?;
+    ensure!(
+        seen == "restored-content",
+        "the restored sandbox reads {seen:?}"
+    );
+    let after = cx
+        .run(&restored, ExecRequest::new(["cat", "snapdir/after.txt"]))
+        .await?;
+    ensure!(
+        !after.status.success(),
+        "a file written after the snapshot appears in the restored sandbox"
+    );
+    Ok(())
+}
+
+pub(crate) async fn snapshot_unsupported(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    expect_unsupported(cx.provider().snapshot(&id).await, "snapshot")?;
+    expect_unsupported(
+        cx.provider()
+            .create(&cx.spec().from_snapshot("conformance-snapshot"))
+            .await,
+        "create from a snapshot",
+    )
+}
+
+/// Reads the counter of the heartbeat named `main`.
+async fn counter(cx: &Cx, id: &SandboxId) -> Result<u64> {
+    let text = cx.sh(id, "cat pause-beat.main").await?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("the counter file holds {text:?}"))
+}
+
+pub(crate) async fn pause_stops_processes_and_resume_continues(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    let script = "i=0; while :; do i=$((i+1)); echo $i > pause-beat.main; sleep 0.1; done";
+    let mut process = cx
+        .start(&id, ExecRequest::new(["sh", "-c", script]))
+        .await?;
+    let stdout = std::mem::replace(&mut process.stdout, Box::pin(futures::stream::empty()));
+    let stderr = std::mem::replace(&mut process.stderr, Box::pin(futures::stream::empty()));
+    let drains = tokio::spawn(async move {
+        let _ = stdout.count().await;
+        let _ = stderr.count().await;
+    });
+    let mut started = false;
+    for _ in 0..150 {
+        if cx
+            .run(&id, ExecRequest::new(["test", "-s", "pause-beat.main"]))
+            .await?
+            .status
+            .success()
+        {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(started, "the counter process did not start within 30 s");
+    // The counter's pace while running, as a yardstick (no absolute times are assumed).
+    let c0 = counter(&cx, &id).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c1 = counter(&cx, &id).await?;
+    let running_pace = c1.saturating_sub(c0);
+    ensure!(
+        running_pace >= 3,
+        "the counter advanced only {running_pace} in 2 s while running; cannot judge a pause"
+    );
+
+    let c2 = counter(&cx, &id).await?;
+    cx.provider()
+        .pause(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("pause: {e}"))?;
+    let state = cx
+        .provider()
+        .info(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("info while paused: {e}"))?
+        .state;
+    ensure!(
+        state == SandboxState::Paused,
+        "info says {state} while paused"
+    );
+    // Paused twice as long as the yardstick: a running counter would advance twice as far.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cx.provider()
+        .resume(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("resume: {e}"))?;
+    let c3 = counter(&cx, &id).await?;
+    let paused_advance = c3.saturating_sub(c2);
+    ensure!(
+        paused_advance < running_pace,
+        "the counter advanced {paused_advance} across a 4 s pause, {running_pace} in 2 s running: pause did not stop the processes"
+    );
+    let state = cx
+        .provider()
+        .info(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("info after resume: {e}"))?
+        .state;
+    ensure!(
+        state == SandboxState::Running,
+        "info says {state} after resume"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c4 = counter(&cx, &id).await?;
+    ensure!(
+        c4 > c3,
+        "the counter stayed at {c3} after resume: the processes did not continue"
+    );
+    process
+        .kill()
+        .await
+        .map_err(|e| anyhow::anyhow!("kill: {e}"))?;
+    drains.abort();
+    Ok(())
+}
+
+pub(crate) async fn pause_resume_keeps_files(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    cx.sh(&id, "printf kept > paused-file.txt").await?;
+    cx.provider()
+        .pause(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("pause: {e}"))?;
+    cx.provider()
+        .resume(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("resume: {e}"))?;
+    let seen = cx.sh(&id, "cat paused-file.txt").await?;
+    ensure!(
+        seen == "kept",
+        "after pause and resume the file reads {seen:?}"
+    );
+    Ok(())
+}
+
+pub(crate) async fn pause_unsupported(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    expect_unsupported(cx.provider().pause(&id).await, "pause")?;
+    expect_unsupported(cx.provider().resume(&id).await, "resume")
+}
+
+pub(crate) async fn entrypoint_runs(cx: Cx) -> Result<()> {
+    let spec = cx.spec().entrypoint([
+        "sh",
+        "-c",
+        "echo entrypoint-ran > entrypoint.txt; exec sleep 600",
+    ]);
+    let id = cx.create(&spec).await?.id;
+    for _ in 0..150 {
+        let output = cx
+            .run(&id, ExecRequest::new(["cat", "entrypoint.txt"]))
+            .await?;
+        if output.status.success() {
+            ensure!(
+                output.stdout == "entrypoint-ran\n",
+                "entrypoint.txt holds {:?}",
+                output.stdout_lossy()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the entrypoint did not write entrypoint.txt in the working directory within 30 s")
+}
+
+pub(crate) async fn entrypoint_unsupported(cx: Cx) -> Result<()> {
+    let spec = cx.spec().entrypoint(["sleep", "600"]);
+    expect_unsupported(cx.provider().create(&spec).await, "an entrypoint")
+}
+
+pub(crate) async fn capacity_reported(cx: Cx) -> Result<()> {
+    let capacity = cx
+        .provider()
+        .capacity()
+        .await
+        .map_err(|e| anyhow::anyhow!("capacity: {e}"))?;
+    if let Some(cpu) = capacity.available_cpu {
+        ensure!(cpu.is_finite() && cpu >= 0.0, "available cpu is {cpu}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn capacity_unsupported(cx: Cx) -> Result<()> {
+    expect_unsupported(cx.provider().capacity().await, "capacity queries")
+}
+
+pub(crate) async fn tunnels_listed(cx: Cx) -> Result<()> {
+    let id = cx.create(&cx.spec().port(8080)).await?.id;
+    let tunnels = cx
+        .provider()
+        .tunnels(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("tunnels: {e}"))?;
+    let tunnel = tunnels
+        .iter()
+        .find(|t| t.port == 8080)
+        .with_context(|| format!("no tunnel for port 8080 among {tunnels:?}"))?;
+    ensure!(
+        !tunnel.url.is_empty(),
+        "the tunnel for port 8080 has an empty url"
+    );
+    Ok(())
+}
+
+pub(crate) async fn tunnels_unsupported(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    expect_unsupported(cx.provider().tunnels(&id).await, "tunnels")?;
+    expect_unsupported(
+        cx.provider().create(&cx.spec().port(8080)).await,
+        "a spec exposing a port",
+    )
+}
+
+pub(crate) async fn volumes_unsupported(cx: Cx) -> Result<()> {
+    let spec = cx.spec().volume("conformance-volume", "/mnt/conformance");
+    expect_unsupported(cx.provider().create(&spec).await, "a spec with a volume")
+}

@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Servers need implement only the calls they serve; the rest answer UNIMPLEMENTED.
+        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

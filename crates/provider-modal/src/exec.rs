@@ -1,0 +1,435 @@
+//! Commands through the task command router: start, output streams resumed by byte offset,
+//! stdin by offset-addressed writes, and wait.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use sandkit_core::{ByteStream, Error, ExecControl, ExitStatus, Result, StdinWriter};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tonic::{Code, Status};
+
+use crate::NAME;
+use crate::client::Router;
+use crate::error::from_status;
+use crate::proto::task_command_router::{
+    TaskExecStartRequest, TaskExecStderrConfig, TaskExecStdinStatusRequest,
+    TaskExecStdinWriteRequest, TaskExecStdinWriteStreamEnd, TaskExecStdinWriteStreamRequest,
+    TaskExecStdinWriteStreamStart, TaskExecStdioFileDescriptor, TaskExecStdioReadRequest,
+    TaskExecStdoutConfig, TaskExecWaitRequest, task_exec_stdin_write_stream_request::Payload,
+    task_exec_wait_response,
+};
+use crate::retry::{RetryPolicy, TRANSIENT_CODES};
+
+/// Reopening a broken output stream: attempts in a row without progress.
+const STDIO_MAX_RETRIES: u32 = 10;
+/// Reopening a broken output stream: first delay, doubled after each failed attempt.
+const STDIO_INITIAL_BACKOFF: Duration = Duration::from_millis(10);
+/// Stdin chunks per stream message, as Modal's clients send them.
+const STDIN_CHUNK_BYTES: usize = 256 * 1024;
+/// Resumes of one stdin stream before giving up.
+const STDIN_MAX_RESUMES: u32 = 9;
+/// Deadline of one `TaskExecWait` call; the wait loops until the exec ends.
+const WAIT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a command's timeout, how long to wait for the server's kill to be reported.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
+
+/// What to start.
+pub(crate) struct Start {
+    pub argv: Vec<String>,
+    pub workdir: Option<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Server-enforced limit; the server kills the command after it.
+    pub timeout: Option<Duration>,
+}
+
+/// A started command: its id and router.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    pub router: Arc<Router>,
+    pub exec_id: String,
+    pub started: Instant,
+    pub timeout: Option<Duration>,
+}
+
+/// Starts `start` with both output streams piped.
+pub(crate) async fn start(router: Arc<Router>, start: Start) -> std::result::Result<Exec, Status> {
+    let exec_id = uuid::Uuid::new_v4().to_string();
+    // The server counts whole seconds; round up so a command never gets less than asked.
+    let timeout_secs = start.timeout.map(|timeout| {
+        let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+        u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+    });
+    let request = TaskExecStartRequest {
+        task_id: router.task_id().to_owned(),
+        exec_id: exec_id.clone(),
+        command_args: start.argv,
+        stdout_config: TaskExecStdoutConfig::Pipe as i32,
+        stderr_config: TaskExecStderrConfig::Pipe as i32,
+        timeout_secs,
+        workdir: start.workdir,
+        env: start.env.into_iter().collect(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    router
+        .unary(request, None, |mut stub, request| async move {
+            stub.task_exec_start(request).await
+        })
+        .await?;
+    Ok(Exec {
+        router,
+        exec_id,
+        started,
+        timeout: start.timeout,
+    })
+}
+
+impl Exec {
+    /// One output stream, read in a background task and resumed by offset after transient
+    /// failures, so no byte is lost or repeated. Reading stops when the stream is dropped.
+    pub fn output(&self, descriptor: TaskExecStdioFileDescriptor) -> ByteStream {
+        let (sender, receiver) = mpsc::channel::<Result<Bytes>>(16);
+        let exec = self.clone();
+        tokio::spawn(async move { exec.pump_output(descriptor, sender).await });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    }
+
+    async fn pump_output(
+        self,
+        descriptor: TaskExecStdioFileDescriptor,
+        sender: mpsc::Sender<Result<Bytes>>,
+    ) {
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        let mut backoff = STDIO_INITIAL_BACKOFF;
+        let mut access = self.router.access().await;
+        let mut refreshed = false;
+        loop {
+            let request = TaskExecStdioReadRequest {
+                task_id: self.router.task_id().to_owned(),
+                exec_id: self.exec_id.clone(),
+                offset,
+                file_descriptor: descriptor as i32,
+            };
+            let failure = match access
+                .stub
+                .clone()
+                .task_exec_stdio_read(access.request(request))
+                .await
+            {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(message)) if message.data.is_empty() => {}
+                            Ok(Some(message)) => {
+                                offset += message.data.len() as u64;
+                                failures = 0;
+                                backoff = STDIO_INITIAL_BACKOFF;
+                                refreshed = false;
+                                if sender.send(Ok(Bytes::from(message.data))).await.is_err() {
+                                    return;
+                                }
+                            }
+                            // A stream that ends with OK has delivered everything.
+                            Ok(None) => return,
+                            Err(status) => break status,
+                        }
+                    }
+                }
+                Err(status) => status,
+            };
+            if failure.code() == Code::Unauthenticated && !refreshed {
+                refreshed = true;
+                match self.router.refresh(&access).await {
+                    Ok(fresh) => {
+                        access = fresh;
+                        continue;
+                    }
+                    Err(status) => {
+                        let _ = sender.send(Err(self.stream_error(&status))).await;
+                        return;
+                    }
+                }
+            }
+            if TRANSIENT_CODES.contains(&failure.code()) && failures < STDIO_MAX_RETRIES {
+                failures += 1;
+                tracing::debug!(code = ?failure.code(), offset, "resuming exec output stream");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                continue;
+            }
+            let _ = sender.send(Err(self.stream_error(&failure))).await;
+            return;
+        }
+    }
+
+    fn stream_error(&self, status: &Status) -> Error {
+        from_status(status, &format!("output of command `{}`", self.exec_id))
+    }
+
+    /// Standard input: a pipe whose bytes are forwarded with offset-addressed writes, so a
+    /// retried write is never applied twice. Shutting the writer down sends EOF.
+    pub fn stdin(&self) -> StdinWriter {
+        let (writer, mut reader) = tokio::io::duplex(STDIN_CHUNK_BYTES);
+        let exec = self.clone();
+        tokio::spawn(async move {
+            let mut offset = 0u64;
+            let mut buffer = BytesMut::with_capacity(STDIN_CHUNK_BYTES);
+            loop {
+                buffer.clear();
+                let eof = match reader.read_buf(&mut buffer).await {
+                    Ok(0) | Err(_) => true,
+                    Ok(_) => false,
+                };
+                let data = buffer.split().freeze();
+                let length = data.len() as u64;
+                if let Err(status) = exec.write_stdin(offset, data, eof).await {
+                    // FAILED_PRECONDITION: the command has exited; its input is moot.
+                    if status.code() != Code::FailedPrecondition {
+                        tracing::debug!(code = ?status.code(), "writing command stdin failed");
+                    }
+                    // Dropping the reader makes further writes fail with a broken pipe.
+                    return;
+                }
+                offset += length;
+                if eof {
+                    return;
+                }
+            }
+        });
+        Box::pin(writer)
+    }
+
+    /// Closes stdin so a command that reads it sees EOF at once.
+    pub fn close_stdin(&self) {
+        let exec = self.clone();
+        tokio::spawn(async move {
+            let _ = exec.write_stdin(0, Bytes::new(), true).await;
+        });
+    }
+
+    async fn write_stdin(
+        &self,
+        offset: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> std::result::Result<(), Status> {
+        let request = TaskExecStdinWriteRequest {
+            task_id: self.router.task_id().to_owned(),
+            exec_id: self.exec_id.clone(),
+            offset,
+            data: data.to_vec(),
+            eof,
+        };
+        self.router
+            .unary(request, None, |mut stub, request| async move {
+                stub.task_exec_stdin_write(request).await
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Streams `data` into stdin and closes it, resuming from the server's byte count after
+    /// transient failures. FAILED_PRECONDITION / ABORTED mean the command exited early.
+    pub async fn write_stdin_stream(&self, data: Bytes) -> std::result::Result<(), Status> {
+        let mut offset = 0u64;
+        let mut resumes = 0u32;
+        let mut refreshed = false;
+        let mut access = self.router.access().await;
+        loop {
+            let start = TaskExecStdinWriteStreamRequest {
+                payload: Some(Payload::Start(TaskExecStdinWriteStreamStart {
+                    task_id: self.router.task_id().to_owned(),
+                    exec_id: self.exec_id.clone(),
+                    offset,
+                })),
+            };
+            let rest = data.slice(
+                usize::try_from(offset)
+                    .unwrap_or(data.len())
+                    .min(data.len())..,
+            );
+            let chunks =
+                rest.chunks(STDIN_CHUNK_BYTES)
+                    .map(|chunk| TaskExecStdinWriteStreamRequest {
+                        payload: Some(Payload::Data(chunk.to_vec())),
+                    });
+            let end = TaskExecStdinWriteStreamRequest {
+                payload: Some(Payload::End(TaskExecStdinWriteStreamEnd {})),
+            };
+            let messages: Vec<_> = std::iter::once(start).chain(chunks).chain([end]).collect();
+            let result = access
+                .stub
+                .clone()
+                .task_exec_stdin_write_stream(access.request(futures::stream::iter(messages)))
+                .await;
+            let status = match result {
+                Ok(_) => return Ok(()),
+                Err(status) => status,
+            };
+            if status.code() == Code::Unauthenticated && !refreshed {
+                refreshed = true;
+                access = self.router.refresh(&access).await?;
+                continue;
+            }
+            if !TRANSIENT_CODES.contains(&status.code()) || resumes >= STDIN_MAX_RESUMES {
+                return Err(status);
+            }
+            resumes += 1;
+            let progress = self
+                .router
+                .unary(
+                    TaskExecStdinStatusRequest {
+                        task_id: self.router.task_id().to_owned(),
+                        exec_id: self.exec_id.clone(),
+                    },
+                    None,
+                    |mut stub, request| async move { stub.task_exec_stdin_status(request).await },
+                )
+                .await?;
+            if progress.closed {
+                return Ok(());
+            }
+            offset = progress.num_bytes_written.min(data.len() as u64);
+        }
+    }
+
+    /// Waits for the command to end. Transient failures are retried every second until
+    /// the command's deadline; a command the server killed at its timeout is
+    /// [`Error::CommandTimeout`].
+    pub async fn wait(&self) -> Result<ExitStatus> {
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::router(None)
+        };
+        let deadline = self
+            .timeout
+            .map(|timeout| self.started + timeout + TIMEOUT_GRACE);
+        loop {
+            let call_timeout = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(self.timed_out());
+                    }
+                    left.min(WAIT_CALL_TIMEOUT)
+                }
+                None => WAIT_CALL_TIMEOUT,
+            };
+            let request = TaskExecWaitRequest {
+                task_id: self.router.task_id().to_owned(),
+                exec_id: self.exec_id.clone(),
+            };
+            let result = self
+                .router
+                .unary_with(
+                    &once,
+                    request,
+                    Some(call_timeout),
+                    |mut stub, request| async move { stub.task_exec_wait(request).await },
+                )
+                .await;
+            match result {
+                Ok(response) => {
+                    let status = match response.exit_status {
+                        Some(task_exec_wait_response::ExitStatus::Code(code)) => {
+                            ExitStatus::code(code)
+                        }
+                        Some(task_exec_wait_response::ExitStatus::Signal(signal)) => {
+                            ExitStatus::signal(signal)
+                        }
+                        None => {
+                            return Err(Error::provider(
+                                NAME,
+                                "the router reported an exit without a status",
+                            ));
+                        }
+                    };
+                    if self
+                        .timeout
+                        .is_some_and(|timeout| self.started.elapsed() >= timeout)
+                    {
+                        return Err(self.timed_out());
+                    }
+                    return Ok(status);
+                }
+                Err(status) if TRANSIENT_CODES.contains(&status.code()) => {
+                    if status.code() != Code::DeadlineExceeded {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                Err(status) => {
+                    return Err(from_status(&status, &format!("command `{}`", self.exec_id)));
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::CommandTimeout {
+            timeout: self.timeout.unwrap_or_default(),
+            stdout: Bytes::new(),
+            stderr: Bytes::new(),
+        }
+    }
+
+    /// Runs to completion, collecting both streams (used for fs-tools).
+    pub async fn collect(&self) -> Result<(ExitStatus, Bytes, Bytes)> {
+        let stdout = gather(self.output(TaskExecStdioFileDescriptor::Stdout));
+        let stderr = gather(self.output(TaskExecStdioFileDescriptor::Stderr));
+        let (stdout, stderr, status) = tokio::join!(stdout, stderr, self.wait());
+        Ok((status?, stdout?, stderr?))
+    }
+}
+
+async fn gather(mut stream: ByteStream) -> Result<Bytes> {
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        buffer.extend_from_slice(&chunk?);
+    }
+    Ok(buffer.freeze())
+}
+
+/// The control half of an [`sandkit_core::ExecProcess`].
+pub(crate) struct Control {
+    exec: Exec,
+    finished: Option<ExitStatus>,
+}
+
+impl Control {
+    pub fn new(exec: Exec) -> Self {
+        Self {
+            exec,
+            finished: None,
+        }
+    }
+}
+
+#[async_trait]
+impl ExecControl for Control {
+    async fn wait(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.finished {
+            return Ok(status);
+        }
+        let status = self.exec.wait().await?;
+        self.finished = Some(status);
+        Ok(status)
+    }
+
+    /// Modal's router offers no way to signal a running command: only its timeout (set at
+    /// start, enforced by the server) or the end of the sandbox stops it.
+    async fn kill(&mut self) -> Result<()> {
+        if self.finished.is_some() {
+            return Ok(());
+        }
+        Err(Error::unsupported(
+            NAME,
+            "killing a running command (Modal's command router has no kill call; set a timeout instead)",
+        ))
+    }
+}

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -108,12 +108,12 @@ impl Table {
 
 /// A spinner on stderr for a step that takes time. Hidden when stderr is not a terminal
 /// or with `--json`; cleared when dropped.
-pub struct Spinner(ProgressBar);
+pub struct Spinner(indicatif::ProgressBar);
 
 impl Spinner {
     /// Starts a spinner saying `message`.
     pub fn start(message: impl Into<String>, json: bool) -> Self {
-        let bar = ProgressBar::with_draw_target(None, draw_target(json));
+        let bar = indicatif::ProgressBar::with_draw_target(None, draw_target(json));
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -121,6 +121,44 @@ impl Spinner {
         bar.set_message(message.into());
         bar.enable_steady_tick(Duration::from_millis(100));
         Self(bar)
+    }
+}
+
+/// A progress bar on stderr for a known number of steps (conformance cases), hidden like
+/// a [`Spinner`]; cleared when dropped.
+pub struct ProgressBar(indicatif::ProgressBar);
+
+impl ProgressBar {
+    /// A bar of `length` steps.
+    pub fn new(length: u64, json: bool) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(Some(length), draw_target(json));
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed:.dim} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Self(bar)
+    }
+
+    /// One step done; `message` says which.
+    pub fn advance(&self, message: &str) {
+        self.0.set_message(message.to_owned());
+        self.0.inc(1);
+    }
+
+    /// Prints a line on stderr, above the bar when it is shown.
+    pub fn println(&self, line: String) {
+        if self.0.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.0.println(line);
+        }
+    }
+}
+
+impl Drop for ProgressBar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 

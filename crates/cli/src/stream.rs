@@ -178,7 +178,7 @@ async fn pump(
 
 /// Terminates `id`, warning (not failing) when that does not work: the command's own
 /// result matters more, and the warning names the sandbox to clean up by hand.
-pub async fn terminate_or_warn(provider: &Arc<dyn SandboxProvider>, id: &SandboxId) {
+pub async fn terminate_or_warn(provider: &dyn SandboxProvider, id: &SandboxId) {
     if let Err(error) = provider.terminate(id).await {
         crate::output::warn(format_args!(
             "could not terminate sandbox {id}: {error}; remove it with `sandkit rm {id}`"

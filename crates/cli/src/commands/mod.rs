@@ -1,6 +1,7 @@
 //! One module per subcommand; each has its flags (`...Args`) and a `run` returning the
 //! process exit code.
 
+mod conformance;
 mod cp;
 mod create;
 mod exec;
@@ -80,6 +81,8 @@ pub enum Command {
     Reap(reap::ReapArgs),
     /// Print a JSON Schema (spec, capabilities, requirements, exec, config).
     Schema(schema::SchemaArgs),
+    /// Run the conformance suite against the provider and print a report.
+    Conformance(conformance::ConformanceArgs),
 }
 
 impl Command {
@@ -97,6 +100,7 @@ impl Command {
             Self::Snapshot(args) => args.output.json,
             Self::Reap(args) => args.output.json,
             Self::Schema(_) => false,
+            Self::Conformance(args) => args.json_on_stdout(),
         }
     }
 
@@ -114,6 +118,7 @@ impl Command {
             Self::Snapshot(args) => snapshot::run(context, args).await,
             Self::Reap(args) => reap::run(context, args).await,
             Self::Schema(args) => schema::run(context, args),
+            Self::Conformance(args) => conformance::run(context, args).await,
         }
     }
 }

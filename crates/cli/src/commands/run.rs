@@ -56,7 +56,7 @@ pub async fn run(context: &Context, args: RunArgs) -> Result<i32, CliError> {
     if args.keep {
         eprintln!("sandbox {} kept", info.id);
     } else {
-        terminate_or_warn(&provider, &info.id).await;
+        terminate_or_warn(provider.as_ref(), &info.id).await;
     }
     match result {
         Err(CliError::Interrupted { signal, cleanup: _ }) => Err(CliError::Interrupted {

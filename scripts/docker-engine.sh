@@ -64,8 +64,13 @@ start_engine() {
     log "engine answers after ${waited}s"
 }
 
+# Bump when the Dockerfile below changes, so existing machines rebuild the image.
+TEST_IMAGE_VERSION=2
+
 build_test_image() {
-    if docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+    local version
+    version="$(docker image inspect --format '{{ index .Config.Labels "org.sandkit.test-image.version" }}' "$TEST_IMAGE" 2>/dev/null || true)"
+    if [ "$version" = "$TEST_IMAGE_VERSION" ]; then
         return 0
     fi
     [ -x /bin/busybox ] || install_missing
@@ -74,14 +79,24 @@ build_test_image() {
     context="$(mktemp -d)"
     trap 'rm -rf "$context"' RETURN
     cp /bin/busybox "$context/busybox"
-    cat >"$context/Dockerfile" <<'EOF'
+    # Besides busybox: /tmp, and a passwd file with an unprivileged user (uid 1000) so
+    # tests can run commands as someone other than root.
+    cat >"$context/Dockerfile" <<EOF
 FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -p /tmp /root /home/sandbox && chmod 1777 /tmp \\
+ && printf 'root:x:0:0:root:/root:/bin/sh\\nsandbox:x:1000:1000:sandbox:/home/sandbox:/bin/sh\\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\\n' > /etc/passwd \\
+ && printf 'root:x:0:\\nsandbox:x:1000:\\nnogroup:x:65534:\\n' > /etc/group \\
+ && chown 1000:1000 /home/sandbox
+LABEL org.sandkit.test-image.version="$TEST_IMAGE_VERSION"
 CMD ["/bin/sh"]
 EOF
     # The legacy builder needs no registry and no buildx plugin.
-    DOCKER_BUILDKIT=0 docker build --quiet --tag "$TEST_IMAGE" "$context" >/dev/null
+    DOCKER_BUILDKIT=0 docker build --quiet --tag "$TEST_IMAGE" "$context" >/dev/null 2>"$context/build.log" || {
+        cat "$context/build.log" >&2
+        return 1
+    }
 }
 
 if ! engine_answers; then

@@ -26,6 +26,15 @@ pub const TAG_CREATED_AT: &str = "sandkit.created-at";
 /// End of lifetime, Unix seconds.
 pub const TAG_EXPIRES_AT: &str = "sandkit.expires-at";
 
+/// Every ownership tag key.
+pub const OWNERSHIP_TAGS: [&str; 5] = [
+    TAG_MANAGED_BY,
+    TAG_OWNER,
+    TAG_RUN_ID,
+    TAG_CREATED_AT,
+    TAG_EXPIRES_AT,
+];
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
     SystemTime::now()

@@ -353,6 +353,17 @@ impl SandboxSpec {
     /// against its [`Capabilities`](crate::Capabilities) by [`crate::Requirements`] and the
     /// checking layer.
     pub fn validate(&self) -> Result<()> {
+        self.validate_fields(false)
+    }
+
+    /// [`SandboxSpec::validate`] for providers: the same rules, except that sandkit's own
+    /// ownership tags (added by the checking layer) are accepted. Other keys under the
+    /// reserved prefix are still rejected.
+    pub fn validate_with_ownership_tags(&self) -> Result<()> {
+        self.validate_fields(true)
+    }
+
+    fn validate_fields(&self, ownership_tags_allowed: bool) -> Result<()> {
         validate_argv("entrypoint", &self.entrypoint, true)?;
         validate_env(
             "env",
@@ -439,6 +450,9 @@ impl SandboxSpec {
             validate_name(name)?;
         }
         for (key, value) in &self.tags {
+            if ownership_tags_allowed && crate::ownership::OWNERSHIP_TAGS.contains(&key.as_str()) {
+                continue;
+            }
             validate_tag(key, value)?;
         }
         if let Some(region) = &self.region
@@ -642,6 +656,27 @@ mod tests {
         assert_eq!(
             field_of(SandboxSpec::new().network(allowlist)),
             "network.cidrs[0]"
+        );
+    }
+
+    #[test]
+    fn providers_accept_ownership_tags_but_not_other_reserved_keys() {
+        let mut spec = SandboxSpec::new();
+        crate::Ownership {
+            owner: "o".into(),
+            run_id: "r".into(),
+        }
+        .apply(&mut spec, 1);
+        assert!(spec.validate().is_err(), "users may not set ownership tags");
+        spec.validate_with_ownership_tags().unwrap();
+        let spec = spec.tag("sandkit.other", "x");
+        assert_eq!(
+            spec.validate_with_ownership_tags().unwrap_err().to_string(),
+            SandboxSpec::new()
+                .tag("sandkit.other", "x")
+                .validate()
+                .unwrap_err()
+                .to_string()
         );
     }
 

@@ -352,7 +352,7 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
-        spec.validate()?;
+        spec.validate_with_ownership_tags()?;
         self.check_provider_options(&spec.provider_options)?;
         if let Some(unmet) = Requirements::from_spec(spec)
             .check(&self.capabilities)

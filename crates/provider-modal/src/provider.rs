@@ -77,7 +77,21 @@ pub struct ModalProvider {
 #[derive(Default, Clone)]
 struct Known {
     router: Option<Arc<Router>>,
+    /// The working directory commands start in; passed explicitly with every command so
+    /// it holds whatever the server's default is.
     workdir: Option<String>,
+    /// What the spec asked for, to fill what a listing leaves out.
+    placement: Option<Placement>,
+}
+
+/// The parts of a spec a listing may not report.
+#[derive(Clone, Default)]
+struct Placement {
+    name: Option<String>,
+    cpu: Option<f64>,
+    memory_mib: Option<u64>,
+    gpu: Option<GpuRequest>,
+    region: Option<String>,
 }
 
 impl std::fmt::Debug for ModalProvider {
@@ -718,22 +732,25 @@ impl ModalProvider {
         Ok(response.result.filter(|result| is_finished(Some(result))))
     }
 
-    /// Turns a failure reaching a sandbox's router into the error a caller expects: a
-    /// sandbox that has ended (or never existed) is not found.
-    async fn router_failure(&self, id: &SandboxId, error: Error) -> Error {
-        let reachable = matches!(
-            error,
-            Error::NotFound { .. } | Error::Unavailable { .. } | Error::Timeout { .. }
+    /// Whether the sandbox has ended or never existed; asked after a failure, so an
+    /// operation on a vanished sandbox reports it as not found.
+    async fn gone(&self, id: &SandboxId) -> bool {
+        let gone = matches!(
+            self.poll(id.as_str()).await,
+            Ok(Some(_)) | Err(Error::NotFound { .. })
         );
-        if !reachable {
-            return error;
+        if gone {
+            self.forget(id.as_str());
         }
-        match self.poll(id.as_str()).await {
-            Ok(Some(_)) | Err(Error::NotFound { .. }) => {
-                self.forget(id.as_str());
-                Error::sandbox_not_found(id)
-            }
-            _ => error,
+        gone
+    }
+
+    /// `error` from an operation through the router, or not found when the sandbox ended.
+    async fn router_failure(&self, id: &SandboxId, error: Error) -> Error {
+        if self.gone(id).await {
+            Error::sandbox_not_found(id)
+        } else {
+            error
         }
     }
 
@@ -760,6 +777,8 @@ impl ModalProvider {
         let files = self.files(id).await?;
         match operation(files).await {
             Ok(value) => Ok(value),
+            // A file error is the file's; anything else may be the sandbox ending.
+            Err(error @ (Error::FileOperation { .. } | Error::InvalidSpec { .. })) => Err(error),
             Err(error) => Err(self.router_failure(id, error).await),
         }
     }
@@ -806,13 +825,15 @@ impl ModalProvider {
             .into_iter()
             .map(|tag| (tag.tag_name, tag.tag_value))
             .collect();
-        let created_at_unix_secs = if entry.created_at > 0.0 {
-            entry.created_at as u64
-        } else {
-            tags.get(TAG_CREATED_AT)
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0)
-        };
+        // sandkit's own tags agree with each other to the second; prefer them.
+        let created_at_unix_secs = tags
+            .get(TAG_CREATED_AT)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(entry.created_at.max(0.0) as u64);
+        let expires_at_unix_secs =
+            sandkit_core::ownership::expires_at(&tags)
+                .or((entry.timeout_secs > 0 && created_at_unix_secs > 0)
+                    .then(|| created_at_unix_secs + u64::from(entry.timeout_secs)));
         let resources = entry.resource_info.unwrap_or_default();
         let gpu = task.gpu_config.and_then(|gpu| {
             let kind = gpu.gpu_type.parse::<GpuKind>().ok()?;
@@ -822,15 +843,14 @@ impl ModalProvider {
             })
         });
         let workdir = self.workdir(&SandboxId(entry.id.clone()));
-        SandboxInfo {
+        let mut info = SandboxInfo {
             id: SandboxId(entry.id),
             provider: NAME.to_owned(),
             name: Some(entry.name).filter(|name| !name.is_empty()),
             state,
             tags,
             created_at_unix_secs,
-            expires_at_unix_secs: (entry.timeout_secs > 0 && created_at_unix_secs > 0)
-                .then(|| created_at_unix_secs + u64::from(entry.timeout_secs)),
+            expires_at_unix_secs,
             workdir,
             cpu: resources
                 .milli_cpu
@@ -843,6 +863,30 @@ impl ModalProvider {
                 .filter(|mib| *mib > 0),
             gpu,
             region: entry.regions.into_iter().next(),
+        };
+        self.fill_from_spec(&mut info);
+        info
+    }
+
+    /// Fills what Modal did not report from the spec this instance created the sandbox with.
+    fn fill_from_spec(&self, info: &mut SandboxInfo) {
+        let Some(placement) = self.known(info.id.as_str()).placement else {
+            return;
+        };
+        if info.name.is_none() {
+            info.name = placement.name;
+        }
+        if info.cpu.is_none() {
+            info.cpu = placement.cpu;
+        }
+        if info.memory_mib.is_none() {
+            info.memory_mib = placement.memory_mib;
+        }
+        if info.gpu.is_none() {
+            info.gpu = placement.gpu;
+        }
+        if info.region.is_none() {
+            info.region = placement.region;
         }
     }
 
@@ -969,7 +1013,7 @@ impl SandboxProvider for ModalProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
-        spec.validate()?;
+        spec.validate_with_ownership_tags()?;
         self.check_provider_options(&spec.provider_options)?;
         let app_id = self.app_id().await?;
         let (image_id, image_workdir) = self.image(&app_id, spec).await?;
@@ -1009,7 +1053,16 @@ impl SandboxProvider for ModalProvider {
             .or(image_workdir)
             .filter(|workdir| workdir.starts_with('/'))
             .unwrap_or_else(|| "/".to_owned());
-        self.remember(id.as_str(), |known| known.workdir = Some(workdir.clone()));
+        self.remember(id.as_str(), |known| {
+            known.workdir = Some(workdir.clone());
+            known.placement = Some(Placement {
+                name: spec.name.clone(),
+                cpu: spec.cpu,
+                memory_mib: spec.memory_mib,
+                gpu: spec.gpu,
+                region: spec.region.clone(),
+            });
+        });
         // From here on a failure must not leave the sandbox running.
         if let Err(error) = self.finish_create(&id, spec).await {
             if let Err(cleanup) = self.terminate(&id).await {
@@ -1085,6 +1138,7 @@ impl SandboxProvider for ModalProvider {
             }
         };
         info.tags = tags;
+        self.fill_from_spec(&mut info);
         Ok(info)
     }
 
@@ -1108,13 +1162,17 @@ impl SandboxProvider for ModalProvider {
             return Err(Error::unsupported(NAME, "running commands as another user"));
         }
         let router = self.router(id).await?;
-        let workdir = request.cwd.as_ref().map(|cwd| {
-            if cwd.starts_with('/') {
-                cwd.clone()
-            } else {
-                format!("{}/{cwd}", self.workdir(id).trim_end_matches('/'))
-            }
-        });
+        // The working directory goes with every command, so commands start in the
+        // directory `info` reports whatever the server's default is.
+        let known_workdir = self.known(id.as_str()).workdir;
+        let workdir = match (&request.cwd, known_workdir) {
+            (Some(cwd), _) if cwd.starts_with('/') => Some(cwd.clone()),
+            (Some(cwd), base) => Some(format!(
+                "{}/{cwd}",
+                base.as_deref().unwrap_or("/").trim_end_matches('/')
+            )),
+            (None, base) => base,
+        };
         let start = Start {
             argv: request.argv.clone(),
             workdir,
@@ -1363,10 +1421,8 @@ impl ModalProvider {
         request: &ExecRequest,
         status: &Status,
     ) -> Error {
-        let error = from_status(status, &subject(id.as_str()));
-        let error = self.router_failure(id, error).await;
-        if matches!(&error, Error::NotFound { what } if what == &format!("sandbox `{id}`")) {
-            return error;
+        if self.gone(id).await {
+            return Error::sandbox_not_found(id);
         }
         match status.code() {
             Code::NotFound
@@ -1376,7 +1432,7 @@ impl ModalProvider {
                 program: request.argv.first().cloned().unwrap_or_default(),
                 reason: status.message().to_owned(),
             },
-            _ => error,
+            _ => from_status(status, &subject(id.as_str())),
         }
     }
 }

@@ -37,6 +37,42 @@ const WAIT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// After a command's timeout, how long to wait for the server's kill to be reported.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
+/// Every command carries its exec id in this environment variable, and so do its children;
+/// that is how [`Control::kill`] finds the command's whole process tree, since Modal's
+/// router has no call to signal a command.
+pub const EXEC_ID_ENV: &str = "SANDKIT_EXEC_ID";
+
+/// Kills every process whose environment holds `SANDKIT_EXEC_ID=$1` (but not itself), in
+/// passes until none is left, so children forked meanwhile go too. Needs `sh`, `tr` and
+/// `grep`, which Modal's images have.
+pub const KILL_SCRIPT: &str = r#"marker="SANDKIT_EXEC_ID=$1"
+pass=0
+while [ "$pass" -lt 10 ]; do
+  found=
+  for dir in /proc/[0-9]*; do
+    pid=${dir#/proc/}
+    [ "$pid" = "$$" ] && continue
+    if tr '\000' '\n' < "$dir/environ" 2>/dev/null | grep -qxF "$marker"; then
+      kill -KILL "$pid" 2>/dev/null && found=1
+    fi
+  done
+  [ -z "$found" ] && exit 0
+  pass=$((pass + 1))
+done
+exit 1
+"#;
+
+/// The argv of the command that kills exec `exec_id` (see [`KILL_SCRIPT`]).
+pub fn kill_argv(exec_id: &str) -> Vec<String> {
+    vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        KILL_SCRIPT.to_owned(),
+        "sandkit-kill".to_owned(),
+        exec_id.to_owned(),
+    ]
+}
+
 /// What to start.
 pub(crate) struct Start {
     pub argv: Vec<String>,
@@ -74,6 +110,8 @@ pub(crate) async fn start(router: Arc<Router>, start: Start) -> std::result::Res
         env: start.env.into_iter().collect(),
         ..Default::default()
     };
+    let mut request = request;
+    request.env.insert(EXEC_ID_ENV.to_owned(), exec_id.clone());
     let started = Instant::now();
     router
         .unary(request, None, |mut stub, request| async move {
@@ -421,15 +459,33 @@ impl ExecControl for Control {
         Ok(status)
     }
 
-    /// Modal's router offers no way to signal a running command: only its timeout (set at
-    /// start, enforced by the server) or the end of the sandbox stops it.
+    /// Modal's router offers no call to signal a command, so a second command kills every
+    /// process carrying this command's exec id in its environment (see [`KILL_SCRIPT`]).
     async fn kill(&mut self) -> Result<()> {
         if self.finished.is_some() {
             return Ok(());
         }
-        Err(Error::unsupported(
-            NAME,
-            "killing a running command (Modal's command router has no kill call; set a timeout instead)",
-        ))
+        let start = Start {
+            argv: kill_argv(&self.exec.exec_id),
+            workdir: None,
+            env: Default::default(),
+            timeout: Some(Duration::from_secs(60)),
+        };
+        let killer = self::start(Arc::clone(&self.exec.router), start)
+            .await
+            .map_err(|status| from_status(&status, "the command that kills a command"))?;
+        let (status, _, stderr) = killer.collect().await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::provider(
+                NAME,
+                format!(
+                    "killing command `{}` failed ({status}): {}",
+                    self.exec.exec_id,
+                    String::from_utf8_lossy(&stderr).trim()
+                ),
+            ))
+        }
     }
 }

@@ -6,6 +6,32 @@
 //! Credentials and endpoints resolve like Modal's own clients ([`ModalConfig`]); pointing
 //! `MODAL_SERVER_URL` at a fake Modal (`sandkit-modal-fake`) runs everything offline.
 //! [`proto`] exposes the wire types so such fakes can serve the same services.
+//!
+//! # What a server sees from this client
+//!
+//! - Headers like libmodal's Go client: `x-modal-client-type: 9`, `x-modal-client-version:
+//!   1.0.0`, `x-modal-libmodal-version: sandkit/<version>`, token id and secret, and
+//!   `x-modal-auth-token` (from `AuthTokenGet`; an UNIMPLEMENTED answer means none is sent)
+//!   on unary calls and streams; `x-idempotency-key` and `x-retry-attempt` on unary calls.
+//! - Only V1 sandbox ids (`sb-` + 22 base62) are accepted; others are not found.
+//! - `create` polls `SandboxGetTaskId` until a task id (or `task_result`) appears and writes
+//!   initial files through fs-tools before returning.
+//! - Commands: `TaskExecStart` with both streams PIPE, environment in `env` (field 12), the
+//!   working directory always set for sandboxes this client created, `timeout_secs` rounded
+//!   up, and `SANDKIT_EXEC_ID=<exec_id>` added to the environment. A start failing with
+//!   NOT_FOUND, INVALID_ARGUMENT, FAILED_PRECONDITION or PERMISSION_DENIED while the sandbox
+//!   runs is reported as a program that cannot start. Without stdin, an empty
+//!   `TaskExecStdinWrite{eof: true}` follows the start.
+//! - Output streams end with OK only when complete; a stream cut with a transient code
+//!   (UNAVAILABLE, INTERNAL, UNKNOWN, CANCELLED, DEADLINE_EXCEEDED) is reopened at the byte
+//!   offset received so far.
+//! - Kill: Modal's router has no kill call, so [`kill_argv`] (`/bin/sh -c <script>
+//!   sandkit-kill <exec_id>`) runs as a second command and SIGKILLs every process whose
+//!   environment holds that `SANDKIT_EXEC_ID`. A server whose commands do not share one
+//!   process namespace must handle that command itself.
+//! - Files: execs of [`FS_TOOLS_PATH`] with a JSON command; `WriteFile` data arrives through
+//!   `TaskExecStdinWriteStream`.
+//! - `terminate` sends `SandboxTerminate`, then long-polls `SandboxWait` until a result.
 
 mod client;
 mod config;
@@ -17,6 +43,7 @@ mod provider;
 mod retry;
 
 pub use config::{DEFAULT_APP_NAME, DEFAULT_IMAGE, DEFAULT_SERVER_URL, ModalConfig};
+pub use exec::{EXEC_ID_ENV, KILL_SCRIPT, kill_argv};
 pub use files::FS_TOOLS_PATH;
 pub use provider::{
     DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, ModalProvider, capabilities, price_sheet,

@@ -29,6 +29,8 @@ const MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
 const WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 /// Per-attempt deadline of `AuthTokenGet`.
 const AUTH_TOKEN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest an auth token is used before it is refreshed, whatever its `exp` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Assumed lifetime of an auth token whose JWT has no `exp` claim.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
 
@@ -285,7 +287,13 @@ impl ControlPlane {
             tracing::warn!("Modal auth token has no `exp` claim; assuming 20 minutes");
             now + DEFAULT_TOKEN_LIFETIME
         });
-        let lifetime = expires_at.duration_since(now).unwrap_or_default();
+        // The server's claim is trusted for timing only; a far-future one still gets
+        // refreshed daily, and never overflows the clock.
+        let lifetime = expires_at
+            .duration_since(now)
+            .unwrap_or_default()
+            .min(MAX_TOKEN_LIFETIME);
+        let expires_at = now + lifetime;
         // Refresh at a jittered 50-60 % of the remaining lifetime, as Modal's Go client does,
         // so many clients do not refresh at once.
         let refresh_at = now + lifetime.mul_f64(rand::random_range(0.5..0.6));
@@ -342,7 +350,7 @@ fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_f64()?;
-    (exp.is_finite() && exp > 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(exp))
+    UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(exp).ok()?)
 }
 
 /// How to reach one task's router: a stub and its bearer JWT.
@@ -472,6 +480,9 @@ mod tests {
         );
         assert_eq!(jwt_expiry(&jwt(r#"{"sub":"x"}"#)), None);
         assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":-5}"#)), None);
+        // Far beyond what the clock can hold: no panic, no expiry.
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":1e300}"#)), None);
     }
 
     #[test]

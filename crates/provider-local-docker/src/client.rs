@@ -55,11 +55,7 @@ impl Engine {
             .version()
             .await
             .map_err(|e| error::map(e, Subject::Engine))?;
-        let mut runtimes: Vec<String> = info
-            .runtimes
-            .unwrap_or_default()
-            .into_keys()
-            .collect();
+        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
         runtimes.sort();
         let local_socket = host.starts_with("unix://");
         let same_host = info.name.as_deref().is_some_and(|name| {

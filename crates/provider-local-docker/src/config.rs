@@ -1,7 +1,7 @@
 //! Configuration of the local-docker provider.
 
-use schemars::JsonSchema;
 use sandkit_core::GpuKind;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Linux capabilities a sandbox keeps by default: enough for package managers and for

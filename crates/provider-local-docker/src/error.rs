@@ -124,8 +124,7 @@ fn map_status(status: u16, message: String, subject: Subject<'_>) -> Error {
             Error::file(path, FileErrorKind::NotADirectory)
         }
         (400 | 500, Subject::Path { path, .. })
-            if lower.contains("cannot overwrite directory")
-                || lower.contains("is a directory") =>
+            if lower.contains("cannot overwrite directory") || lower.contains("is a directory") =>
         {
             Error::file(path, FileErrorKind::IsADirectory)
         }
@@ -143,9 +142,9 @@ fn map_status(status: u16, message: String, subject: Subject<'_>) -> Error {
         (_, _) if lower.contains("no space left on device") => Error::ResourceLimitExceeded {
             message: format!("the engine's disk is full: {message}"),
         },
-        (400 | 500, Subject::NewSandbox(_) | Subject::Image(_)) => Error::CreationFailed {
-            message,
-        },
+        (400 | 500, Subject::NewSandbox(_) | Subject::Image(_)) => {
+            Error::CreationFailed { message }
+        }
         (401, _) => Error::AuthenticationFailed { message },
         (403, _) => Error::PermissionDenied { message },
         (429, _) => Error::RateLimited { retry_after: None },
@@ -207,7 +206,10 @@ mod tests {
             sandbox: "abc",
             path: "a/b.txt",
         };
-        match map(server(404, "Could not find the file /w/a/b.txt in container abc"), path) {
+        match map(
+            server(404, "Could not find the file /w/a/b.txt in container abc"),
+            path,
+        ) {
             Error::FileOperation { path, kind } => {
                 assert_eq!(path, "a/b.txt");
                 assert_eq!(kind, FileErrorKind::NotFound);

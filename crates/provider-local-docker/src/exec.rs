@@ -132,7 +132,11 @@ impl Shared {
 }
 
 /// Starts `request` in the sandbox described by `meta`.
-pub(crate) async fn start(engine: &Engine, meta: &Meta, request: ExecRequest) -> Result<ExecProcess> {
+pub(crate) async fn start(
+    engine: &Engine,
+    meta: &Meta,
+    request: ExecRequest,
+) -> Result<ExecProcess> {
     let sandbox = meta.container_id.as_str();
     let env: Vec<String> = request
         .env
@@ -150,7 +154,10 @@ pub(crate) async fn start(engine: &Engine, meta: &Meta, request: ExecRequest) ->
         working_dir: request.cwd.as_deref().map(|cwd| meta.absolute(cwd)),
         ..Default::default()
     };
-    let oom_before = meta.memory_limited.then(|| oom_kills(engine, meta)).flatten();
+    let oom_before = meta
+        .memory_limited
+        .then(|| oom_kills(engine, meta))
+        .flatten();
     let created = engine
         .docker
         .create_exec(sandbox, options)
@@ -228,6 +235,7 @@ struct Pump {
 impl Pump {
     async fn run(self, mut output: OutputStream) {
         let mut failure = BytesMut::new();
+        let mut seen_stdout = false;
         let mut stream_error = None;
         let mut armed = self.deadline.is_some();
         let deadline = self.deadline.map_or_else(Instant::now, |(at, _)| at);
@@ -248,7 +256,25 @@ impl Pump {
                     stream_error = Some(e);
                     break;
                 }
-                Some(Ok(LogOutput::StdOut { message })) => (&self.stdout, message),
+                // The engine reports a command it could not start on stdout, as the
+                // first and only frame; hold such a frame back until the exit code
+                // says whether it was the engine or the command speaking.
+                Some(Ok(LogOutput::StdOut { message }))
+                    if !seen_stdout && message.starts_with(START_FAILURE_PREFIX) =>
+                {
+                    seen_stdout = true;
+                    failure.extend_from_slice(&message);
+                    continue;
+                }
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    seen_stdout = true;
+                    if !failure.is_empty() {
+                        // More output: the held frame was the command's own.
+                        let held = failure.split().freeze();
+                        let _ = self.stdout.send(Ok(held)).await;
+                    }
+                    (&self.stdout, message)
+                }
                 Some(Ok(LogOutput::StdErr { message })) => (&self.stderr, message),
                 // Unframed bytes on a non-TTY exec are the engine's own words: the
                 // command could not be started.
@@ -300,26 +326,35 @@ impl Pump {
                 }
                 Ok(_) => {}
                 Err(e) if error::is_not_found(&e) => return Outcome::SandboxGone,
-                Err(e) => return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string()),
+                Err(e) => {
+                    return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string());
+                }
             }
             polls += 1;
             // The output can end a moment before the exit is recorded. A sandbox killed
             // behind our back never records it: check the container now and then.
             if polls % 20 == 0 {
-                match shared.engine.docker.inspect_container(container, None).await {
-                    Ok(inspect)
-                        if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+                match shared
+                    .engine
+                    .docker
+                    .inspect_container(container, None)
+                    .await
+                {
+                    Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                    }
                     Ok(_) => return Outcome::SandboxGone,
                     Err(e) if error::is_not_found(&e) => return Outcome::SandboxGone,
                     Err(e) => {
-                        return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string());
+                        return Outcome::Failed(
+                            error::map(e, Subject::Exec(container)).to_string(),
+                        );
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(if polls < 10 { 5 } else { 50 })).await;
         };
         let code = i32::try_from(code).unwrap_or(-1);
-        if !failure.is_empty() && code != 0 {
+        if !failure.is_empty() && (code == 126 || code == 127) {
             let reason = String::from_utf8_lossy(&failure).trim().to_owned();
             return Outcome::CannotStart(start_failure_reason(&reason));
         }
@@ -348,7 +383,9 @@ impl Pump {
     /// engine's out-of-memory flag.
     async fn out_of_memory(&self) -> bool {
         let shared = &self.shared;
-        if let (Some(before), Some(after)) = (self.oom_before, oom_kills(&shared.engine, &shared.meta)) {
+        if let (Some(before), Some(after)) =
+            (self.oom_before, oom_kills(&shared.engine, &shared.meta))
+        {
             return after > before;
         }
         shared
@@ -362,18 +399,24 @@ impl Pump {
     }
 }
 
-/// The engine's message without the runtime's boilerplate.
+/// The engine's message without the runtime's boilerplate, e.g. `"nope": executable
+/// file not found in $PATH` or `chdir to cwd ("/x") set in config.json failed: no such
+/// file or directory`.
 fn start_failure_reason(message: &str) -> String {
-    if !message.as_bytes().starts_with(START_FAILURE_PREFIX) {
-        return message.to_owned();
+    let mut reason = message.trim();
+    for prefix in [
+        "OCI runtime exec failed: ",
+        "exec failed: ",
+        "unable to start container process: ",
+    ] {
+        reason = reason.strip_prefix(prefix).unwrap_or(reason);
     }
-    // "OCI runtime exec failed: exec failed: ...: exec: \"nope\": executable file not
-    // found in $PATH: unknown" -> the part after the last `exec: `.
-    message
-        .rsplit_once("exec: ")
-        .map_or(message, |(_, reason)| reason)
-        .trim_end_matches(": unknown")
-        .to_owned()
+    // Older runtimes: "container_linux.go:380: starting container process caused: ...".
+    if let Some((_, rest)) = reason.split_once("starting container process caused: ") {
+        reason = rest;
+    }
+    reason = reason.strip_prefix("exec: ").unwrap_or(reason);
+    reason.trim_end_matches(": unknown").to_owned()
 }
 
 /// The control handed to callers.
@@ -416,7 +459,11 @@ fn process_table() -> std::io::Result<Vec<[i32; 4]>> {
     let mut table = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         // A process may end while we read; skip it.
@@ -463,10 +510,12 @@ fn kill_process_tree(root: i32, container_id: &str) -> std::io::Result<()> {
             .map(|[pid, ..]| *pid)
             .collect();
         let children: HashMap<i32, Vec<i32>> =
-            table.iter().fold(HashMap::new(), |mut map, [pid, ppid, ..]| {
-                map.entry(*ppid).or_default().push(*pid);
-                map
-            });
+            table
+                .iter()
+                .fold(HashMap::new(), |mut map, [pid, ppid, ..]| {
+                    map.entry(*ppid).or_default().push(*pid);
+                    map
+                });
         let mut queue: Vec<i32> = victims.iter().copied().collect();
         while let Some(pid) = queue.pop() {
             for child in children.get(&pid).into_iter().flatten() {
@@ -507,7 +556,9 @@ fn oom_kills(engine: &Engine, meta: &Meta) -> Option<u64> {
 fn oom_counter_file(container_id: &str) -> Option<PathBuf> {
     let candidates = [
         format!("/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control"),
-        format!("/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/memory.oom_control"),
+        format!(
+            "/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/memory.oom_control"
+        ),
         format!("/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.events"),
         format!("/sys/fs/cgroup/docker/{container_id}/memory.events"),
     ];
@@ -527,6 +578,11 @@ mod tests {
         assert_eq!(
             start_failure_reason(message),
             "\"nope\": executable file not found in $PATH"
+        );
+        let message = "OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd (\"/x\") set in config.json failed: no such file or directory: unknown\r\n";
+        assert_eq!(
+            start_failure_reason(message),
+            "chdir to cwd (\"/x\") set in config.json failed: no such file or directory"
         );
         assert_eq!(start_failure_reason("something else"), "something else");
     }

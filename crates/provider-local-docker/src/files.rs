@@ -14,9 +14,7 @@ use bollard::query_parameters::{
 };
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
-use sandkit_core::{
-    DirEntry, Error, ExecRequest, FileErrorKind, FileKind, FileStat, Result,
-};
+use sandkit_core::{DirEntry, Error, ExecRequest, FileErrorKind, FileKind, FileStat, Result};
 
 use crate::client::Engine;
 use crate::error::{self, Subject};
@@ -233,7 +231,8 @@ impl Files<'_> {
 
     /// Creates a directory and its missing parents; an existing directory is fine.
     pub async fn make_dir(&self, path: &str) -> Result<()> {
-        self.make_dir_absolute(&self.meta.absolute(path), path).await
+        self.make_dir_absolute(&self.meta.absolute(path), path)
+            .await
     }
 
     async fn make_dir_absolute(&self, absolute: &str, shown: &str) -> Result<()> {
@@ -396,12 +395,10 @@ fn single_entry(archive: &Bytes, shown: &str) -> Result<Entry> {
     let header = entry.header();
     Ok(match header.entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous => {
-            let start = usize::try_from(entry.raw_file_position()).map_err(|_| {
-                Error::file(shown, FileErrorKind::TooLarge)
-            })?;
-            let size = usize::try_from(entry.size()).map_err(|_| {
-                Error::file(shown, FileErrorKind::TooLarge)
-            })?;
+            let start = usize::try_from(entry.raw_file_position())
+                .map_err(|_| Error::file(shown, FileErrorKind::TooLarge))?;
+            let size = usize::try_from(entry.size())
+                .map_err(|_| Error::file(shown, FileErrorKind::TooLarge))?;
             if start + size > archive.len() {
                 return Err(bad(std::io::Error::other("truncated")));
             }
@@ -599,11 +596,16 @@ mod tests {
     fn listing_keeps_direct_entries_only() {
         let archive = directories_archive(&["sub", "deeper"], "x").unwrap();
         let mut builder = tar::Builder::new(Vec::new());
-        for (name, kind) in [("./", tar::EntryType::Directory), ("./a.txt", tar::EntryType::Regular)] {
+        for (name, kind) in [
+            ("./", tar::EntryType::Directory),
+            ("./a.txt", tar::EntryType::Regular),
+        ] {
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(kind);
             header.set_size(0);
-            builder.append_data(&mut header, name, std::io::empty()).unwrap();
+            builder
+                .append_data(&mut header, name, std::io::empty())
+                .unwrap();
         }
         let listing = builder.into_inner().unwrap();
         let entries = direct_entries(&listing[..], "x").unwrap();

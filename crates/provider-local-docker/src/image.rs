@@ -200,7 +200,12 @@ async fn build(
                 error::map(e, Subject::Image(&tag))
             ),
         })?;
-        if let Some(line) = event.stream.as_deref().map(str::trim_end).filter(|l| !l.is_empty()) {
+        if let Some(line) = event
+            .stream
+            .as_deref()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+        {
             tracing::info!(%tag, "build: {line}");
         }
     }
@@ -233,7 +238,10 @@ mod tests {
 
     #[test]
     fn references_split_into_name_and_tag() {
-        assert_eq!(split_tag("debian:bookworm-slim"), ("debian", "bookworm-slim"));
+        assert_eq!(
+            split_tag("debian:bookworm-slim"),
+            ("debian", "bookworm-slim")
+        );
         assert_eq!(split_tag("busybox"), ("busybox", "latest"));
         assert_eq!(
             split_tag("registry:5000/team/app"),

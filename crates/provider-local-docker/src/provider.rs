@@ -17,8 +17,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerConfig, ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType,
-    PortBinding,
+    ContainerConfig, ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, PortBinding,
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -181,7 +180,11 @@ impl LocalDockerProvider {
     }
 
     /// Ids of this provider's containers matching `tags` (all states with `all`).
-    async fn container_ids(&self, tags: &BTreeMap<String, String>, all: bool) -> Result<Vec<String>> {
+    async fn container_ids(
+        &self,
+        tags: &BTreeMap<String, String>,
+        all: bool,
+    ) -> Result<Vec<String>> {
         let mut labels = vec![format!("{LABEL_SANDBOX}={LABEL_SET}")];
         labels.extend(tags.iter().map(|(key, value)| format!("{key}={value}")));
         let filters = HashMap::from([("label".to_owned(), labels)]);
@@ -309,7 +312,9 @@ impl LocalDockerProvider {
         labels.insert(LABEL_NAMED.to_owned(), set_or_blank(spec.name.is_some()));
         labels.insert(
             LABEL_LIFETIME_SECS.to_owned(),
-            spec.lifetime_secs.map(|s| s.to_string()).unwrap_or_default(),
+            spec.lifetime_secs
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         );
         labels.insert(
             LABEL_GPU.to_owned(),
@@ -350,7 +355,11 @@ impl LocalDockerProvider {
                     .map(|(name, value)| format!("{name}={}", value.expose())),
             )
             .collect();
-        let ports: Vec<String> = spec.ports.iter().map(|port| format!("{port}/tcp")).collect();
+        let ports: Vec<String> = spec
+            .ports
+            .iter()
+            .map(|port| format!("{port}/tcp"))
+            .collect();
         let port_bindings = ports
             .iter()
             .map(|port| {
@@ -425,7 +434,10 @@ impl LocalDockerProvider {
             .or_else(|| image.working_dir.clone())
             .map_or_else(|| "/".to_owned(), |w| sandbox::absolute("/", &w));
         let name = spec.name.clone().unwrap_or_else(|| {
-            format!("sandkit-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            format!(
+                "sandkit-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            )
         });
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = self
@@ -433,12 +445,14 @@ impl LocalDockerProvider {
             .docker
             .create_container(Some(options), self.container_body(spec, image, &workdir))
             .await
-            .map_err(|e| match error::map(e, Subject::NewSandbox(spec.name.as_deref())) {
-                Error::CreationFailed { message } => Error::CreationFailed {
-                    message: format!("creating the container: {message}"),
+            .map_err(
+                |e| match error::map(e, Subject::NewSandbox(spec.name.as_deref())) {
+                    Error::CreationFailed { message } => Error::CreationFailed {
+                        message: format!("creating the container: {message}"),
+                    },
+                    other => other,
                 },
-                other => other,
-            })?;
+            )?;
         let id = created.id;
         let result = self.fill_and_start(&id, spec, &workdir).await;
         if result.is_err() {
@@ -579,7 +593,11 @@ fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) -> Capabili
         max_memory_mib: engine
             .map(|e| e.mem_total_bytes / (1024 * 1024))
             .filter(|n| *n > 0),
-        gpu_kinds: if gpus { config.gpu_kinds.clone() } else { Vec::new() },
+        gpu_kinds: if gpus {
+            config.gpu_kinds.clone()
+        } else {
+            Vec::new()
+        },
         max_gpu_count: if gpus { config.gpu_count } else { 0 },
         network_block_all: true,
         network_cidr_allowlist: false,
@@ -623,7 +641,8 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
-        spec.validate()?;
+        // `spec.validate()` is the checking layer's job: it rejects the `sandkit.` tags
+        // that same layer adds. What only this provider knows is checked here.
         self.check_spec(spec)?;
         let source = spec.image.clone().unwrap_or_else(|| ImageSource::Registry {
             reference: self.config.default_image.clone(),
@@ -662,8 +681,7 @@ impl SandboxProvider for LocalDockerProvider {
         if request.pty {
             return Err(Error::unsupported(PROVIDER_NAME, "pseudo-terminals"));
         }
-        if request.timeout.is_some() && self.capabilities.exec_timeout == TimeoutEnforcement::None
-        {
+        if request.timeout.is_some() && self.capabilities.exec_timeout == TimeoutEnforcement::None {
             return Err(Error::unsupported(
                 PROVIDER_NAME,
                 "exec timeouts on an engine whose processes this host cannot see",
@@ -680,7 +698,8 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        self.with_files(id, async |files| files.read(path).await).await
+        self.with_files(id, async |files| files.read(path).await)
+            .await
     }
 
     async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
@@ -689,11 +708,13 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
-        self.with_files(id, async |files| files.stat(path).await).await
+        self.with_files(id, async |files| files.stat(path).await)
+            .await
     }
 
     async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
-        self.with_files(id, async |files| files.list(path).await).await
+        self.with_files(id, async |files| files.list(path).await)
+            .await
     }
 
     async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
@@ -842,7 +863,12 @@ impl SandboxProvider for LocalDockerProvider {
 
     async fn resume(&self, id: &SandboxId) -> Result<()> {
         let meta = self.meta(id).await?;
-        match self.engine.docker.unpause_container(&meta.container_id).await {
+        match self
+            .engine
+            .docker
+            .unpause_container(&meta.container_id)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if error::is_conflict(&e) => {
                 // "is not paused" is fine; "is not running" is a finished sandbox.

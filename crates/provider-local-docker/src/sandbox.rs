@@ -207,7 +207,10 @@ mod tests {
             (LABEL_TAG_KEYS.to_owned(), "team,sandkit.run-id".to_owned()),
             ("team".to_owned(), "evals".to_owned()),
             ("sandkit.run-id".to_owned(), "r1".to_owned()),
-            ("org.opencontainers.image.version".to_owned(), "12".to_owned()),
+            (
+                "org.opencontainers.image.version".to_owned(),
+                "12".to_owned(),
+            ),
         ]);
         let inspect = ContainerInspectResponse {
             id: Some("abc".into()),

@@ -14,9 +14,13 @@ use sandkit_core::{
 };
 use sandkit_provider_modal::proto::client::modal_client_server::{ModalClient, ModalClientServer};
 use sandkit_provider_modal::proto::client::{
-    AuthTokenGetRequest, AuthTokenGetResponse, GenericResult, SandboxGetTaskIdRequest,
-    SandboxGetTaskIdResponse, SandboxTerminateRequest, SandboxTerminateResponse,
-    SandboxWaitRequest, SandboxWaitResponse, TaskGetCommandRouterAccessRequest,
+    AppGetOrCreateRequest, AppGetOrCreateResponse, AuthTokenGetRequest, AuthTokenGetResponse,
+    EnvironmentGetOrCreateRequest, EnvironmentGetOrCreateResponse, EnvironmentMetadata,
+    EnvironmentSettings, GenericResult, ImageGetOrCreateRequest, ImageGetOrCreateResponse,
+    ImageJoinStreamingRequest, ImageJoinStreamingResponse, ImageMetadata, SandboxCreateRequest,
+    SandboxCreateResponse, SandboxGetTaskIdRequest, SandboxGetTaskIdResponse,
+    SandboxTerminateRequest, SandboxTerminateResponse, SandboxWaitRequest, SandboxWaitResponse,
+    SecretGetOrCreateRequest, SecretGetOrCreateResponse, TaskGetCommandRouterAccessRequest,
     TaskGetCommandRouterAccessResponse, generic_result::GenericStatus,
 };
 use sandkit_provider_modal::proto::task_command_router::task_command_router_server::{
@@ -53,6 +57,11 @@ struct State {
     cut_done: HashMap<(String, i32), bool>,
     execs: HashMap<String, Vec<String>>,
     stdio_offsets: Vec<u64>,
+    /// `last_entry_id` of every `ImageJoinStreaming` call.
+    image_joins: Vec<String>,
+    secrets: Vec<SecretGetOrCreateRequest>,
+    images: Vec<ImageGetOrCreateRequest>,
+    created: Vec<SandboxCreateRequest>,
 }
 
 #[derive(Clone)]
@@ -116,6 +125,104 @@ impl ModalClient for Fake {
             .encode(format!(r#"{{"exp":{}}}"#, u64::MAX / 2));
         Ok(Response::new(AuthTokenGetResponse {
             token: format!("e30.{claims}.sig"),
+        }))
+    }
+
+    async fn app_get_or_create(
+        &self,
+        request: Request<AppGetOrCreateRequest>,
+    ) -> Result<Response<AppGetOrCreateResponse>, Status> {
+        assert_eq!(request.get_ref().app_name, "sandkit");
+        Ok(Response::new(AppGetOrCreateResponse {
+            app_id: "ap-test".into(),
+            ..Default::default()
+        }))
+    }
+
+    async fn environment_get_or_create(
+        &self,
+        _request: Request<EnvironmentGetOrCreateRequest>,
+    ) -> Result<Response<EnvironmentGetOrCreateResponse>, Status> {
+        Ok(Response::new(EnvironmentGetOrCreateResponse {
+            environment_id: "en-test".into(),
+            metadata: Some(EnvironmentMetadata {
+                settings: Some(EnvironmentSettings {
+                    image_builder_version: "2025.06".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn image_get_or_create(
+        &self,
+        request: Request<ImageGetOrCreateRequest>,
+    ) -> Result<Response<ImageGetOrCreateResponse>, Status> {
+        self.state.lock().unwrap().images.push(request.into_inner());
+        // No result yet: the client must join the build.
+        Ok(Response::new(ImageGetOrCreateResponse {
+            image_id: "im-built".into(),
+            ..Default::default()
+        }))
+    }
+
+    async fn image_join_streaming(
+        &self,
+        request: Request<ImageJoinStreamingRequest>,
+    ) -> Result<Response<BoxStream<ImageJoinStreamingResponse>>, Status> {
+        let last = request.into_inner().last_entry_id;
+        self.state.lock().unwrap().image_joins.push(last.clone());
+        let items = if last.is_empty() {
+            // Logs, then the stream ends early without a result.
+            vec![Ok(ImageJoinStreamingResponse {
+                entry_id: "1-0".into(),
+                ..Default::default()
+            })]
+        } else {
+            vec![Ok(ImageJoinStreamingResponse {
+                entry_id: "2-0".into(),
+                result: Some(GenericResult {
+                    status: GenericStatus::Success as i32,
+                    ..Default::default()
+                }),
+                metadata: Some(ImageMetadata {
+                    workdir: Some("/app".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })]
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter(items))))
+    }
+
+    async fn secret_get_or_create(
+        &self,
+        request: Request<SecretGetOrCreateRequest>,
+    ) -> Result<Response<SecretGetOrCreateResponse>, Status> {
+        self.state
+            .lock()
+            .unwrap()
+            .secrets
+            .push(request.into_inner());
+        Ok(Response::new(SecretGetOrCreateResponse {
+            secret_id: "st-env".into(),
+            ..Default::default()
+        }))
+    }
+
+    async fn sandbox_create(
+        &self,
+        request: Request<SandboxCreateRequest>,
+    ) -> Result<Response<SandboxCreateResponse>, Status> {
+        self.state
+            .lock()
+            .unwrap()
+            .created
+            .push(request.into_inner());
+        Ok(Response::new(SandboxCreateResponse {
+            sandbox_id: SANDBOX.into(),
+            ..Default::default()
         }))
     }
 
@@ -446,4 +553,82 @@ async fn ids_modal_never_minted_are_not_found_without_a_call() {
     ));
     provider.terminate(&bogus).await.unwrap();
     assert!(fake.state.lock().unwrap().calls.is_empty());
+}
+
+#[tokio::test]
+async fn create_builds_the_image_and_sends_the_whole_definition() {
+    use sandkit_core::{GpuKind, NetworkPolicy, SandboxSpec};
+    use sandkit_provider_modal::proto::client::network_access::NetworkAccessType;
+    use sandkit_provider_modal::proto::client::sandbox::OpenPortsOneof;
+
+    let (provider, fake) = serve(State::default()).await;
+    let spec = SandboxSpec::new()
+        .image("alpine:3.21")
+        .env("PLAIN", "1")
+        .secret("TOKEN", "hunter2")
+        .cpu(0.5)
+        .memory_mib(512)
+        .gpu(GpuKind::A100_80GB, 2)
+        .lifetime_secs(600)
+        .idle_timeout_secs(60)
+        .network(NetworkPolicy::AllowList {
+            cidrs: vec!["10.0.0.0/8".into()],
+            domains: vec![],
+        })
+        .region("us-east")
+        .port(8080)
+        .name("box-1")
+        .tag("team", "evals");
+    let info = provider.create(&spec).await.unwrap();
+    assert_eq!(info.id.as_str(), SANDBOX);
+    assert_eq!(info.workdir, "/app", "the image's workdir is the sandbox's");
+    assert_eq!(
+        info.expires_at_unix_secs,
+        Some(info.created_at_unix_secs + 600)
+    );
+
+    let state = fake.state.lock().unwrap();
+    assert_eq!(
+        state.image_joins,
+        ["", "1-0"],
+        "the build is joined, then resumed"
+    );
+    let image = &state.images[0];
+    assert_eq!(image.builder_version, "2025.06");
+    assert_eq!(
+        image.image.as_ref().unwrap().dockerfile_commands,
+        ["FROM alpine:3.21"]
+    );
+    let secret = &state.secrets[0];
+    assert_eq!(secret.object_creation_type, 5, "EPHEMERAL");
+    assert_eq!(secret.env_dict["PLAIN"], "1");
+    assert_eq!(secret.env_dict["TOKEN"], "hunter2");
+
+    let request = &state.created[0];
+    assert_eq!(request.app_id, "ap-test");
+    assert_eq!(request.tags[0].tag_name, "team");
+    let definition = request.definition.as_ref().unwrap();
+    assert_eq!(definition.image_id, "im-built");
+    assert_eq!(definition.secret_ids, ["st-env"]);
+    assert_eq!(definition.timeout_secs, 600);
+    assert_eq!(definition.idle_timeout_secs, Some(60));
+    assert_eq!(definition.name.as_deref(), Some("box-1"));
+    let resources = definition.resources.as_ref().unwrap();
+    assert_eq!((resources.milli_cpu, resources.memory_mb), (500, 512));
+    let gpu = resources.gpu_config.as_ref().unwrap();
+    assert_eq!((gpu.gpu_type.as_str(), gpu.count), ("A100-80GB", 2));
+    let network = definition.network_access.as_ref().unwrap();
+    assert_eq!(
+        network.network_access_type,
+        NetworkAccessType::Allowlist as i32
+    );
+    assert_eq!(network.allowed_cidrs, ["10.0.0.0/8"]);
+    assert_eq!(
+        definition.scheduler_placement.as_ref().unwrap().regions,
+        ["us-east"]
+    );
+    match &definition.open_ports_oneof {
+        Some(OpenPortsOneof::OpenPorts(ports)) => assert_eq!(ports.ports[0].port, 8080),
+        other => panic!("{other:?}"),
+    }
 }

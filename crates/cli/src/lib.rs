@@ -16,10 +16,11 @@ use sandkit_core::{ProviderRegistration, Result, SandboxProvider, layers, regist
 // `LINKED_PROVIDERS`) to ship it.
 use sandkit_provider_local_docker as _;
 use sandkit_provider_local_process as _;
+use sandkit_provider_modal as _;
 
 /// Registry names of the providers this facade links, sorted. A test checks that the
 /// registry holds exactly these.
-pub const LINKED_PROVIDERS: &[&str] = &["local-docker", "local-process"];
+pub const LINKED_PROVIDERS: &[&str] = &["local-docker", "local-process", "modal"];
 
 /// The provider `sandkit` uses when none is named: embedded, no daemon, no credentials.
 pub const DEFAULT_PROVIDER: &str = "local-process";

@@ -87,8 +87,15 @@ fn gpus(caps: &Capabilities) -> String {
     if caps.gpu_kinds.is_empty() {
         return "-".to_owned();
     }
+    // The full list is in `--json`; the table keeps its width.
+    const SHOWN: usize = 3;
     let kinds: Vec<&str> = caps.gpu_kinds.iter().map(|kind| kind.as_str()).collect();
-    format!("{} (max {})", kinds.join(","), caps.max_gpu_count)
+    let more = match kinds.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        hidden => format!(" +{hidden}"),
+    };
+    let shown = &kinds[..kinds.len().min(SHOWN)];
+    format!("{}{more} (max {})", shown.join(","), caps.max_gpu_count)
 }
 
 #[cfg(test)]
@@ -106,6 +113,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(gpus(&caps), "T4,H100 (max 8)");
+        let many = Capabilities {
+            gpu_kinds: GpuKind::ALL.to_vec(),
+            max_gpu_count: 8,
+            ..Default::default()
+        };
+        assert_eq!(gpus(&many), "T4,L4,A10G +6 (max 8)");
         assert_eq!(pause(&caps), "yes (disk)");
         assert_eq!(gpus(&Capabilities::default()), "-");
     }

@@ -91,7 +91,7 @@ impl Layout {
 }
 
 /// The environment of a process: a small clean base, then the spec's variables and
-/// secrets, then the request's.
+/// secrets, then the request's, and `SANDKIT_SANDBOX_ID`.
 pub(crate) fn environment(
     record: &Record,
     layout: &Layout,
@@ -108,11 +108,12 @@ pub(crate) fn environment(
         ("HOME".to_owned(), record.workdir.display().to_string()),
         ("TMPDIR".to_owned(), tmp),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
-        ("SANDKIT_SANDBOX_ID".to_owned(), record.id.clone()),
     ]);
     env.extend(record.env.clone());
     env.extend(secrets);
     env.extend(request.clone());
+    // Set last: terminate and the supervisor find stray processes by it.
+    env.insert("SANDKIT_SANDBOX_ID".to_owned(), record.id.clone());
     env
 }
 
@@ -273,31 +274,56 @@ pub(crate) fn spawn_entrypoint(
 /// lock, when `flock` is installed) moves the sandbox out of sight, kills every recorded
 /// process group and their descendants, and removes the directory. It runs detached
 /// from the creating process, so the lifetime holds even if that process is killed.
+///
+/// It wakes every few seconds to remember the recorded groups: when the directory
+/// vanishes early (terminated, or the state directory was deleted), it kills the groups
+/// it last saw, so processes never outlive their directory, and exits. Processes that
+/// left their group and lost their parent are found by the `SANDKIT_SANDBOX_ID`
+/// variable every sandbox process starts with.
 const SUPERVISOR: &str = r#"
-dir=$1 state=$2 id=$3 expires=$4
+dir=$1 state=$2 id=$3 expires=$4 trash=""
+known=""
+vanished=""
 while :; do
+  if [ -f "$dir/GROUPS_FILE" ]; then
+    known=$(cat "$dir/GROUPS_FILE" 2>/dev/null) || known=""
+  elif [ ! -d "$dir" ]; then
+    vanished=1
+    break
+  fi
   now=$(date +%s) || exit 1
   [ "$now" -ge "$expires" ] && break
-  sleep $((expires - now))
+  left=$((expires - now))
+  [ "$left" -gt 5 ] && left=5
+  sleep "$left"
 done
-trash="$state/trash/$id-expired-$$"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>>"$state/lock"
-  flock 9
+if [ -z "$vanished" ]; then
+  trash="$state/trash/$id-expired-$$"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>>"$state/lock"
+    flock 9
+  fi
+  if mv "$dir" "$trash" 2>/dev/null; then
+    known=$(cat "$trash/GROUPS_FILE" 2>/dev/null)
+  else
+    trash=""
+  fi
+  exec 9>&-
 fi
-mv "$dir" "$trash" 2>/dev/null || exit 0
-exec 9>&-
 start_time() {
   read -r stat < "/proc/$1/stat" 2>/dev/null || return 0
   set -- ${stat##*) }
   shift 19
   echo "$1"
 }
-groups=""
+groups=" "
 while read -r pgid start; do
+  [ -n "$pgid" ] || continue
   now_start=$(start_time "$pgid")
-  if [ -z "$now_start" ] || [ "$now_start" = "$start" ]; then groups="$groups $pgid "; fi
-done < "$trash/GROUPS_FILE"
+  if [ -z "$now_start" ] || [ "$now_start" = "$start" ]; then groups="$groups$pgid "; fi
+done <<EOF_GROUPS
+$known
+EOF_GROUPS
 tree() {
   found=" "
   changed=1
@@ -315,14 +341,22 @@ tree() {
   done
   echo $found
 }
+marked() {
+  for e in /proc/[0-9]*/environ; do
+    tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF "SANDKIT_SANDBOX_ID=$id" || continue
+    p=${e#/proc/}
+    echo "${p%/environ}"
+  done
+}
 for round in 1 2 3 4 5 6 7 8 9 10; do
-  pids=$(tree)
+  pids="$(tree) $(marked)"
   for g in $groups; do kill -9 -"$g" 2>/dev/null; done
-  [ -z "$pids" ] && break
+  [ -z "${pids# }" ] && break
   kill -9 $pids 2>/dev/null
   sleep 0.2
 done
-rm -rf "$trash"
+[ -n "$trash" ] && rm -rf "$trash"
+exit 0
 "#;
 
 /// Starts the supervisor of a sandbox expiring at `expires_at_unix_secs`.

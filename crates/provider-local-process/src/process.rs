@@ -161,6 +161,37 @@ pub(crate) async fn kill_tree(groups: &[Group]) {
     tracing::warn!(?groups, "processes survived SIGKILL");
 }
 
+/// Live processes whose environment carries `SANDKIT_SANDBOX_ID=<id>`: every process a
+/// sandbox starts does, so this finds those that left their group and lost their parent.
+pub(crate) fn marked(id: &str) -> Vec<i32> {
+    let marker = format!("SANDKIT_SANDBOX_ID={id}");
+    all_processes()
+        .into_iter()
+        .filter(|stat| stat.state != 'Z')
+        .filter(|stat| {
+            std::fs::read(format!("/proc/{}/environ", stat.pid))
+                .is_ok_and(|environ| environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .map(|stat| stat.pid)
+        .collect()
+}
+
+/// Kills every process of sandbox `id`: its groups, their descendants, and the marked
+/// stragglers; waits (up to a few seconds) until none is left.
+pub(crate) async fn kill_sandbox(id: &str, groups: &[Group]) {
+    kill_tree(groups).await;
+    for _ in 0..100 {
+        let stragglers = marked(id);
+        if stragglers.is_empty() {
+            return;
+        }
+        for pid in stragglers {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

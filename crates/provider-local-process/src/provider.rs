@@ -218,9 +218,8 @@ impl LocalProcessProvider {
         let Some((trash, record)) = detached else {
             return Ok(());
         };
-        if let Some(record) = record {
-            process::kill_tree(&record.all_groups()).await;
-        }
+        let groups = record.map(|record| record.all_groups()).unwrap_or_default();
+        process::kill_sandbox(id, &groups).await;
         blocking(move || match std::fs::remove_dir_all(&trash) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(internal(format!("removing {}", trash.display()), e))
@@ -263,12 +262,6 @@ impl LocalProcessProvider {
             })
             .await?;
         }
-        let supervisor = launch::spawn_supervisor(
-            self.store.dir(),
-            &layout,
-            &record.id,
-            record.expires_at_unix_secs,
-        )?;
         let entrypoint = if record.entrypoint.is_empty() {
             None
         } else {
@@ -292,19 +285,31 @@ impl LocalProcessProvider {
             );
             Some((line, env))
         };
-        let store = self.store.clone();
-        let id = record.id.clone();
-        let bwrap_layout = layout.clone();
-        // Spawned under the lock and on this thread: see `exec`.
+        // Spawned under the lock, and each recorded at once, so a failure (or a
+        // concurrent terminate) finds every process to kill.
+        let store = &self.store;
         let _lock = store.lock()?;
         let mut current = store
-            .read(&id)?
-            .ok_or_else(|| Error::sandbox_not_found(&id))?;
+            .read(&record.id)?
+            .ok_or_else(|| Error::sandbox_not_found(&record.id))?;
+        let supervisor = launch::spawn_supervisor(
+            store.dir(),
+            &layout,
+            &record.id,
+            record.expires_at_unix_secs,
+        )?;
         current.supervisor = Some(supervisor);
-        store.write(&current)?;
+        if let Err(error) = store.write(&current) {
+            process::signal_tree(&[supervisor], Signal::SIGKILL);
+            return Err(error);
+        }
         if let Some((line, env)) = entrypoint {
-            let group = launch::spawn_entrypoint(&line, &bwrap_layout, &workdir, &env)?;
+            let group = launch::spawn_entrypoint(&line, &layout, &workdir, &env)?;
             current.groups.push(group);
+            if let Err(error) = store.write(&current) {
+                process::signal_tree(&[group], Signal::SIGKILL);
+                return Err(error);
+            }
         }
         current.phase = Phase::Running;
         store.write(&current)?;

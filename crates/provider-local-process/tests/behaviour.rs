@@ -70,6 +70,19 @@ fn processes_of(id: &SandboxId) -> Vec<String> {
     found
 }
 
+/// Processes naming this sandbox on their command line (its supervisor).
+fn supervisors_of(id: &SandboxId) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let cmdline = String::from_utf8_lossy(cmdline);
+            cmdline.contains("sandkit-supervisor") && cmdline.contains(id.as_str())
+        })
+        .count()
+}
+
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -107,7 +120,23 @@ in_both_modes!(
     entrypoint_runs_in_the_background_and_its_end_ends_the_sandbox,
     archives_move_trees,
     expired_sandboxes_are_gone,
+    processes_never_outlive_a_deleted_directory,
 );
+
+async fn processes_never_outlive_a_deleted_directory(isolation: Isolation) {
+    let (dir, provider) = provider(isolation);
+    let id = provider
+        .create(&SandboxSpec::new().entrypoint(["sleep", "1000"]))
+        .await
+        .unwrap()
+        .id;
+    eventually("the entrypoint runs", || !processes_of(&id).is_empty()).await;
+    std::fs::remove_dir_all(dir.path().join("sandboxes").join(id.as_str())).unwrap();
+    eventually("the supervisor kills what the directory held", || {
+        processes_of(&id).is_empty() && supervisors_of(&id) == 0
+    })
+    .await;
+}
 
 async fn exec_streams_codes_env_cwd_and_stdin(isolation: Isolation) {
     let (_dir, provider) = provider(isolation);
@@ -455,7 +484,18 @@ async fn terminate_is_idempotent_and_final(isolation: Isolation) {
         .exec(id, ExecRequest::new(["sleep", "1001"]))
         .await
         .unwrap();
-    eventually("both sleeps run", || processes_of(id).len() >= 2).await;
+    // A daemon leaves the command's group and parent; terminate finds it all the same.
+    let daemon = "setsid sleep 1002 </dev/null >/dev/null 2>&1 &";
+    run(&provider, id, &["sh", "-c", daemon]).await;
+    eventually("the sleeps run", || {
+        let running = processes_of(id);
+        let has = |argv: &str| running.iter().any(|cmdline| cmdline.starts_with(argv));
+        // Under bubblewrap the daemon died with its command's pid namespace.
+        has("sleep 1000")
+            && has("sleep 1001")
+            && (isolation != Isolation::None || has("sleep 1002"))
+    })
+    .await;
     provider.terminate(id).await.unwrap();
     provider.terminate(id).await.unwrap();
     provider
@@ -467,6 +507,7 @@ async fn terminate_is_idempotent_and_final(isolation: Isolation) {
         .await
         .unwrap();
     assert!(processes_of(id).is_empty(), "{:?}", processes_of(id));
+    assert_eq!(supervisors_of(id), 0);
     assert!(!Path::new(&info.workdir).exists());
     let status = running.output().await.unwrap().status;
     assert_eq!(status.code, 137, "{status:?}");

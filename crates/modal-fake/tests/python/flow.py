@@ -1,0 +1,143 @@
+"""The official Modal Python client (modal==1.6.4) running a sandbox flow against modal-fake.
+
+Run by tests/python_client.rs with MODAL_SERVER_URL pointing at an emulator. Every step
+asserts what it expects and prints a line, so a failure names the step.
+"""
+
+import os
+import sys
+import uuid
+
+import modal
+
+RUN = uuid.uuid4().hex[:10]
+APP_NAME = "sandkit-python-flow"
+
+
+def step(name):
+    print(f"step: {name}", flush=True)
+
+
+def main():
+    step("app lookup")
+    app = modal.App.lookup(APP_NAME, create_if_missing=True)
+
+    step("create with tags, name and a secret")
+    sb = modal.Sandbox.create(
+        app=app,
+        name=f"flow-{RUN}",
+        tags={"suite": "python-flow", "run": RUN},
+        secrets=[modal.Secret.from_dict({"FLOW_SECRET": "s3cret-value"})],
+        timeout=300,
+    )
+    assert sb.object_id.startswith("sb-") and len(sb.object_id) == 25, sb.object_id
+
+    step("exec: stdout, stderr and exit code")
+    p = sb.exec("sh", "-c", "echo out; echo err >&2; exit 3")
+    out = p.stdout.read()
+    err = p.stderr.read()
+    code = p.wait()
+    assert out == "out\n", repr(out)
+    assert err == "err\n", repr(err)
+    assert code == 3, code
+
+    step("exec: stdin")
+    p = sb.exec("cat")
+    p.stdin.write(b"hello stdin\n")
+    p.stdin.write(b"second line\n")
+    p.stdin.write_eof()
+    p.stdin.drain()
+    out = p.stdout.read()
+    assert out == "hello stdin\nsecond line\n", repr(out)
+    assert p.wait() == 0
+
+    step("exec: environment from the sandbox secret and the exec")
+    p = sb.exec("sh", "-c", 'printf "%s/%s" "$FLOW_SECRET" "$EXEC_VAR"', env={"EXEC_VAR": "from-exec"})
+    out = p.stdout.read()
+    assert out == "s3cret-value/from-exec", repr(out)
+    p.wait()
+
+    step("exec: binary output survives")
+    p = sb.exec("printf", "\\377\\376abc", text=False)
+    raw = p.stdout.read()
+    assert raw == b"\xff\xfeabc", repr(raw)
+    p.wait()
+
+    step("files: write and read")
+    sb.filesystem.write_text("hello file\n", "/flow/hello.txt")
+    assert sb.filesystem.read_text("/flow/hello.txt") == "hello file\n"
+    sb.filesystem.write_bytes(b"\x00\x01binary", "/flow/data.bin")
+    assert sb.filesystem.read_bytes("/flow/data.bin") == b"\x00\x01binary"
+    info = sb.filesystem.stat("/flow/hello.txt")
+    assert info.size == len("hello file\n") and info.is_file(), info
+    names = sorted(entry.name for entry in sb.filesystem.list_files("/flow"))
+    assert names == ["data.bin", "hello.txt"], names
+
+    step("files: errors map to the client's exceptions")
+    try:
+        sb.filesystem.read_text("/flow/missing.txt")
+    except modal.exception.SandboxFilesystemNotFoundError:
+        pass
+    else:
+        raise AssertionError("reading a missing file did not fail")
+
+    step("files: what exec wrote is readable and vice versa")
+    p = sb.exec("cat", "flow/hello.txt")
+    assert p.stdout.read() == "hello file\n"
+    assert p.wait() == 0
+    p = sb.exec("sh", "-c", "mkdir -p made && echo from-exec > made/by-exec.txt")
+    assert p.wait() == 0
+    assert sb.filesystem.read_text("/made/by-exec.txt") == "from-exec\n"
+    sb.filesystem.remove("/made", recursive=True)
+
+    step("list by tags")
+    listed = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"run": RUN})]
+    assert listed == [sb.object_id], listed
+    assert [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"run": "nope"})] == []
+    assert sb.get_tags() == {"suite": "python-flow", "run": RUN}
+
+    step("from_name")
+    same = modal.Sandbox.from_name(APP_NAME, f"flow-{RUN}")
+    assert same.object_id == sb.object_id
+    p = same.exec("echo", "via-from-name")
+    assert p.stdout.read() == "via-from-name\n"
+
+    step("duplicate names are refused")
+    try:
+        modal.Sandbox.create(app=app, name=f"flow-{RUN}")
+    except modal.exception.AlreadyExistsError:
+        pass
+    else:
+        raise AssertionError("a second sandbox with the same name was created")
+
+    step("filesystem snapshot and restore")
+    image = sb.snapshot_filesystem()
+    assert image.object_id.startswith("im-"), image.object_id
+    restored = modal.Sandbox.create(app=app, image=image, tags={"run": RUN, "restored": "yes"})
+    assert restored.filesystem.read_text("/flow/hello.txt") == "hello file\n"
+    restored.terminate()
+
+    step("terminate")
+    assert sb.poll() is None
+    sb.terminate()
+    sb.wait(raise_on_termination=False)
+    assert sb.returncode == 137, sb.returncode
+    assert [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"run": RUN})] == []
+    try:
+        modal.Sandbox.from_name(APP_NAME, f"flow-{RUN}")
+    except modal.exception.NotFoundError:
+        pass
+    else:
+        raise AssertionError("a terminated sandbox was still found by name")
+
+    print("python flow: ok", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(1)

@@ -50,6 +50,12 @@ fi
 step "tests (every provider runs the conformance suite)"
 cargo test --workspace --locked --no-fail-fast
 
+step "the out-of-tree provider template, with its own conformance run"
+(cd examples/provider-template && CARGO_TARGET_DIR="$PWD/../../target" cargo clippy --all-targets --locked -- -D warnings && CARGO_TARGET_DIR="$PWD/../../target" cargo test --locked)
+
+step "the example orchestrator: 100 jobs routed over local-process"
+cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/orchestrator/pools-local.toml --jobs 100
+
 step "leak check"
 scripts/docker-leaks.sh "$SANDKIT_RUN_ID"
 echo "no containers or images left by run $SANDKIT_RUN_ID"

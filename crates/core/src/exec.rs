@@ -33,7 +33,8 @@ pub struct ExecRequest {
     /// Open a standard input pipe (needs `Capabilities::exec_stdin`); otherwise stdin is
     /// empty.
     pub stdin: bool,
-    /// Kill the whole process tree after this long (needs `Capabilities::exec_timeout`).
+    /// Kill the whole process tree after this long, counted from the start and enforced
+    /// whether or not anyone calls `wait` (needs `Capabilities::exec_timeout`).
     #[serde(with = "optional_secs", rename = "timeout_secs")]
     #[schemars(with = "Option<f64>")]
     pub timeout: Option<Duration>,
@@ -301,11 +302,12 @@ impl ExecProcess {
             .output_limit_bytes
             .map(|l| l as usize)
             .unwrap_or(usize::MAX);
+        // Wait while collecting: a provider that enforces the timeout in `wait` must see
+        // it called before the streams end, or a command that never exits would hang here.
         let stdout = collect(&mut self.stdout, limit);
         let stderr = collect(&mut self.stderr, limit);
-        let ((stdout, stdout_cut, stdout_err), (stderr, stderr_cut, stderr_err)) =
-            tokio::join!(stdout, stderr);
-        let status = self.control.wait().await;
+        let ((stdout, stdout_cut, stdout_err), (stderr, stderr_cut, stderr_err), status) =
+            tokio::join!(stdout, stderr, self.control.wait());
         match status {
             Err(Error::CommandTimeout { timeout, .. }) => Err(Error::CommandTimeout {
                 timeout,

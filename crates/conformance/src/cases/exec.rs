@@ -594,8 +594,11 @@ pub(crate) async fn exec_cwd_missing_is_error(cx: Cx) -> Result<()> {
 /// file every 0.2 s: liveness is seen through the files, which works whatever the
 /// provider's pid namespaces are.
 fn heartbeat_script(prefix: &str) -> String {
+    // Written through a rename, so a read never sees a half-written file.
     let beat = |name: &str| {
-        format!("i=0; while :; do i=$((i+1)); echo $i > {prefix}.{name}; sleep 0.2; done")
+        format!(
+            "i=0; while :; do i=$((i+1)); echo $i > tmp-{prefix}-{name} && mv -f tmp-{prefix}-{name} {prefix}.{name}; sleep 0.2; done"
+        )
     };
     format!(
         "({child}) & sh -c '({grandchild}) & wait' & {main}",

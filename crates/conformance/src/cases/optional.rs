@@ -65,7 +65,8 @@ async fn counter(cx: &Cx, id: &SandboxId) -> Result<u64> {
 
 pub(crate) async fn pause_stops_processes_and_resume_continues(cx: Cx) -> Result<()> {
     let id = cx.sandbox().await?;
-    let script = "i=0; while :; do i=$((i+1)); echo $i > pause-beat.main; sleep 0.1; done";
+    // Written through a rename, so a read never sees a half-written file.
+    let script = "i=0; while :; do i=$((i+1)); echo $i > tmp-pause-beat && mv -f tmp-pause-beat pause-beat.main; sleep 0.1; done";
     let mut process = cx
         .start(&id, ExecRequest::new(["sh", "-c", script]))
         .await?;

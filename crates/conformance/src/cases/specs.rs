@@ -199,16 +199,27 @@ pub(crate) async fn memory_limit_unsupported(cx: Cx) -> Result<()> {
 pub(crate) async fn workdir_from_spec(cx: Cx) -> Result<()> {
     let workdir = "/tmp/conformance-workdir";
     let info = cx.create(&cx.spec().workdir(workdir)).await?;
+    // A provider with a root filesystem of its own uses the path as given; one without
+    // (local processes) places it under the sandbox's root. Either way info says where,
+    // and commands start there.
     ensure!(
-        info.workdir == workdir,
+        info.workdir == workdir || info.workdir.ends_with(workdir),
         "asked for workdir {workdir}, info says {:?}",
         info.workdir
     );
     let pwd = cx.sh(&info.id, "pwd").await?;
     ensure!(
-        pwd.trim_end() == workdir,
-        "commands start in {:?}, expected {workdir}",
-        pwd.trim_end()
+        pwd.trim_end() == info.workdir,
+        "commands start in {:?}, info.workdir is {:?}",
+        pwd.trim_end(),
+        info.workdir
+    );
+    cx.sh(&info.id, "printf here > workdir-marker").await?;
+    let marker = crate::cases::exec::join(&info.workdir, "workdir-marker");
+    let read = cx.sh(&info.id, &format!("cat '{marker}'")).await?;
+    ensure!(
+        read == "here",
+        "a file written in the workdir is not at {marker}"
     );
     Ok(())
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ContainerStateStatusEnum;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sandkit_core::{
@@ -354,6 +355,13 @@ impl Pump {
             tokio::time::sleep(Duration::from_millis(if polls < 10 { 5 } else { 50 })).await;
         };
         let code = i32::try_from(code).unwrap_or(-1);
+        if (code == 126 || code == 127 || code == 137)
+            && !shared.killed.load(Ordering::SeqCst)
+            && self.sandbox_gone().await
+        {
+            // A sandbox removed under a command shows as a kill or a failed start.
+            return Outcome::SandboxGone;
+        }
         if !failure.is_empty() && (code == 126 || code == 127) {
             let reason = String::from_utf8_lossy(&failure).trim().to_owned();
             return Outcome::CannotStart(start_failure_reason(&reason));
@@ -376,6 +384,35 @@ impl Pump {
             );
         }
         Outcome::Exited(ExitStatus::code(code))
+    }
+
+    /// Whether the sandbox is gone or going. The engine marks a container it is killing
+    /// as stopped a moment after its processes died, so a running one is asked again.
+    async fn sandbox_gone(&self) -> bool {
+        let shared = &self.shared;
+        for attempt in 0..4 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let state = match shared
+                .engine
+                .docker
+                .inspect_container(&shared.meta.container_id, None)
+                .await
+            {
+                Ok(inspect) => inspect.state,
+                Err(_) => return true,
+            };
+            let running = state.as_ref().and_then(|s| s.running) == Some(true);
+            let removing = state
+                .as_ref()
+                .and_then(|s| s.status)
+                .is_some_and(|status| status == ContainerStateStatusEnum::REMOVING);
+            if !running || removing {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether the kernel killed a process of this sandbox for memory since the exec

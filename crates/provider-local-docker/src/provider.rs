@@ -1,9 +1,8 @@
 //! [`LocalDockerProvider`]: the [`SandboxProvider`] trait over the Docker Engine.
 //!
 //! A sandbox is one container, labelled with the spec's tags and this provider's own
-//! labels (see [`crate::sandbox`]), started with `AutoRemove` so that it disappears as
-//! soon as its main process ends. The main process is what enforces the lifetime, so it
-//! holds even when the creating process dies:
+//! labels (see [`crate::sandbox`]). The main process is what enforces the lifetime, so
+//! it holds even when the creating process dies:
 //! - with no entrypoint, it is `sleep <lifetime>` (the image needs `sleep`, as every
 //!   image with coreutils or busybox has);
 //! - with an entrypoint and a lifetime, it is `timeout -s KILL <lifetime> <entrypoint>`
@@ -11,13 +10,19 @@
 //!
 //! With `init` (the default) the engine's `docker-init` runs as process 1 above it and
 //! reaps orphaned processes.
+//!
+//! A finished sandbox is `NotFound`, so its stopped container is of no use: whoever
+//! meets one first (`info`, `list`, `reap`, `terminate`) removes it. The engine's own
+//! `AutoRemove` would do that sooner, but the engine also removes such containers,
+//! running ones included, when it restarts, and sandboxes must survive a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerConfig, ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, PortBinding,
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse, DeviceRequest, HostConfig,
+    Mount, MountType, PortBinding,
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -30,8 +35,8 @@ use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{
     Arch, BillingModel, Capabilities, Capacity, DirEntry, EgressDefault, Error, ExecProcess,
     ExecRequest, FileStat, IdleCost, ImageSource, Isolation, ListFilter, NetworkPolicy, Os,
-    PauseSupport, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SandboxState,
-    Snapshot, TimeoutEnforcement, Transport, Tunnel,
+    PauseSupport, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, Snapshot,
+    TimeoutEnforcement, Transport, Tunnel,
 };
 
 use crate::client::Engine;
@@ -164,8 +169,8 @@ impl LocalDockerProvider {
         result
     }
 
-    /// Inspects a container and returns its info, or `NotFound` unless it is ours.
-    async fn inspect_info(&self, id: &str) -> Result<SandboxInfo> {
+    /// Inspects a container; `NotFound` unless it is ours.
+    async fn inspect_ours(&self, id: &str) -> Result<ContainerInspectResponse> {
         let inspect = self
             .engine
             .docker
@@ -175,8 +180,49 @@ impl LocalDockerProvider {
         if !sandbox::is_ours(inspect.config.as_ref().and_then(|c| c.labels.as_ref())) {
             return Err(Error::sandbox_not_found(id));
         }
+        Ok(inspect)
+    }
+
+    /// The info of a live sandbox. A finished one is removed and `NotFound`.
+    async fn inspect_info(&self, id: &str) -> Result<SandboxInfo> {
+        let inspect = self.inspect_ours(id).await?;
+        let info = sandbox::info_from(&inspect);
+        if info.state.is_finished() {
+            tracing::debug!(sandbox = %info.id, state = %info.state, "removing a finished sandbox");
+            self.discard(&inspect).await?;
+            return Err(Error::sandbox_not_found(id));
+        }
         self.remember(&inspect);
-        Ok(sandbox::info_from(&inspect))
+        Ok(info)
+    }
+
+    /// Removes an inspected container of ours and the images that go with it.
+    async fn discard(&self, inspect: &ContainerInspectResponse) -> Result<()> {
+        let Some(container_id) = inspect.id.as_deref() else {
+            return Ok(());
+        };
+        self.remove_container(container_id).await?;
+        self.forget(container_id);
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+        let label = |key: &str| {
+            labels
+                .and_then(|l| l.get(key))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        if let Some(tag) = label(LABEL_BUILT_IMAGE) {
+            self.remove_image_quietly(&tag, false).await;
+        }
+        // A restored sandbox's image whose snapshot was deleted is left untagged: it
+        // goes with its last container.
+        if label(LABEL_FROM_SNAPSHOT).is_some()
+            && let Some(image_id) = inspect.image.as_deref()
+            && let Ok(image) = self.engine.docker.inspect_image(image_id).await
+            && image.repo_tags.as_ref().is_none_or(Vec::is_empty)
+        {
+            self.remove_image_quietly(image_id, false).await;
+        }
+        Ok(())
     }
 
     /// Ids of this provider's containers matching `tags` (all states with `all`).
@@ -243,7 +289,7 @@ impl LocalDockerProvider {
             .build();
         match self.engine.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
-            // Gone, or the engine is already removing it (AutoRemove after its end).
+            // Gone, or someone else is already removing it.
             Err(e) if error::is_not_found(&e) || error::is_conflict(&e) => Ok(()),
             Err(e) => Err(error::map(e, Subject::Sandbox(id))),
         }
@@ -371,7 +417,7 @@ impl LocalDockerProvider {
             })
             .collect();
         let host_config = HostConfig {
-            auto_remove: Some(true),
+            auto_remove: Some(false),
             init: Some(self.config.init),
             nano_cpus: spec.cpu.map(|cores| (cores * 1e9).round() as i64),
             memory: spec.memory_mib.map(|mib| mib as i64 * MIB),
@@ -501,36 +547,24 @@ impl LocalDockerProvider {
                     }
                 ),
             })?;
-        match self.inspect_info(id).await {
-            Ok(info) if spec.entrypoint.is_empty() && info.state.is_finished() => {
-                Err(Error::CreationFailed {
-                    message: format!(
-                        "the sandbox ended at once ({}); sandboxes without an entrypoint run `sleep <lifetime>`, which the image must have",
-                        info.state
-                    ),
-                })
-            }
-            Ok(info) => Ok(info),
-            // An entrypoint that ended at once: AutoRemove already took the container.
-            Err(Error::NotFound { .. }) if !spec.entrypoint.is_empty() => Ok(SandboxInfo {
-                id: SandboxId(id.to_owned()),
-                provider: PROVIDER_NAME.to_owned(),
-                name: spec.name.clone(),
-                state: SandboxState::Terminated { exit_code: None },
-                tags: spec.tags.clone(),
-                created_at_unix_secs: sandkit_core::ownership::unix_now(),
-                expires_at_unix_secs: None,
-                workdir: workdir.to_owned(),
-                cpu: spec.cpu,
-                memory_mib: spec.memory_mib,
-                gpu: spec.gpu,
-                region: None,
-            }),
-            Err(Error::NotFound { .. }) => Err(Error::CreationFailed {
-                message: "the sandbox ended at once; sandboxes without an entrypoint run `sleep <lifetime>`, which the image must have".to_owned(),
-            }),
-            Err(other) => Err(other),
+        let inspect = self.inspect_ours(id).await?;
+        let info = sandbox::info_from(&inspect);
+        if !info.state.is_finished() {
+            self.remember(&inspect);
+            return Ok(info);
         }
+        if spec.entrypoint.is_empty() {
+            return Err(Error::CreationFailed {
+                message: format!(
+                    "the sandbox ended at once ({}); sandboxes without an entrypoint run `sleep <lifetime>`, which the image must have",
+                    info.state
+                ),
+            });
+        }
+        // An entrypoint that ended at once: the sandbox is already over. Report how it
+        // ended, and remove it as every finished sandbox is.
+        self.discard(&inspect).await?;
+        Ok(info)
     }
 
     /// Labels of a snapshot of a container with `labels`: sandkit's ownership tags (so a
@@ -668,9 +702,8 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>> {
-        let ids = self
-            .container_ids(&filter.tags, filter.include_finished)
-            .await?;
+        // Stopped containers too: finished sandboxes are removed on the way.
+        let ids = self.container_ids(&filter.tags, true).await?;
         let mut infos = self.infos(ids).await?;
         infos.retain(|info| filter.matches(info));
         Ok(infos)
@@ -741,34 +774,12 @@ impl SandboxProvider for LocalDockerProvider {
             }
             Err(e) => return Err(error::map(e, Subject::Sandbox(id.as_str()))),
         };
-        let labels = inspect.config.as_ref().and_then(|c| c.labels.clone());
         // Someone else's container is an unknown sandbox: nothing to do.
-        if !sandbox::is_ours(labels.as_ref()) {
+        if !sandbox::is_ours(inspect.config.as_ref().and_then(|c| c.labels.as_ref())) {
             return Ok(());
         }
-        let container_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
-        self.remove_container(&container_id).await?;
-        self.forget(&container_id);
+        self.discard(&inspect).await?;
         self.forget(id.as_str());
-        let label = |key: &str| {
-            labels
-                .as_ref()
-                .and_then(|l| l.get(key))
-                .filter(|v| !v.is_empty())
-                .cloned()
-        };
-        if let Some(tag) = label(LABEL_BUILT_IMAGE) {
-            self.remove_image_quietly(&tag, false).await;
-        }
-        // A restored sandbox's image whose snapshot was deleted is left untagged: it
-        // goes with its last container.
-        if label(LABEL_FROM_SNAPSHOT).is_some()
-            && let Some(image_id) = inspect.image.as_deref()
-            && let Ok(image) = self.engine.docker.inspect_image(image_id).await
-            && image.repo_tags.as_ref().is_none_or(Vec::is_empty)
-        {
-            self.remove_image_quietly(image_id, false).await;
-        }
         tracing::debug!(sandbox = %id, "terminated");
         Ok(())
     }

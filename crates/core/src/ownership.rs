@@ -107,7 +107,8 @@ pub struct ReapFilter {
     pub owner: Option<String>,
     /// Only this run's.
     pub run_id: Option<String>,
-    /// Also those whose lifetime has not ended yet (by default only expired ones).
+    /// Also those whose lifetime has not ended yet (by default only expired or finished
+    /// ones).
     pub include_unexpired: bool,
 }
 
@@ -125,12 +126,16 @@ pub struct ReapReport {
 }
 
 /// Finds sandkit-managed sandboxes matching `filter` and, unless `dry_run`, terminates them.
+/// Finished sandboxes the provider still lists count as leftovers whatever their expiry.
 pub async fn reap(
     provider: &dyn SandboxProvider,
     filter: &ReapFilter,
     dry_run: bool,
 ) -> Result<ReapReport> {
     let mut list_filter = ListFilter::all().tag(TAG_MANAGED_BY, MANAGED_BY_VALUE);
+    // A finished sandbox the provider still holds (a stopped container, say) is a
+    // leftover too.
+    list_filter.include_finished = true;
     if let Some(owner) = &filter.owner {
         list_filter = list_filter.tag(TAG_OWNER, owner);
     }
@@ -144,6 +149,7 @@ pub async fn reap(
         .into_iter()
         .filter(|info| {
             filter.include_unexpired
+                || info.state.is_finished()
                 || expires_at(&info.tags)
                     .or(info.expires_at_unix_secs)
                     .is_some_and(|at| at <= now)

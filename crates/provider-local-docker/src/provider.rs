@@ -11,10 +11,11 @@
 //! With `init` (the default) the engine's `docker-init` runs as process 1 above it and
 //! reaps orphaned processes.
 //!
-//! A finished sandbox is `NotFound`, so its stopped container is of no use: whoever
-//! meets one first (`info`, `list`, `reap`, `terminate`) removes it. The engine's own
-//! `AutoRemove` would do that sooner, but the engine also removes such containers,
-//! running ones included, when it restarts, and sandboxes must survive a restart.
+//! When the main process ends the container stops and stays until `terminate` (or
+//! `reap`, which lists finished sandboxes too) removes it; `info` and `list` (with
+//! `include_finished`) report it as terminated meanwhile. The engine's `AutoRemove`
+//! would remove it by itself, but the engine also removes such containers, running ones
+//! included, when it restarts, and sandboxes must survive a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -183,16 +184,15 @@ impl LocalDockerProvider {
         Ok(inspect)
     }
 
-    /// The info of a live sandbox. A finished one is removed and `NotFound`.
+    /// The info of a sandbox, finished ones included.
     async fn inspect_info(&self, id: &str) -> Result<SandboxInfo> {
         let inspect = self.inspect_ours(id).await?;
         let info = sandbox::info_from(&inspect);
         if info.state.is_finished() {
-            tracing::debug!(sandbox = %info.id, state = %info.state, "removing a finished sandbox");
-            self.discard(&inspect).await?;
-            return Err(Error::sandbox_not_found(id));
+            self.forget(id);
+        } else {
+            self.remember(&inspect);
         }
-        self.remember(&inspect);
         Ok(info)
     }
 
@@ -561,9 +561,7 @@ impl LocalDockerProvider {
                 ),
             });
         }
-        // An entrypoint that ended at once: the sandbox is already over. Report how it
-        // ended, and remove it as every finished sandbox is.
-        self.discard(&inspect).await?;
+        // An entrypoint that ended at once: the sandbox is already over.
         Ok(info)
     }
 
@@ -675,8 +673,7 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
-        // `spec.validate()` is the checking layer's job: it rejects the `sandkit.` tags
-        // that same layer adds. What only this provider knows is checked here.
+        spec.validate_with_ownership_tags()?;
         self.check_spec(spec)?;
         let source = spec.image.clone().unwrap_or_else(|| ImageSource::Registry {
             reference: self.config.default_image.clone(),
@@ -702,8 +699,9 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>> {
-        // Stopped containers too: finished sandboxes are removed on the way.
-        let ids = self.container_ids(&filter.tags, true).await?;
+        let ids = self
+            .container_ids(&filter.tags, filter.include_finished)
+            .await?;
         let mut infos = self.infos(ids).await?;
         infos.retain(|info| filter.matches(info));
         Ok(infos)

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use sandkit_core::layers::{self, LayerOptions};
 use sandkit_core::{
-    Error, ExecRequest, ImageSource, SandboxId, SandboxProvider, SandboxProviderExt, SandboxSpec,
+    Error, ExecRequest, ImageSource, Ownership, ReapFilter, SandboxId, SandboxProvider,
+    SandboxProviderExt, SandboxSpec, reap,
 };
 use sandkit_provider_local_docker::{LocalDockerConfig, LocalDockerProvider};
 
@@ -329,4 +330,52 @@ async fn the_lifetime_holds_when_the_creator_dies() {
             other => panic!("the sandbox outlived its 3 s lifetime: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn reap_lists_then_removes_an_ended_sandbox() {
+    let bare = LocalDockerProvider::connect(LocalDockerConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("no Docker Engine ({e}); run scripts/docker-engine.sh"));
+    // An owner of its own, so the reap touches no other test's sandboxes.
+    let ownership = Ownership {
+        owner: format!("reap-test-{}", uuid::Uuid::new_v4().simple()),
+        ..Ownership::from_env()
+    };
+    let provider = layers::standard(
+        Arc::new(bare),
+        LayerOptions {
+            ownership: ownership.clone(),
+            ..LayerOptions::default()
+        },
+    );
+    let (id, _guard) = created(&provider, spec().lifetime_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !provider.info(&id).await.expect("info").state.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the lifetime did not end the sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let filter = ReapFilter {
+        owner: Some(ownership.owner.clone()),
+        ..ReapFilter::default()
+    };
+    let dry = reap(provider.as_ref(), &filter, true)
+        .await
+        .expect("dry run");
+    assert_eq!(dry.matched.len(), 1, "{:?}", dry.matched);
+    assert!(dry.terminated.is_empty());
+    assert!(
+        docker().inspect_container(id.as_str(), None).await.is_ok(),
+        "a dry run removed it"
+    );
+
+    let done = reap(provider.as_ref(), &filter, false).await.expect("reap");
+    assert_eq!(done.terminated, vec![id.clone()]);
+    assert!(
+        docker().inspect_container(id.as_str(), None).await.is_err(),
+        "still there"
+    );
 }

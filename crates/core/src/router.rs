@@ -70,7 +70,7 @@ impl Decision {
             } else if let Some(failure) = self.failed.iter().find(|f| &f.pool == name) {
                 format!("failed: {} ({})", failure.kind, failure.message)
             } else {
-                "not needed".to_owned()
+                "fits (not tried)".to_owned()
             };
             out.push_str(&format!("{name:<20} {status}\n"));
         }

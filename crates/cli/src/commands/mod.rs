@@ -6,6 +6,7 @@ mod cp;
 mod create;
 mod exec;
 mod ls;
+mod pools;
 mod providers;
 mod reap;
 mod rm;
@@ -61,8 +62,10 @@ pub struct JsonFlag {
 pub enum Command {
     /// List registered providers and their key capabilities.
     Providers(providers::ProvidersArgs),
-    /// Choose providers by requirements; explain every rejection.
+    /// Choose providers (or pools) by requirements; explain every rejection.
     Select(select::SelectArgs),
+    /// List the pools of a sandkit.toml with their capabilities.
+    Pools(pools::PoolsArgs),
     /// Create a sandbox, run one command in it with live output, terminate it.
     Run(run::RunArgs),
     /// Create a sandbox and print its id.
@@ -91,6 +94,7 @@ impl Command {
         match self {
             Self::Providers(args) => args.output.json,
             Self::Select(args) => args.output.json,
+            Self::Pools(args) => args.output.json,
             Self::Run(args) => args.output.json,
             Self::Create(args) => args.output.json,
             Self::Exec(args) => args.output.json,
@@ -108,7 +112,8 @@ impl Command {
     pub async fn run(self, context: &Context) -> Result<i32, CliError> {
         match self {
             Self::Providers(args) => providers::run(context, args),
-            Self::Select(args) => select::run(context, args),
+            Self::Select(args) => select::run(context, args).await,
+            Self::Pools(args) => pools::run(context, args).await,
             Self::Run(args) => run::run(context, args).await,
             Self::Create(args) => create::run(context, args).await,
             Self::Exec(args) => exec::run(context, args).await,

@@ -28,6 +28,8 @@ pub enum Document {
     Exec,
     /// The configuration of the provider named by `--provider` (`--config`).
     Config,
+    /// The pools file (`sandkit.toml`).
+    Pools,
 }
 
 /// Prints the schema as JSON.
@@ -38,6 +40,7 @@ pub fn run(context: &Context, args: SchemaArgs) -> Result<i32, CliError> {
         Document::Requirements => schemars::schema_for!(Requirements),
         Document::Exec => schemars::schema_for!(ExecRequest),
         Document::Config => sandkit_core::registry::find(&context.provider)?.config_schema(),
+        Document::Pools => sandkit_core::PoolsFile::json_schema(),
     };
     print_json(&schema)?;
     Ok(0)

@@ -1,7 +1,8 @@
 //! `sandkit select`: which providers meet the requirements, and why the others do not.
 
 use clap::Args;
-use sandkit_core::{Capabilities, Isolation, Requirements, select};
+use sandkit_cli::LayerOptions;
+use sandkit_core::{Capabilities, Decision, Isolation, PoolsFile, Requirements, Router, select};
 
 use super::{Context, JsonFlag};
 use crate::args::SpecArgs;
@@ -16,6 +17,16 @@ pub struct SelectArgs {
     /// by default every registered provider, by name.
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     pub among: Vec<String>,
+
+    /// Choose among the pools of this file instead of providers: each pool's default
+    /// spec is merged under the flags, as the router does.
+    #[arg(long, value_name = "FILE", conflicts_with = "among")]
+    pub pools: Option<std::path::PathBuf>,
+
+    /// Print the decision record: every candidate in order, chosen or rejected, and each
+    /// rule it failed.
+    #[arg(long)]
+    pub explain: bool,
 
     #[command(flatten)]
     pub output: JsonFlag,
@@ -93,8 +104,11 @@ impl SelectArgs {
 }
 
 /// Prints the selection; exits 1 when no provider is chosen.
-pub fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
+pub async fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
     let requirements = args.requirements()?;
+    if let Some(file) = &args.pools {
+        return select_pools(context, &args, file, &requirements).await;
+    }
     let registrations = sandkit_cli::providers()?;
     let candidates: Vec<(&str, Capabilities)> = if args.among.is_empty() {
         registrations
@@ -117,6 +131,14 @@ pub fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
 
     if context.json {
         print_json(&selection)?;
+    } else if args.explain {
+        let decision = Decision {
+            considered: selection.chosen.clone(),
+            chosen: selection.chosen.first().cloned(),
+            rejected: selection.rejected.clone(),
+            failed: Vec::new(),
+        };
+        print!("{}", decision.table());
     } else {
         if !selection.chosen.is_empty() {
             println!("chosen: {}", selection.chosen.join(", "));
@@ -146,4 +168,28 @@ pub fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// `select --pools FILE`: the router's plan over the file's pools, without creating
+/// anything. The first pool that fits is the one `Router::create` would try first.
+async fn select_pools(
+    context: &Context,
+    args: &SelectArgs,
+    file: &std::path::Path,
+    requirements: &Requirements,
+) -> Result<i32, CliError> {
+    let router = Router::new(
+        PoolsFile::read(file)?
+            .build(LayerOptions::default())
+            .await?,
+    );
+    let spec = args.spec.to_spec()?;
+    let mut decision = router.plan(&spec, requirements);
+    decision.chosen = decision.considered.first().cloned();
+    if context.json {
+        print_json(&decision)?;
+    } else {
+        print!("{}", decision.table());
+    }
+    Ok(if decision.chosen.is_some() { 0 } else { 1 })
 }

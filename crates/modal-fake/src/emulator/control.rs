@@ -98,7 +98,10 @@ impl Emulator {
             Some(max) => lifetime.min(max),
             None => lifetime,
         });
-        spec.idle_timeout_secs = definition.idle_timeout_secs.map(u64::from);
+        // A backend without idle timeouts gets none: the emulator enforces them itself.
+        if backend_caps.idle_timeout {
+            spec.idle_timeout_secs = definition.idle_timeout_secs.map(u64::from);
+        }
         {
             let state = self.state();
             if !definition.image_id.is_empty() {
@@ -106,6 +109,15 @@ impl Emulator {
                     Some(ImageSource::Snapshot { backend_id }) => {
                         spec.image = Some(SpecImage::Snapshot {
                             id: backend_id.clone(),
+                        });
+                    }
+                    // A backend that pulls images runs the tag asked for; others run
+                    // their default image.
+                    Some(ImageSource::Default {
+                        registry: Some(reference),
+                    }) if backend_caps.image_registry => {
+                        spec.image = Some(SpecImage::Registry {
+                            reference: reference.clone(),
                         });
                     }
                     Some(ImageSource::Default { .. }) => {}
@@ -566,6 +578,11 @@ impl ModalClient for Emulator {
                 .unwrap_or_default(),
             has_ports: !spec.ports.is_empty(),
             path_root,
+            emulated_idle_timeout: definition
+                .idle_timeout_secs
+                .filter(|_| !self.backend().capabilities().idle_timeout),
+            activity: Mutex::new(std::time::Instant::now()),
+            running_execs: std::sync::atomic::AtomicUsize::new(0),
             tags: Mutex::new(request.tags),
             result: watch::channel(None).0,
             finished_at: Mutex::new(None),

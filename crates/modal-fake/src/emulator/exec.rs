@@ -20,6 +20,8 @@ pub enum ExecExit {
     Code(i32),
     /// Killed by a signal.
     Signal(i32),
+    /// The program could not be started (missing, not executable, bad working directory).
+    CannotStart(String),
     /// The command's fate is unknown (its sandbox vanished); reported as this status.
     Lost(Status),
 }
@@ -61,6 +63,16 @@ impl OutputPipe {
         }
         self.with_state(|state| state.bytes.extend_from_slice(chunk));
         self.changed.send_modify(|version| *version += 1);
+    }
+
+    /// Whether any output arrived.
+    pub fn has_data(&self) -> bool {
+        self.with_state(|state| !state.bytes.is_empty())
+    }
+
+    /// Wakes on every change of the output.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Marks the end of the output.
@@ -126,6 +138,8 @@ pub struct ExecSession {
     pub stdin: tokio::sync::Mutex<StdinPipe>,
     /// Set once the command ended.
     pub exit: watch::Sender<Option<ExecExit>>,
+    /// Notified to kill the command's process tree.
+    pub kill: tokio::sync::Notify,
 }
 
 /// Where a command's stdin goes.

@@ -211,6 +211,12 @@ pub(crate) struct SandboxRecord {
     /// Where Modal's `/` lies at the backend, for backends whose file operations take
     /// paths inside a private root (local-process); `None` when paths are native.
     pub path_root: Option<String>,
+    /// The idle timeout the emulator enforces itself (the backend has none).
+    pub emulated_idle_timeout: Option<u32>,
+    /// Last activity (an exec starting or ending, stdin written), for the idle timeout.
+    pub activity: Mutex<std::time::Instant>,
+    /// Commands running now; a sandbox running one is never idle.
+    pub running_execs: std::sync::atomic::AtomicUsize,
     pub tags: Mutex<Vec<SandboxTag>>,
     pub result: watch::Sender<Option<GenericResult>>,
     pub finished_at: Mutex<Option<f64>>,
@@ -230,6 +236,11 @@ impl SandboxRecord {
 
     pub fn tags(&self) -> Vec<SandboxTag> {
         lock(&self.tags).clone()
+    }
+
+    /// Notes activity, which postpones the idle timeout.
+    pub fn touch(&self) {
+        *lock(&self.activity) = std::time::Instant::now();
     }
 
     /// The backend path for a Modal path. Absolute paths are taken inside the backend's
@@ -492,6 +503,31 @@ impl Emulator {
             tokio::spawn(async move { emulator.monitor(&record).await })
         };
         lock(&record.watchers).extend([lifetime, monitor]);
+        if let Some(idle_secs) = record.emulated_idle_timeout {
+            let emulator = self.clone();
+            let watched = Arc::clone(record);
+            let idle = tokio::spawn(async move {
+                let record = watched;
+                let limit = Duration::from_secs(u64::from(idle_secs));
+                loop {
+                    let since = lock(&record.activity).elapsed();
+                    let busy = record
+                        .running_execs
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                        > 0;
+                    if !busy && since >= limit {
+                        let message = format!("Sandbox was idle for {idle_secs} seconds");
+                        emulator
+                            .end(&record, result(GenericStatus::IdleTimeout, 0, message))
+                            .await;
+                        return;
+                    }
+                    let wait = if busy { limit } else { limit - since };
+                    tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                }
+            });
+            lock(&record.watchers).push(idle);
+        }
     }
 
     /// Notices when the backend sandbox ends by itself (its entrypoint exited, or it was

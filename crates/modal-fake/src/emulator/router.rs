@@ -22,6 +22,9 @@ use crate::ids;
 
 type StreamOf<T> = tonic::codegen::BoxStream<T>;
 
+/// How long a start waits for a program that cannot start to say so.
+const START_WINDOW: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// Signal reported for a command killed at its timeout (SIGKILL).
 const SIGKILL: i32 = 9;
 
@@ -129,8 +132,18 @@ impl Emulator {
         });
         let exit = session.exit.clone();
         let stderr_of_session = Arc::clone(&session.stderr);
+        let session_for_kill = Arc::clone(session);
         tokio::spawn(async move {
-            let status = process.wait().await;
+            let status = loop {
+                tokio::select! {
+                    status = process.wait() => break status,
+                    () = session_for_kill.kill.notified() => {
+                        if let Err(error) = process.kill().await {
+                            tracing::debug!(%error, "kill failed");
+                        }
+                    }
+                }
+            };
             let _ = stdout_task.await;
             let _ = stderr_task.await;
             if merge {
@@ -142,10 +155,31 @@ impl Emulator {
                     None => ExecExit::Code(status.code),
                 },
                 Err(CoreError::CommandTimeout { .. }) => ExecExit::Signal(SIGKILL),
+                Err(error @ CoreError::ExecFailed { .. }) => {
+                    ExecExit::CannotStart(error.to_string())
+                }
                 Err(error) => ExecExit::Lost(status_of(error)),
             };
             exit.send_replace(Some(outcome));
         });
+        // Some backends (Docker) learn that a program cannot start only when its exec
+        // ends. Modal refuses such an exec at start, so give it a moment to fail.
+        let mut exit = session.exit.subscribe();
+        let mut stdout = session.stdout.subscribe();
+        let mut stderr = session.stderr.subscribe();
+        let window = tokio::time::sleep(START_WINDOW);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                _ = exit.wait_for(Option::is_some) => break,
+                Ok(()) = stdout.changed() => if session.stdout.has_data() { break },
+                Ok(()) = stderr.changed() => if session.stderr.has_data() { break },
+                () = &mut window => break,
+            }
+        }
+        if let Some(ExecExit::CannotStart(reason)) = session.exit.borrow().clone() {
+            return Err(Status::invalid_argument(reason));
+        }
         Ok(())
     }
 
@@ -192,10 +226,46 @@ impl Emulator {
     }
 }
 
+/// The exec id a kill command of sandkit's modal provider targets.
+fn kill_target(argv: &[String]) -> Option<&str> {
+    let exec_id = argv.last()?;
+    (argv == sandkit_provider_modal::kill_argv(exec_id).as_slice()).then_some(exec_id.as_str())
+}
+
+impl Emulator {
+    /// Kills exec `target` and records the kill command itself as an exec that succeeded.
+    async fn kill_exec(
+        &self,
+        task_id: &str,
+        exec_id: &str,
+        target: &str,
+    ) -> Result<Response<tcr::TaskExecStartResponse>, Status> {
+        if let Ok(session) = self.exec_session(task_id, target) {
+            session.kill.notify_one();
+        }
+        let session = Arc::new(ExecSession {
+            task_id: task_id.to_owned(),
+            stdout: Arc::new(OutputPipe::default()),
+            stderr: Arc::new(OutputPipe::default()),
+            stdin: AsyncMutex::new(StdinPipe::new(StdinSink::Discard)),
+            exit: watch::channel(Some(ExecExit::Code(0))).0,
+            kill: tokio::sync::Notify::new(),
+        });
+        session.stdout.close();
+        session.stderr.close();
+        self.state()
+            .execs
+            .entry(exec_id.to_owned())
+            .or_insert(session);
+        Ok(Response::new(tcr::TaskExecStartResponse {}))
+    }
+}
+
 fn exit_status(exit: &ExecExit) -> Result<Option<ExitStatusOneof>, Status> {
     match exit {
         ExecExit::Code(code) => Ok(Some(ExitStatusOneof::Code(*code))),
         ExecExit::Signal(signal) => Ok(Some(ExitStatusOneof::Signal(*signal))),
+        ExecExit::CannotStart(reason) => Err(Status::failed_precondition(reason.clone())),
         ExecExit::Lost(status) => Err(status.clone()),
     }
 }
@@ -261,6 +331,12 @@ impl TaskCommandRouter for Emulator {
                 "modal-fake has no sidecar containers",
             ));
         }
+        if let Some(target) = kill_target(&request.command_args) {
+            // sandkit's modal provider kills a command by running a script that signals
+            // every process carrying the command's exec id. The backend's commands need not
+            // share a process namespace, so the emulator kills the command itself.
+            return self.kill_exec(&task_id, &request.exec_id, target).await;
+        }
         let fs_command = (request.command_args.len() == 2
             && request.command_args[0] == FS_TOOLS_PATH)
             .then(|| fs_tools::Command::parse(&request.command_args[1]))
@@ -284,6 +360,7 @@ impl TaskCommandRouter for Emulator {
             stderr: Arc::new(OutputPipe::default()),
             stdin: AsyncMutex::new(StdinPipe::new(sink)),
             exit: watch::channel(None).0,
+            kill: tokio::sync::Notify::new(),
         });
         let mut stdin = session.stdin.lock().await;
         {
@@ -311,6 +388,18 @@ impl TaskCommandRouter for Emulator {
             self.state().execs.remove(&request.exec_id);
             return Err(status);
         }
+        record.touch();
+        record
+            .running_execs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut exit = session.exit.subscribe();
+        tokio::spawn(async move {
+            let _ = exit.wait_for(Option::is_some).await;
+            record
+                .running_execs
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            record.touch();
+        });
         Ok(Response::new(tcr::TaskExecStartResponse {}))
     }
 
@@ -336,6 +425,9 @@ impl TaskCommandRouter for Emulator {
         self.check_router_token(request.metadata(), &task_id)?;
         let request = request.into_inner();
         let session = self.exec_session(&task_id, &request.exec_id)?;
+        if let Ok(record) = self.sandbox_of_task(&task_id) {
+            record.touch();
+        }
         session
             .stdin
             .lock()

@@ -1,0 +1,207 @@
+//! Shared by the test targets: an emulator over local processes, and the `modal` provider
+//! pointed at a fake server.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sandkit_core::registry::ProviderFactory as _;
+use sandkit_core::{
+    Capabilities, Capacity, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter,
+    Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SecretString, Snapshot, Tunnel,
+};
+use sandkit_modal_fake::{EmulatorOptions, FaultConfig, ServerHandle, serve_emulator};
+use sandkit_provider_local_docker as _;
+use sandkit_provider_local_process as _;
+use sandkit_provider_modal::{ModalConfig, ModalProvider};
+
+/// The loopback address with a free port.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A directory for this test target's sandboxes.
+pub fn state_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("modal-fake")
+        .join(name)
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        message: error.to_string(),
+    }
+}
+
+/// The busybox image `scripts/docker-engine.sh` builds.
+pub const DOCKER_TEST_IMAGE: &str = "sandkit-test-busybox:latest";
+
+/// The emulator over local processes (state under `state_dir(name)`), with `faults`.
+pub async fn emulator(name: &str, faults: FaultConfig) -> Result<ServerHandle> {
+    let backend = sandkit_modal_fake::backend(
+        "local-process",
+        serde_json::json!({ "state_dir": state_dir(name) }),
+    )
+    .await?;
+    serve(backend, faults).await
+}
+
+/// The emulator over the local Docker Engine, its default image the busybox test image;
+/// also returns the backend's capabilities. Fails, naming the script, without an engine.
+pub async fn docker_emulator(faults: FaultConfig) -> Result<(ServerHandle, Capabilities)> {
+    let backend = sandkit_modal_fake::backend(
+        "local-docker",
+        serde_json::json!({ "default_image": DOCKER_TEST_IMAGE }),
+    )
+    .await
+    .map_err(|error| Error::Unavailable {
+        message: format!(
+            "the Docker backend is unavailable (run scripts/docker-engine.sh): {error}"
+        ),
+    })?;
+    let capabilities = backend.capabilities().clone();
+    Ok((serve(backend, faults).await?, capabilities))
+}
+
+async fn serve(backend: Arc<dyn SandboxProvider>, faults: FaultConfig) -> Result<ServerHandle> {
+    let mut options = EmulatorOptions::new(backend);
+    options.faults = faults;
+    // Small pages, so listing really pages.
+    options.list_page_size = 3;
+    serve_emulator(any_port(), options)
+        .await
+        .map_err(unavailable)
+}
+
+/// The `modal` provider talking to `server_url`, with test credentials and no config file.
+pub async fn modal_provider(server_url: &str) -> Result<Arc<dyn SandboxProvider>> {
+    let config = ModalConfig {
+        server_url: Some(server_url.to_owned()),
+        token_id: Some("ak-sandkit-test".to_owned()),
+        token_secret: Some(SecretString::new("as-sandkit-test-secret")),
+        config_path: Some(state_dir("no-config").join("absent.toml")),
+        environment: Some("main".to_owned()),
+        ..ModalConfig::default()
+    };
+    Ok(Arc::new(ModalProvider::from_config(config).await?) as Arc<dyn SandboxProvider>)
+}
+
+/// The `modal` provider's capabilities, less what the emulator's backend cannot do. Modal
+/// itself offers GPUs, regions, CIDR allowlists and more; the emulator passes such
+/// requests to its backend, which refuses what it lacks. Conformance against the emulator
+/// therefore proves what the backend can really do, and checks the rest is refused as
+/// unsupported.
+pub fn narrowed(modal: &Capabilities, backend: &Capabilities) -> Capabilities {
+    let mut caps = modal.clone();
+    caps.fs_snapshot &= backend.fs_snapshot;
+    caps.tunnels &= backend.tunnels;
+    caps.volumes &= backend.volumes;
+    caps.network_block_all &= backend.network_block_all;
+    caps.network_cidr_allowlist &= backend.network_cidr_allowlist;
+    caps.network_domain_allowlist &= backend.network_domain_allowlist;
+    caps.exec_pty &= backend.exec_pty;
+    caps.exec_run_as_user &= backend.exec_run_as_user;
+    caps.gpu_kinds
+        .retain(|kind| backend.gpu_kinds.contains(kind));
+    caps.max_gpu_count = caps.max_gpu_count.min(backend.max_gpu_count);
+    caps.regions
+        .retain(|region| backend.regions.contains(region));
+    caps.cpu_limit &= backend.cpu_limit;
+    caps.memory_limit &= backend.memory_limit;
+    caps
+}
+
+/// A provider reporting narrower capabilities than the one it wraps. It is not a layer
+/// (`wrapped` stays `None`), so the suite cannot peel it off.
+pub struct Narrowed {
+    inner: Arc<dyn SandboxProvider>,
+    capabilities: Capabilities,
+}
+
+impl Narrowed {
+    /// `inner`, reporting `capabilities`.
+    pub fn new(inner: Arc<dyn SandboxProvider>, capabilities: Capabilities) -> Self {
+        Self {
+            inner,
+            capabilities,
+        }
+    }
+}
+
+#[async_trait]
+impl SandboxProvider for Narrowed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+    fn check_provider_options(&self, options: &BTreeMap<String, serde_json::Value>) -> Result<()> {
+        self.inner.check_provider_options(options)
+    }
+    async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
+        self.inner.create(spec).await
+    }
+    async fn info(&self, id: &SandboxId) -> Result<SandboxInfo> {
+        self.inner.info(id).await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>> {
+        self.inner.list(filter).await
+    }
+    async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess> {
+        self.inner.exec(id, request).await
+    }
+    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
+        self.inner.read_file(id, path).await
+    }
+    async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
+        self.inner.write_file(id, path, contents).await
+    }
+    async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
+        self.inner.stat(id, path).await
+    }
+    async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
+        self.inner.list_dir(id, path).await
+    }
+    async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
+        self.inner.make_dir(id, path).await
+    }
+    async fn remove(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<()> {
+        self.inner.remove(id, path, recursive).await
+    }
+    async fn terminate(&self, id: &SandboxId) -> Result<()> {
+        self.inner.terminate(id).await
+    }
+    async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
+        self.inner.upload_archive(id, path, tar).await
+    }
+    async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
+        self.inner.download_archive(id, path).await
+    }
+    async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
+        self.inner.snapshot(id).await
+    }
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
+        self.inner.delete_snapshot(snapshot_id).await
+    }
+    async fn pause(&self, id: &SandboxId) -> Result<()> {
+        self.inner.pause(id).await
+    }
+    async fn resume(&self, id: &SandboxId) -> Result<()> {
+        self.inner.resume(id).await
+    }
+    async fn tunnels(&self, id: &SandboxId) -> Result<Vec<Tunnel>> {
+        self.inner.tunnels(id).await
+    }
+    async fn capacity(&self) -> Result<Capacity> {
+        self.inner.capacity().await
+    }
+    async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {
+        self.inner.find_by_name(name).await
+    }
+}

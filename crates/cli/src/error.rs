@@ -66,6 +66,7 @@ impl CliError {
             Self::Sandkit(
                 Error::InvalidSpec { .. }
                 | Error::InvalidConfig { .. }
+                | Error::ConfigFile { .. }
                 | Error::UnknownProvider { .. },
             ) => 2,
             Self::Sandkit(Error::CommandTimeout { .. }) => 124,

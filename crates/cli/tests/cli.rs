@@ -520,3 +520,73 @@ fn run_forwards_stdin_when_asked() {
 fn path(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }
+
+/// Writes a pools file next to the state directory.
+fn pools_file(sandkit: &Sandkit, text: &str) -> std::path::PathBuf {
+    let path = sandkit.state.path().join("sandkit.toml");
+    std::fs::write(&path, text).expect("write the pools file");
+    path
+}
+
+#[test]
+fn pools_lists_the_file_in_order_and_explains_a_routing_plan() {
+    let sandkit = Sandkit::new();
+    let file = pools_file(
+        &sandkit,
+        "[[pool]]\nname = \"first\"\nprovider = \"local-process\"\nmax_concurrent = 2\n\
+         [[pool]]\nname = \"second\"\nprovider = \"local-process\"\n",
+    );
+    let (value, output) = sandkit.json(&["pools", "--file", path(&file)]);
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    let names: Vec<&str> = value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    assert_eq!(value[0]["max_concurrent"], 2);
+
+    let output = sandkit.run(&["select", "--pools", path(&file), "--explain"]);
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    assert!(
+        table.contains("first") && table.contains("chosen"),
+        "{table}"
+    );
+
+    let output = sandkit.run(&[
+        "select",
+        "--pools",
+        path(&file),
+        "--explain",
+        "--gpu",
+        "H100",
+    ]);
+    assert_eq!(code(&output), 1, "no pool offers a GPU");
+    let table = text(&output.stdout);
+    assert!(table.contains("rejected: gpu.kind"), "{table}");
+}
+
+#[test]
+fn a_wrong_pools_file_names_the_line_and_field() {
+    let sandkit = Sandkit::new();
+    let file = pools_file(
+        &sandkit,
+        "[[pool]]\nname = \"a\"\nprovider = \"local-process\"\nwarm = \"x\"\n",
+    );
+    let output = sandkit.run(&["pools", "--file", path(&file)]);
+    assert_eq!(code(&output), 2, "{}", text(&output.stderr));
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("line 4") && message.contains("pool[0].warm"),
+        "{message}"
+    );
+
+    let file = pools_file(&sandkit, "[[pool]]\nname = \"gpu\"\nprovider = \"nope\"\n");
+    let message = text(&sandkit.run(&["pools", "--file", path(&file)]).stderr);
+    assert!(
+        message.contains("pool `gpu`") && message.contains("local-process"),
+        "{message}"
+    );
+}

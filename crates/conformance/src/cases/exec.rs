@@ -922,6 +922,24 @@ pub(crate) async fn exec_run_as_user(cx: Cx) -> Result<()> {
         "ran as uid {}",
         output.stdout_lossy().trim()
     );
+    // The switch really drops privileges: a file nobody may read stays unreadable.
+    cx.sh(
+        &id,
+        "printf secret > conformance-locked && chmod 000 conformance-locked",
+    )
+    .await?;
+    let output = cx
+        .run(
+            &id,
+            ExecRequest::new(["cat", "conformance-locked"]).user("65534"),
+        )
+        .await?;
+    ensure!(
+        !output.status.success() && output.stdout.is_empty(),
+        "as uid 65534, `cat` read a mode-000 file ({}, stdout {}): permissions do not apply",
+        output.status,
+        show(&output.stdout)
+    );
     Ok(())
 }
 

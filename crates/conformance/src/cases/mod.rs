@@ -34,8 +34,9 @@ macro_rules! needs {
         const $lacks: Need = Need {
             check: |$caps: &Capabilities| !($flag),
             reason: concat!(
-                "checks the Unsupported answer; the provider declares ",
-                $what
+                "negative twin: runs only when the provider lacks ",
+                $what,
+                ", which it declares"
             ),
         };
     };
@@ -139,16 +140,16 @@ const REGIONS: Need = Need {
 };
 const NO_REGISTRY_IMAGES: Need = Need {
     check: |c| !c.image_registry,
-    reason: "checks the Unsupported answer; the provider declares `image_registry`",
+    reason: "negative twin: runs only when the provider lacks `image_registry`, which it declares",
 };
 const NO_DOCKERFILE_IMAGES: Need = Need {
     check: |c| !c.image_dockerfile,
-    reason: "checks the Unsupported answer; the provider declares `image_dockerfile`",
+    reason: "negative twin: runs only when the provider lacks `image_dockerfile`, which it declares",
 };
 const NO_VOLUMES: Need = Need {
     check: |c| !c.volumes,
-    reason: "checks the Unsupported answer; the provider declares `volumes` (not checked: \
-             the trait cannot delete a volume a check would create)",
+    reason: "negative twin: runs only when the provider lacks `volumes`, which it declares (volumes \
+             themselves are not checked: the trait cannot delete a volume a check would create)",
 };
 
 const PAUSE_KEEPS_MEMORY: Need = Need {

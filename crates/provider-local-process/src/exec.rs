@@ -78,11 +78,11 @@ impl LocalExec {
             // Background processes end with the command, as they do under bubblewrap
             // when its pid namespace goes away.
             process::kill_tree(&[group]).await;
+            let _ = done_tx.send(outcome);
             let forget = tokio::task::spawn_blocking(move || store.forget_group(&id, group));
             if let Ok(Err(error)) = forget.await {
                 tracing::debug!(%error, "could not forget a finished process group");
             }
-            let _ = done_tx.send(outcome);
         });
         Self {
             done: Some(done_rx),

@@ -40,11 +40,21 @@ impl Group {
             None => true,
         }
     }
+}
 
-    /// Whether any live (non-zombie) process is left in the group.
-    pub fn is_alive(&self) -> bool {
-        self.is_ours() && !tree(&[*self]).is_empty()
-    }
+/// The groups of `groups` that still have a live (non-zombie) member, with one scan of
+/// `/proc`.
+pub(crate) fn live_groups(groups: &[Group]) -> Vec<Group> {
+    let pgrps: BTreeSet<i32> = all_processes()
+        .into_iter()
+        .filter(|stat| stat.state != 'Z')
+        .map(|stat| stat.pgrp)
+        .collect();
+    groups
+        .iter()
+        .filter(|group| pgrps.contains(&group.pgid) && group.is_ours())
+        .copied()
+        .collect()
 }
 
 /// One line of `/proc/PID/stat`, the fields we need.
@@ -152,11 +162,17 @@ pub(crate) fn stop_tree(groups: &[Group]) {
 /// seconds) until none is left.
 pub(crate) async fn kill_tree(groups: &[Group]) {
     for _ in 0..100 {
-        signal_tree(groups, Signal::SIGKILL);
-        if tree(groups).is_empty() {
+        let pids = tree(groups);
+        if pids.is_empty() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        for group in groups.iter().filter(|group| group.is_ours()) {
+            let _ = killpg(Pid::from_raw(group.pgid), Signal::SIGKILL);
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::warn!(?groups, "processes survived SIGKILL");
 }

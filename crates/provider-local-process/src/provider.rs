@@ -531,7 +531,7 @@ impl SandboxProvider for LocalProcessProvider {
                 ));
             };
             let group = Group::of_leader(pid as i32);
-            current.groups.retain(Group::is_alive);
+            current.groups = process::live_groups(&current.groups);
             current.groups.push(group);
             if let Err(error) = self.store.write(&current) {
                 process::signal_tree(&[group], Signal::SIGKILL);

@@ -266,8 +266,9 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Resul
             .create_new(true)
             .mode(mode)
             .open(&temporary)?;
+        // No fsync: records describe processes that do not survive a reboot anyway, and
+        // exec latency matters more.
         file.write_all(contents)?;
-        file.sync_data()?;
         fs::rename(&temporary, path)
     })();
     result.map_err(|e| {

@@ -56,6 +56,30 @@ step "the out-of-tree provider template, with its own conformance run"
 step "the example orchestrator: 100 jobs routed over local-process"
 cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/orchestrator/pools-local.toml --jobs 100
 
+step "the example orchestrator: 100 jobs over local-process and Modal (the emulator)"
+cargo build --quiet --locked -p sandkit-modal-fake
+emulator_log=$(mktemp)
+target/debug/modal-fake emulate --port 0 >"$emulator_log" 2>&1 &
+emulator_pid=$!
+trap 'kill "$emulator_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    grep -q '^listening on ' "$emulator_log" && break
+    sleep 0.1
+done
+emulator_url=$(sed -n 's/^listening on //p' "$emulator_log" | head -n 1)
+[ -n "$emulator_url" ] || { cat "$emulator_log" >&2; echo "the Modal emulator did not start" >&2; exit 1; }
+MODAL_SERVER_URL="$emulator_url" MODAL_TOKEN_ID=ak-sandkit-test MODAL_TOKEN_SECRET=as-sandkit-test \
+    cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/orchestrator/pools-with-modal.toml --jobs 100
+kill "$emulator_pid"
+wait "$emulator_pid" 2>/dev/null || true
+trap - EXIT
+
 step "leak check"
 scripts/docker-leaks.sh "$SANDKIT_RUN_ID"
-echo "no containers or images left by run $SANDKIT_RUN_ID"
+left=$(target/debug/sandkit --provider local-process ls --json --tag "sandkit.run-id=$SANDKIT_RUN_ID")
+if [ "$left" != "[]" ]; then
+    echo "local-process sandboxes left by run $SANDKIT_RUN_ID:" >&2
+    echo "$left" >&2
+    exit 1
+fi
+echo "no sandboxes, containers or images left by run $SANDKIT_RUN_ID"

@@ -795,3 +795,33 @@ async fn spec_workdir_is_taken_inside_the_root() {
     assert_eq!(output.stdout_lossy(), "m");
     provider.terminate(&info.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_commands_and_sandboxes_on_one_thread() {
+    let (_dir, provider) = provider(Isolation::Bubblewrap);
+    let id = provider.create(&SandboxSpec::new()).await.unwrap().id;
+    let commands = (0..16).map(|i| {
+        let provider = &provider;
+        let id = &id;
+        async move {
+            let argv = ["sh", "-c", "sleep 0.1; echo $0", &i.to_string()];
+            provider
+                .run(id, ExecRequest::new(argv))
+                .await
+                .unwrap()
+                .stdout_lossy()
+        }
+    });
+    let creations = (0..4).map(|_| async {
+        let id = provider.create(&SandboxSpec::new()).await.unwrap().id;
+        provider.terminate(&id).await.unwrap();
+    });
+    let (outputs, ()) = tokio::join!(futures::future::join_all(commands), async {
+        futures::future::join_all(creations).await;
+    });
+    for (i, output) in outputs.iter().enumerate() {
+        assert_eq!(output, &format!("{i}\n"));
+    }
+    provider.terminate(&id).await.unwrap();
+    assert!(provider.list(&ListFilter::all()).await.unwrap().is_empty());
+}

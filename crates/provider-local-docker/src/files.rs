@@ -164,38 +164,41 @@ impl Files<'_> {
         ))
     }
 
-    /// Creates or replaces a file (mode 0644), creating missing parent directories. A
-    /// symlink is written through, as a shell redirection would.
+    /// Creates or replaces a file (mode 0644), creating missing parent directories.
+    ///
+    /// One upload in the common case: the engine is told never to replace a directory
+    /// with a file (it answers with an error instead, which becomes `IsADirectory`), so
+    /// no stat is needed first. Like tar, it replaces a symlink at the path with the
+    /// file rather than writing through it.
     pub async fn write(&self, path: &str, contents: Bytes) -> Result<()> {
-        // The upload below reports a missing sandbox itself.
-        let (target, stat) = self.resolve(&self.meta.absolute(path), path, false).await?;
-        match stat.map(|s| s.stat.kind) {
-            Some(FileKind::Directory) => {
-                return Err(Error::file(path, FileErrorKind::IsADirectory));
-            }
-            Some(FileKind::Other) => {
-                return Err(Error::file(
-                    path,
-                    FileErrorKind::Other("not a regular file".to_owned()),
-                ));
-            }
-            _ => {}
-        }
+        let target = self.meta.absolute(path);
         let (parent, name) = split_parent(&target);
-        if name.is_empty() {
+        if name.is_empty() || name == ".." {
             return Err(Error::file(path, FileErrorKind::IsADirectory));
         }
         let archive = file_archive(name, &contents, path)?;
-        match self.upload(parent, archive.clone(), path).await {
+        match self.upload_file(parent, archive.clone(), path).await {
             Err(Error::FileOperation {
                 kind: FileErrorKind::NotFound,
                 ..
             }) => {
                 self.make_dir_absolute(parent, path).await?;
-                self.upload(parent, archive, path).await
+                self.upload_file(parent, archive, path).await
             }
             other => other,
         }
+    }
+
+    async fn upload_file(&self, directory: &str, tar: Bytes, shown: &str) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(directory)
+            .no_overwrite_dir_non_dir("true")
+            .build();
+        self.engine
+            .docker
+            .upload_to_container(self.id(), Some(options), bollard::body_full(tar))
+            .await
+            .map_err(|e| error::map(e, self.subject(shown)))
     }
 
     /// Metadata of a path, not following a final symlink.

@@ -379,3 +379,29 @@ async fn reap_lists_then_removes_an_ended_sandbox() {
         "still there"
     );
 }
+
+#[tokio::test]
+async fn writing_a_file_over_a_directory_leaves_the_directory() {
+    let provider = provider().await;
+    let (id, _guard) = created(&provider, spec()).await;
+    provider
+        .write_file(&id, "/tmp/dir/inside.txt", "kept".into())
+        .await
+        .expect("write nested");
+    let result = provider.write_file(&id, "/tmp/dir", "x".into()).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::FileOperation {
+                kind: sandkit_core::FileErrorKind::IsADirectory,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    let kept = provider
+        .read_to_string(&id, "/tmp/dir/inside.txt")
+        .await
+        .expect("read");
+    assert_eq!(kept, "kept");
+}

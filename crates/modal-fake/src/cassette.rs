@@ -79,6 +79,12 @@ pub struct Exchange {
     pub response: Vec<serde_json::Value>,
     /// How the call ended.
     pub status: StatusRecord,
+    /// When the call arrived, in milliseconds since the recording started.
+    #[serde(default)]
+    pub started_ms: u64,
+    /// How long the call took, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 impl Exchange {

@@ -149,6 +149,11 @@ struct Recorder {
     next_id: AtomicU64,
     recording: Mutex<Recording>,
     path: PathBuf,
+    origin: std::time::Instant,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -228,6 +233,7 @@ struct Pending {
     requests: Arc<Mutex<Vec<Bytes>>>,
     responses: Vec<Bytes>,
     filed: AtomicBool,
+    started: std::time::Instant,
 }
 
 impl Pending {
@@ -259,6 +265,8 @@ impl Pending {
             request,
             response,
             status,
+            started_ms: millis(self.started.duration_since(self.recorder.origin)),
+            duration_ms: millis(self.started.elapsed()),
         });
         recording.dirty = true;
     }
@@ -303,6 +311,7 @@ impl RawHandler for Recorder {
                 requests: Arc::clone(&requests),
                 responses: Vec::new(),
                 filed: AtomicBool::new(false),
+                started: std::time::Instant::now(),
             };
             let outgoing = request
                 .into_inner()
@@ -419,6 +428,7 @@ pub async fn serve_recorder(addr: SocketAddr, options: RecordOptions) -> Result<
             dirty: true,
         }),
         path: options.cassette.clone(),
+        origin: std::time::Instant::now(),
     });
     recorder.flush();
     let flusher = {

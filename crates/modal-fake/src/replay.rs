@@ -8,10 +8,16 @@
 //!   recorded value is paired with a new one, the pair holds for the rest of the replay,
 //!   and the new value is put back wherever the recorded one appears in answers;
 //! - values of sandkit's run-specific tags (`sandkit.*` but `sandkit.managed-by`: owner,
-//!   run id, creation and expiry times) match anything;
+//!   run id, creation and expiry times) match anything (their UUID-like parts are still
+//!   paired, so answers carry the new run's values);
 //! - redacted values (`[redacted]`) match anything;
 //! - `TaskExecStdioRead` matches whatever its `offset`, and the recorded output is served
-//!   from that offset on, so clients may resume streams wherever they were cut.
+//!   from that offset on, so clients may resume streams wherever they were cut;
+//! - whole-number strings between 1024 and 65535 in a command line (ports chosen at run
+//!   time) are paired like UUIDs.
+//!
+//! Waits (`TaskExecWait`, `SandboxWait`) end no earlier than they did in the recording,
+//! counted from the first call: clients tell a timeout from a normal end by the clock.
 //!
 //! A request without a match is answered `FAILED_PRECONDITION`, naming the nearest
 //! recorded request and the fields that differ.
@@ -37,6 +43,12 @@ use crate::faults::{FaultConfig, FaultLayer};
 use crate::listener::{self, ServerHandle};
 
 const STDIO_READ: &str = "/modal.task_command_router.TaskCommandRouter/TaskExecStdioRead";
+/// Calls that wait for something to happen (a command or sandbox to end): replay holds
+/// them as long as they took when recorded, because clients judge timeouts by the clock.
+const WAITS: [&str; 2] = [
+    "/modal.task_command_router.TaskCommandRouter/TaskExecWait",
+    "/modal.client.ModalClient/SandboxWait",
+];
 const ROUTER_ACCESS: [&str; 2] = [
     "/modal.client.ModalClient/TaskGetCommandRouterAccess",
     "/modal.client.ModalClient/SandboxGetCommandRouterAccess",
@@ -109,6 +121,10 @@ struct Bindings {
 
 struct Replayer {
     entries: Vec<Entry>,
+    /// When the first call arrived.
+    origin: std::sync::OnceLock<tokio::time::Instant>,
+    /// When the first recorded call arrived, in the recording's milliseconds.
+    recorded_origin_ms: u64,
     state: Mutex<ReplayState>,
     own_router_url: String,
 }
@@ -156,42 +172,49 @@ fn describe(value: &Value) -> String {
     }
 }
 
-/// Splits text into literal pieces and UUID tokens (`8-4-4-4-12` hex, or 32 hex digits).
+/// Splits text into literal pieces and tokens of client-made randomness: UUIDs
+/// (`8-4-4-4-12` hex) and runs of at least 12 hex digits mixing digits and letters (simple
+/// UUIDs and their prefixes, as in random names), standing alone between non-alphanumeric
+/// characters.
 fn tokens(text: &str) -> (Vec<&str>, Vec<&str>) {
     let bytes = text.as_bytes();
     let hex = |b: u8| b.is_ascii_hexdigit();
+    let alone_after = |at: usize| bytes.get(at).is_none_or(|b| !b.is_ascii_alphanumeric());
     let mut literals = Vec::new();
     let mut found = Vec::new();
     let mut literal_start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let boundary_before = i == 0 || !hex(bytes[i - 1]);
         let mut length = 0;
-        if boundary_before {
-            let dashed = [8usize, 4, 4, 4, 12];
+        if i == 0 || !bytes[i - 1].is_ascii_alphanumeric() {
             let mut at = i;
-            let mut ok = true;
-            for (index, run) in dashed.iter().enumerate() {
+            let mut dashed = true;
+            for (index, run) in [8usize, 4, 4, 4, 12].iter().enumerate() {
                 if at + run > bytes.len() || !bytes[at..at + run].iter().all(|b| hex(*b)) {
-                    ok = false;
+                    dashed = false;
                     break;
                 }
                 at += run;
                 if index < 4 {
                     if bytes.get(at) != Some(&b'-') {
-                        ok = false;
+                        dashed = false;
                         break;
                     }
                     at += 1;
                 }
             }
-            if ok && bytes.get(at).is_none_or(|b| !hex(*b)) {
+            if dashed && alone_after(at) {
                 length = at - i;
-            } else if i + 32 <= bytes.len()
-                && bytes[i..i + 32].iter().all(|b| hex(*b))
-                && bytes.get(i + 32).is_none_or(|b| !hex(*b))
-            {
-                length = 32;
+            } else {
+                let run = bytes[i..].iter().take_while(|b| hex(**b)).count();
+                let run_bytes = &bytes[i..i + run];
+                if run >= 12
+                    && alone_after(i + run)
+                    && run_bytes.iter().any(u8::is_ascii_digit)
+                    && run_bytes.iter().any(u8::is_ascii_alphabetic)
+                {
+                    length = run;
+                }
             }
         }
         if length > 0 {
@@ -244,7 +267,16 @@ impl Comparison<'_> {
         if recorded == got || recorded == REDACTED {
             return;
         }
-        if NAME_FIELDS.contains(&field) && !recorded.is_empty() && !got.is_empty() {
+        let port = |text: &str| {
+            !text.is_empty()
+                && text.bytes().all(|b| b.is_ascii_digit())
+                && text
+                    .parse::<u32>()
+                    .is_ok_and(|n| (1024..=65535).contains(&n))
+        };
+        let whole_value = (NAME_FIELDS.contains(&field) && !recorded.is_empty() && !got.is_empty())
+            || (field == "command_args" && port(recorded) && port(got));
+        if whole_value {
             if !self.pair(recorded, got) {
                 self.differ(path, shown(recorded), shown(got));
             }
@@ -261,6 +293,18 @@ impl Comparison<'_> {
                 .all(|(r, g)| self.pair(r, g))
         {
             self.differ(path, shown(recorded), shown(got));
+        }
+    }
+
+    /// Pairs the random parts of two values that may differ without it mattering.
+    fn pair_loosely(&mut self, recorded: &str, got: &str) {
+        let (recorded_literals, recorded_tokens) = tokens(recorded);
+        let (got_literals, got_tokens) = tokens(got);
+        if recorded_literals == got_literals && recorded_tokens.len() == got_tokens.len() {
+            for (r, g) in recorded_tokens.iter().zip(&got_tokens) {
+                // An inconsistent pair is simply not made: the value matches anyway.
+                let _ = self.pair(r, g);
+            }
         }
     }
 
@@ -317,8 +361,16 @@ impl Comparison<'_> {
                 .is_some_and(|name| name.starts_with("sandkit.") && name != STABLE_SANDKIT_TAG);
         for field in descriptor.fields() {
             let name = field.name();
-            if (run_specific_tag && name == "tag_value") || (self.ignore_offset && name == "offset")
-            {
+            if run_specific_tag && name == "tag_value" {
+                if let (Some(Value::String(r)), Some(Value::String(g))) = (
+                    recorded.get_field_by_name(name).map(|v| v.into_owned()),
+                    got.get_field_by_name(name).map(|v| v.into_owned()),
+                ) {
+                    self.pair_loosely(&r, &g);
+                }
+                continue;
+            }
+            if self.ignore_offset && name == "offset" {
                 continue;
             }
             let field_path = if path.is_empty() {
@@ -436,8 +488,15 @@ impl Replayer {
             });
         }
         let used = vec![false; entries.len()];
+        let recorded_origin_ms = entries
+            .iter()
+            .map(|entry| entry.exchange.started_ms)
+            .min()
+            .unwrap_or(0);
         Ok(Self {
             entries,
+            origin: std::sync::OnceLock::new(),
+            recorded_origin_ms,
             state: Mutex::new(ReplayState {
                 used,
                 bindings: Bindings::default(),
@@ -668,6 +727,7 @@ impl RawHandler for Replayer {
         request: Request<Streaming<Bytes>>,
     ) -> BoxFuture<'static, Result<Response<BoxStream<Bytes>>, Status>> {
         Box::pin(async move {
+            let origin = *self.origin.get_or_init(tokio::time::Instant::now);
             let input = descriptors::method(&path).map(|method| method.input());
             let mut stream = request.into_inner();
             let mut incoming = Vec::new();
@@ -683,6 +743,12 @@ impl RawHandler for Replayer {
             }
             let index = self.find(&path, &incoming)?;
             let (messages, status) = self.answer(index, &path, &incoming);
+            if WAITS.contains(&path.as_str()) {
+                let exchange = &self.entries[index].exchange;
+                let ended_ms = (exchange.started_ms + exchange.duration_ms)
+                    .saturating_sub(self.recorded_origin_ms);
+                tokio::time::sleep_until(origin + std::time::Duration::from_millis(ended_ms)).await;
+            }
             if messages.is_empty()
                 && let Some(status) = status
             {
@@ -734,8 +800,10 @@ mod tests {
             ]
         );
         assert_eq!(literals, ["/tmp/f-", "/x ", "!"]);
-        let (_, none) = tokens("sb-abc 1234 deadbeef");
-        assert!(none.is_empty());
+        let (_, names) = tokens("conformance-name-0a1b2c3d4e5f");
+        assert_eq!(names, ["0a1b2c3d4e5f"]);
+        let (_, none) = tokens("sb-abc 1234 deadbeef 123456789012 xa1b2c3d4e5f6a7");
+        assert!(none.is_empty(), "{none:?}");
     }
 
     #[test]

@@ -91,6 +91,18 @@ pub async fn modal_provider(server_url: &str) -> Result<Arc<dyn SandboxProvider>
     Ok(Arc::new(ModalProvider::from_config(config).await?) as Arc<dyn SandboxProvider>)
 }
 
+/// The `modal` provider talking to `server_url`, with credentials from the environment or
+/// `~/.modal.toml` as Modal's clients read them.
+pub async fn modal_provider_with_env_credentials(
+    server_url: &str,
+) -> Result<Arc<dyn SandboxProvider>> {
+    let config = ModalConfig {
+        server_url: Some(server_url.to_owned()),
+        ..ModalConfig::default()
+    };
+    Ok(Arc::new(ModalProvider::from_config(config).await?) as Arc<dyn SandboxProvider>)
+}
+
 /// The `modal` provider's capabilities, less what the emulator's backend cannot do. Modal
 /// itself offers GPUs, regions, CIDR allowlists and more; the emulator passes such
 /// requests to its backend, which refuses what it lacks. Conformance against the emulator

@@ -23,7 +23,7 @@ use crate::ids;
 
 /// The format tag written into every cassette.
 pub const FORMAT: &str = "sandkit-modal-cassette/1";
-/// What a redacted value is replaced by (JWTs are replaced by [`ids::redacted_jwt`]).
+/// What a redacted value is replaced by (JWTs become a well-formed stand-in JWT instead).
 pub const REDACTED: &str = "[redacted]";
 /// Headers that carry credentials.
 const SECRET_HEADERS: [&str; 4] = [

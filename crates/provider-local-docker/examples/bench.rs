@@ -271,15 +271,20 @@ impl Bench {
             self.provider.run(&id, ExecRequest::new(["true"])).await?;
             self.raw.exec(&raw_id, &["true"]).await?;
         }
-        for _ in 0..self.args.exec_iterations {
-            let started = Instant::now();
-            let output = self.provider.run(&id, ExecRequest::new(["true"])).await?;
-            sandkit.push(millis(started.elapsed()));
-            anyhow::ensure!(output.status.success(), "true failed: {output:?}");
-            let started = Instant::now();
-            let (code, _) = self.raw.exec(&raw_id, &["true"]).await?;
-            raw.push(millis(started.elapsed()));
-            anyhow::ensure!(code == 0, "raw true exited {code}");
+        for round in 0..self.args.exec_iterations {
+            // Alternate who goes first, so neither side always follows the other.
+            for side in [round % 2, 1 - round % 2] {
+                let started = Instant::now();
+                if side == 0 {
+                    let output = self.provider.run(&id, ExecRequest::new(["true"])).await?;
+                    sandkit.push(millis(started.elapsed()));
+                    anyhow::ensure!(output.status.success(), "true failed: {output:?}");
+                } else {
+                    let (code, _) = self.raw.exec(&raw_id, &["true"]).await?;
+                    raw.push(millis(started.elapsed()));
+                    anyhow::ensure!(code == 0, "raw true exited {code}");
+                }
+            }
         }
         for p in [50.0, 90.0, 99.0] {
             self.figures.latency(

@@ -18,7 +18,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerStateStatusEnum;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sandkit_core::{
     ByteStream, Error, ExecControl, ExecProcess, ExecRequest, ExitStatus, Result, StdinWriter,
 };
@@ -223,6 +223,37 @@ type OutputStream = std::pin::Pin<
     Box<dyn futures::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>,
 >;
 
+type Frame = std::result::Result<LogOutput, bollard::errors::Error>;
+
+/// Most bytes merged into one chunk.
+const BATCH_MAX_BYTES: usize = 1 << 20;
+
+/// Appends the frames of the same stream that are already read (the engine sends small
+/// frames; one chunk per frame would cost a task wake-up each). Returns the chunk and
+/// the first frame that did not fit, if one was read.
+fn batch(output: &mut OutputStream, first: Bytes, stdout: bool) -> (Bytes, Option<Option<Frame>>) {
+    let mut merged: Option<BytesMut> = None;
+    let mut size = first.len();
+    while size < BATCH_MAX_BYTES {
+        let Some(next) = output.next().now_or_never() else {
+            break;
+        };
+        let more = match next {
+            Some(Ok(LogOutput::StdOut { message })) if stdout => message,
+            Some(Ok(LogOutput::StdErr { message })) if !stdout => message,
+            other => {
+                let chunk = merged.map_or(first, BytesMut::freeze);
+                return (chunk, Some(other));
+            }
+        };
+        size += more.len();
+        merged
+            .get_or_insert_with(|| BytesMut::from(&first[..]))
+            .extend_from_slice(&more);
+    }
+    (merged.map_or(first, BytesMut::freeze), None)
+}
+
 /// Moves frames from the engine's connection into the two streams, enforces the
 /// timeout, and settles the outcome when the command ends.
 struct Pump {
@@ -242,14 +273,19 @@ impl Pump {
         let deadline = self.deadline.map_or_else(Instant::now, |(at, _)| at);
         let timeout = tokio::time::sleep_until(deadline);
         tokio::pin!(timeout);
+        // A frame read ahead while batching, waiting its turn.
+        let mut pending: Option<Option<Frame>> = None;
         loop {
-            let frame = tokio::select! {
-                frame = output.next() => frame,
-                () = &mut timeout, if armed => {
-                    armed = false;
-                    self.time_out().await;
-                    continue;
-                }
+            let frame = match pending.take() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    frame = output.next() => frame,
+                    () = &mut timeout, if armed => {
+                        armed = false;
+                        self.time_out().await;
+                        continue;
+                    }
+                },
             };
             let (sender, message) = match frame {
                 None => break,
@@ -274,9 +310,15 @@ impl Pump {
                         let held = failure.split().freeze();
                         let _ = self.stdout.send(Ok(held)).await;
                     }
+                    let (message, next) = batch(&mut output, message, true);
+                    pending = next;
                     (&self.stdout, message)
                 }
-                Some(Ok(LogOutput::StdErr { message })) => (&self.stderr, message),
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    let (message, next) = batch(&mut output, message, false);
+                    pending = next;
+                    (&self.stderr, message)
+                }
                 // Unframed bytes on a non-TTY exec are the engine's own words: the
                 // command could not be started.
                 Some(Ok(LogOutput::Console { message })) => {
@@ -285,13 +327,17 @@ impl Pump {
                 }
                 Some(Ok(LogOutput::StdIn { .. })) => continue,
             };
-            // A reader that dropped its stream no longer wants the bytes; keep draining
-            // so the command is never blocked on us.
-            tokio::select! {
-                _ = sender.send(Ok(message)) => {}
-                () = &mut timeout, if armed => {
-                    armed = false;
-                    self.time_out().await;
+            // A reader that dropped its stream no longer wants the bytes (the send
+            // fails at once); keep draining so the command is never blocked on us.
+            let send = sender.send(Ok(message));
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    _ = &mut send => break,
+                    () = &mut timeout, if armed => {
+                        armed = false;
+                        self.time_out().await;
+                    }
                 }
             }
         }

@@ -47,7 +47,8 @@ use crate::files::Files;
 use crate::image;
 use crate::sandbox::{
     self, LABEL_BUILT_IMAGE, LABEL_FROM_SNAPSHOT, LABEL_GPU, LABEL_LIFETIME_SECS, LABEL_NAMED,
-    LABEL_SANDBOX, LABEL_SET, LABEL_SNAPSHOT_OF, LABEL_TAG_KEYS, Meta, SNAPSHOT_REPOSITORY,
+    LABEL_SANDBOX, LABEL_SET, LABEL_SNAPSHOT_OF, LABEL_TAG_KEYS, Leftovers, Meta,
+    SNAPSHOT_REPOSITORY,
 };
 
 /// The registry name.
@@ -137,6 +138,7 @@ impl LocalDockerProvider {
                 .as_ref()
                 .and_then(|h| h.memory)
                 .is_some_and(|m| m > 0),
+            leftovers: Leftovers::of(inspect),
         };
         self.known
             .lock()
@@ -196,27 +198,16 @@ impl LocalDockerProvider {
         Ok(info)
     }
 
-    /// Removes an inspected container of ours and the images that go with it.
-    async fn discard(&self, inspect: &ContainerInspectResponse) -> Result<()> {
-        let Some(container_id) = inspect.id.as_deref() else {
-            return Ok(());
-        };
+    /// Removes a container of ours and the images that go with it.
+    async fn discard(&self, container_id: &str, leftovers: &Leftovers) -> Result<()> {
         self.remove_container(container_id).await?;
         self.forget(container_id);
-        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
-        let label = |key: &str| {
-            labels
-                .and_then(|l| l.get(key))
-                .filter(|v| !v.is_empty())
-                .cloned()
-        };
-        if let Some(tag) = label(LABEL_BUILT_IMAGE) {
-            self.remove_image_quietly(&tag, false).await;
+        if let Some(tag) = &leftovers.built_image {
+            self.remove_image_quietly(tag, false).await;
         }
         // A restored sandbox's image whose snapshot was deleted is left untagged: it
         // goes with its last container.
-        if label(LABEL_FROM_SNAPSHOT).is_some()
-            && let Some(image_id) = inspect.image.as_deref()
+        if let Some(image_id) = &leftovers.snapshot_image
             && let Ok(image) = self.engine.docker.inspect_image(image_id).await
             && image.repo_tags.as_ref().is_none_or(Vec::is_empty)
         {
@@ -518,6 +509,7 @@ impl LocalDockerProvider {
             container_id: id.to_owned(),
             workdir: workdir.to_owned(),
             memory_limited: spec.memory_mib.is_some(),
+            leftovers: Leftovers::default(),
         };
         // Written before the start, so the entrypoint already sees them.
         let files = Files {
@@ -759,6 +751,12 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
+        // A sandbox this instance knows is ours: no need to ask the engine first.
+        if let Some(meta) = self.known_meta(id.as_str()) {
+            self.discard(&meta.container_id, &meta.leftovers).await?;
+            tracing::debug!(sandbox = %id, "terminated");
+            return Ok(());
+        }
         let inspect = match self
             .engine
             .docker
@@ -776,7 +774,9 @@ impl SandboxProvider for LocalDockerProvider {
         if !sandbox::is_ours(inspect.config.as_ref().and_then(|c| c.labels.as_ref())) {
             return Ok(());
         }
-        self.discard(&inspect).await?;
+        let container_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
+        self.discard(&container_id, &Leftovers::of(&inspect))
+            .await?;
         self.forget(id.as_str());
         tracing::debug!(sandbox = %id, "terminated");
         Ok(())

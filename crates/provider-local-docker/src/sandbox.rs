@@ -47,6 +47,34 @@ pub(crate) struct Meta {
     pub workdir: String,
     /// Whether a memory limit is set (an out-of-memory kill is then reported as such).
     pub memory_limited: bool,
+    /// Images that go when the sandbox goes.
+    pub leftovers: Leftovers,
+}
+
+/// Images removed with a sandbox.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Leftovers {
+    /// The tag of an image built for it.
+    pub built_image: Option<String>,
+    /// The image of a snapshot it was restored from (removed once untagged).
+    pub snapshot_image: Option<String>,
+}
+
+impl Leftovers {
+    /// What the labels of an inspected container say.
+    pub fn of(inspect: &ContainerInspectResponse) -> Self {
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+        let label = |key: &str| {
+            labels
+                .and_then(|l| l.get(key))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        Self {
+            built_image: label(LABEL_BUILT_IMAGE),
+            snapshot_image: label(LABEL_FROM_SNAPSHOT).and(inspect.image.clone()),
+        }
+    }
 }
 
 impl Meta {

@@ -18,6 +18,9 @@
 //!
 //! Waits (`TaskExecWait`, `SandboxWait`) end no earlier than they did in the recording,
 //! counted from the first call: clients tell a timeout from a normal end by the clock.
+//! Times in answers (creation, start, end and readiness times, sandkit's `created-at` and
+//! `expires-at` tags) are moved forward by the time between recording and replay, and
+//! `before_timestamp` in requests is moved back before matching.
 //!
 //! A request without a match is answered `FAILED_PRECONDITION`, naming the nearest
 //! recorded request and the fields that differ.
@@ -53,6 +56,22 @@ const ROUTER_ACCESS: [&str; 2] = [
     "/modal.client.ModalClient/TaskGetCommandRouterAccess",
     "/modal.client.ModalClient/SandboxGetCommandRouterAccess",
 ];
+/// Epoch-seconds fields of answers, moved to the replay's time.
+const TIME_FIELDS: [&str; 6] = [
+    "created_at",
+    "started_at",
+    "finished_at",
+    "enqueued_at",
+    "ready_at",
+    "timestamp",
+];
+/// sandkit tags holding epoch seconds.
+const TIME_TAGS: [&str; 2] = ["sandkit.created-at", "sandkit.expires-at"];
+/// Request fields holding a time taken from an answer.
+const REQUEST_TIME_FIELDS: [&str; 1] = ["before_timestamp"];
+/// Anything below this is a duration, not a point in time.
+const EPOCH_FLOOR_SECS: f64 = 1e9;
+
 /// Fields whose whole value is a client-chosen name.
 const NAME_FIELDS: [&str; 2] = ["name", "sandbox_name"];
 /// The one sandkit tag whose value is the same in every run.
@@ -125,6 +144,10 @@ struct Replayer {
     origin: std::sync::OnceLock<tokio::time::Instant>,
     /// When the first recorded call arrived, in the recording's milliseconds.
     recorded_origin_ms: u64,
+    /// When the recording started, seconds since the Unix epoch.
+    recorded_at_unix_secs: f64,
+    /// How far replay times lie after recorded ones, fixed at the first call.
+    time_shift_secs: std::sync::OnceLock<f64>,
     state: Mutex<ReplayState>,
     own_router_url: String,
 }
@@ -148,6 +171,7 @@ struct Comparison<'a> {
     new_pairs: Vec<(String, String)>,
     differences: Vec<Difference>,
     ignore_offset: bool,
+    time_shift_secs: f64,
 }
 
 fn shown(value: &str) -> String {
@@ -312,6 +336,13 @@ impl Comparison<'_> {
         if recorded == got {
             return;
         }
+        if let (Value::F64(r), Value::F64(g)) = (recorded, got)
+            && REQUEST_TIME_FIELDS.contains(&field)
+            && *g > EPOCH_FLOOR_SECS
+            && (r - (g - self.time_shift_secs)).abs() < 0.01
+        {
+            return;
+        }
         match (recorded, got) {
             (Value::String(r), Value::String(g)) => self.strings(path, field, r, g),
             (Value::Bytes(r), Value::Bytes(g)) => {
@@ -392,6 +423,45 @@ fn map_key(key: &MapKey) -> String {
     }
 }
 
+fn now_unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Moves the points in time of an answer forward by `shift` seconds.
+fn shift_times(value: &mut Value, field: &str, shift: f64) {
+    match value {
+        Value::F64(seconds) if TIME_FIELDS.contains(&field) && *seconds > EPOCH_FLOOR_SECS => {
+            *seconds += shift;
+        }
+        Value::Message(message) => {
+            let time_tag = message.descriptor().full_name() == "modal.client.SandboxTag"
+                && message
+                    .get_field_by_name("tag_name")
+                    .and_then(|name| name.as_str().map(|name| TIME_TAGS.contains(&name)))
+                    .unwrap_or(false);
+            if time_tag {
+                if let Some(Value::String(text)) = message.get_field_by_name_mut("tag_value")
+                    && let Ok(seconds) = text.parse::<u64>()
+                {
+                    *text = (seconds + shift.round() as u64).to_string();
+                }
+                return;
+            }
+            for (descriptor, child) in message.fields_mut() {
+                shift_times(child, descriptor.name(), shift);
+            }
+        }
+        Value::List(items) => {
+            for item in items {
+                shift_times(item, field, shift);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Puts the replaying client's values back where the recorded ones appear in an answer.
 fn rewrite_strings(value: &mut Value, bindings: &Bindings) {
     let replace = |text: &str| -> Option<String> {
@@ -446,6 +516,7 @@ fn rewrite_strings(value: &mut Value, bindings: &Bindings) {
 
 impl Replayer {
     fn new(cassette: Cassette, own_router_url: String) -> Result<Self> {
+        let recorded_at = cassette.recorded_at_unix_secs;
         let mut entries = Vec::with_capacity(cassette.exchanges.len());
         for exchange in cassette.exchanges {
             let method = descriptors::method(&exchange.path());
@@ -497,6 +568,8 @@ impl Replayer {
             entries,
             origin: std::sync::OnceLock::new(),
             recorded_origin_ms,
+            recorded_at_unix_secs: recorded_at as f64,
+            time_shift_secs: std::sync::OnceLock::new(),
             state: Mutex::new(ReplayState {
                 used,
                 bindings: Bindings::default(),
@@ -517,6 +590,7 @@ impl Replayer {
             new_pairs: Vec::new(),
             differences: Vec::new(),
             ignore_offset,
+            time_shift_secs: self.time_shift(),
         };
         if entry.request.len() != incoming.len() {
             comparison.differ(
@@ -540,6 +614,15 @@ impl Replayer {
             }
         }
         (comparison.new_pairs, comparison.differences)
+    }
+
+    /// Seconds between the recording and this replay (fixed at the first call).
+    fn time_shift(&self) -> f64 {
+        *self.time_shift_secs.get_or_init(|| {
+            let recorded_origin =
+                self.recorded_at_unix_secs + self.recorded_origin_ms as f64 / 1000.0;
+            (now_unix_secs() - recorded_origin).max(0.0)
+        })
     }
 
     /// Finds the exchange answering `incoming` at `path` and marks it used.
@@ -666,6 +749,7 @@ impl Replayer {
             if let Recorded::Message(message) = message {
                 let mut value = Value::Message(message.clone());
                 rewrite_strings(&mut value, &state.bindings);
+                shift_times(&mut value, "", self.time_shift());
                 if let Value::Message(rewritten) = value {
                     *message = rewritten;
                 }
@@ -814,6 +898,7 @@ mod tests {
             new_pairs: Vec::new(),
             differences: Vec::new(),
             ignore_offset: false,
+            time_shift_secs: 0.0,
         };
         let a = "11111111-1111-1111-1111-111111111111";
         let b = "22222222-2222-2222-2222-222222222222";
@@ -827,5 +912,40 @@ mod tests {
         assert_eq!(comparison.differences.len(), 2);
         comparison.strings("x", "env_dict", REDACTED, "anything");
         assert_eq!(comparison.differences.len(), 2);
+    }
+
+    #[test]
+    fn answers_move_to_the_replay_time() {
+        use sandkit_provider_modal::proto::client as pb;
+        let info = pb::SandboxInfo {
+            created_at: 1_700_000_000.5,
+            timeout_secs: 300,
+            tags: vec![
+                pb::SandboxTag {
+                    tag_name: "sandkit.expires-at".into(),
+                    tag_value: "1700000300".into(),
+                },
+                pb::SandboxTag {
+                    tag_name: "team".into(),
+                    tag_value: "1700000300".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let descriptor = descriptors::pool()
+            .get_message_by_name("modal.client.SandboxInfo")
+            .unwrap();
+        let message =
+            descriptors::decode(&descriptor, &prost::Message::encode_to_vec(&info)).unwrap();
+        let mut value = Value::Message(message);
+        shift_times(&mut value, "", 100.0);
+        let Value::Message(message) = value else {
+            unreachable!()
+        };
+        let json = descriptors::message_to_json(&message);
+        assert_eq!(json["created_at"], 1_700_000_100.5);
+        assert_eq!(json["timeout_secs"], 300);
+        assert_eq!(json["tags"][0]["tag_value"], "1700000400");
+        assert_eq!(json["tags"][1]["tag_value"], "1700000300");
     }
 }

@@ -19,7 +19,7 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v python3 >/dev/null || missing+=(python3)
-python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages: ${missing[*]} (run as root, or install them first)" >&2

@@ -7,10 +7,12 @@
 //! (every process of its session, and every descendant). Engines whose processes this
 //! host cannot see (remote, or in a VM) get no exec timeouts: the capability says so.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,19 +20,15 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerStateStatusEnum;
 use bytes::{Bytes, BytesMut};
-use futures::{FutureExt, StreamExt};
-use sandkit_core::{
-    ByteStream, Error, ExecControl, ExecProcess, ExecRequest, ExitStatus, Result, StdinWriter,
-};
-use tokio::sync::{mpsc, watch};
+use futures::StreamExt;
+use sandkit_core::{Error, ExecControl, ExecProcess, ExecRequest, ExitStatus, Result, StdinWriter};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client::Engine;
 use crate::error::{self, Subject};
 use crate::sandbox::Meta;
 
-/// Chunks buffered per output stream before the reader must catch up.
-const STREAM_BUFFER_CHUNKS: usize = 64;
 /// How the engine starts its message when it could not start a command.
 const START_FAILURE_PREFIX: &[u8] = b"OCI runtime exec failed";
 
@@ -65,14 +63,20 @@ impl Outcome {
     }
 }
 
-/// What the pump, the control and kills share about one exec.
+/// What the readers, the control and the timeout share about one exec.
 struct Shared {
     engine: Engine,
     exec_id: String,
     meta: Meta,
     /// Set once sandkit itself killed the command (a kill or the timeout).
     killed: AtomicBool,
+    /// Set when the timeout is killing the command, so its end reads as a timeout.
+    timed_out: Option<Duration>,
+    timing_out: AtomicBool,
     outcome: watch::Sender<Option<Outcome>>,
+    /// The cgroup's out-of-memory kill count when the command started.
+    oom_before: Option<u64>,
+    demux: Mutex<Demux>,
 }
 
 impl Shared {
@@ -88,8 +92,15 @@ impl Shared {
         });
     }
 
-    /// Kills the command's process tree. A command that already ended is fine.
-    async fn kill_tree(&self) -> Result<()> {
+    fn demux(&self) -> std::sync::MutexGuard<'_, Demux> {
+        self.demux
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Kills the command's process tree. Returns whether it was still running (a
+    /// command that already ended is fine).
+    async fn kill_tree(&self) -> Result<bool> {
         self.killed.store(true, Ordering::SeqCst);
         if !self.engine.shares_processes {
             return Err(Error::unsupported(
@@ -103,11 +114,11 @@ impl Shared {
         for _ in 0..100 {
             let inspect = match self.engine.docker.inspect_exec(&self.exec_id).await {
                 Ok(inspect) => inspect,
-                Err(e) if error::is_not_found(&e) => return Ok(()),
+                Err(e) if error::is_not_found(&e) => return Ok(false),
                 Err(e) => return Err(error::map(e, Subject::Exec(&self.meta.container_id))),
             };
             if inspect.running == Some(false) && inspect.exit_code.is_some() {
-                return Ok(());
+                return Ok(false);
             }
             pid = inspect.pid.unwrap_or(0);
             if pid > 0 {
@@ -116,7 +127,7 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let Ok(pid) = i32::try_from(pid) else {
-            return Ok(());
+            return Ok(false);
         };
         if pid <= 0 {
             return Err(error::other(format!(
@@ -128,7 +139,8 @@ impl Shared {
         tokio::task::spawn_blocking(move || kill_process_tree(pid, &container_id))
             .await
             .map_err(|e| error::other(format!("killing a command: {e}")))?
-            .map_err(|e| error::other(format!("killing the process tree of pid {pid}: {e}")))
+            .map_err(|e| error::other(format!("killing the process tree of pid {pid}: {e}")))?;
+        Ok(true)
     }
 }
 
@@ -187,299 +199,436 @@ pub(crate) async fn start(
         exec_id: created.id,
         meta: meta.clone(),
         killed: AtomicBool::new(false),
+        timed_out: request.timeout,
+        timing_out: AtomicBool::new(false),
         outcome: outcome_tx,
-    });
-    let (stdout_tx, stdout_rx) = mpsc::channel(STREAM_BUFFER_CHUNKS);
-    let (stderr_tx, stderr_rx) = mpsc::channel(STREAM_BUFFER_CHUNKS);
-    let pump = Pump {
-        shared: Arc::clone(&shared),
-        stdout: stdout_tx,
-        stderr: stderr_tx,
-        deadline: request.timeout.map(|t| (started_at + t, t)),
         oom_before,
-    };
-    tokio::spawn(pump.run(output));
-
+        demux: Mutex::new(Demux::new(output)),
+    });
+    if let Some(timeout) = request.timeout {
+        tokio::spawn(enforce_timeout(
+            Arc::clone(&shared),
+            started_at + timeout,
+            timeout,
+        ));
+    }
     let stdin: Option<StdinWriter> = request.stdin.then_some(input);
     let control = DockerExec {
-        shared,
+        shared: Arc::clone(&shared),
         outcome: outcome_rx,
         program: request.argv.first().cloned().unwrap_or_default(),
     };
     Ok(ExecProcess::new(
         &request,
-        receiver_stream(stdout_rx),
-        receiver_stream(stderr_rx),
+        Box::pin(OutputHalf {
+            shared: Arc::clone(&shared),
+            which: STDOUT,
+        }),
+        Box::pin(OutputHalf {
+            shared,
+            which: STDERR,
+        }),
         stdin,
         Box::new(control),
     ))
 }
 
-fn receiver_stream(mut receiver: mpsc::Receiver<Result<Bytes>>) -> ByteStream {
-    Box::pin(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
+/// Kills the command when its time is up, unless it ended first.
+async fn enforce_timeout(shared: Arc<Shared>, deadline: Instant, timeout: Duration) {
+    let mut outcome = shared.outcome.subscribe();
+    tokio::select! {
+        () = tokio::time::sleep_until(deadline) => {}
+        _ = outcome.wait_for(Option::is_some) => return,
+    }
+    // Before the kill: the output ends as soon as the processes die.
+    shared.timing_out.store(true, Ordering::SeqCst);
+    match shared.kill_tree().await {
+        Ok(true) => shared.settle(Outcome::TimedOut(timeout)),
+        // It ended on its own just in time: the readers settle how.
+        Ok(false) => shared.timing_out.store(false, Ordering::SeqCst),
+        Err(error) => {
+            tracing::warn!(%error, exec = %shared.exec_id, "could not kill a timed-out command");
+            shared.settle(Outcome::TimedOut(timeout));
+        }
+    }
 }
 
 type OutputStream = std::pin::Pin<
     Box<dyn futures::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>,
 >;
 
-type Frame = std::result::Result<LogOutput, bollard::errors::Error>;
+const STDOUT: usize = 0;
+const STDERR: usize = 1;
+/// The third waker slot: `wait` driving the connection when nobody reads.
+const DRIVER: usize = 2;
+/// Bytes queued for one stream before whoever reads the connection waits for that
+/// stream's reader (the transport's buffers then fill and the command blocks).
+const QUEUE_LIMIT_BYTES: usize = 8 << 20;
 
-/// Most bytes merged into one chunk.
-const BATCH_MAX_BYTES: usize = 1 << 20;
+/// The wakers of whoever waits on the connection: the two streams and `wait`. The
+/// connection itself is polled with a waker that wakes them all, since it remembers only
+/// one and any of them may be the one to read next.
+#[derive(Default)]
+struct WakerSet {
+    slots: Mutex<[Option<Waker>; 3]>,
+}
 
-/// Appends the frames of the same stream that are already read (the engine sends small
-/// frames; one chunk per frame would cost a task wake-up each). Returns the chunk and
-/// the first frame that did not fit, if one was read.
-fn batch(output: &mut OutputStream, first: Bytes, stdout: bool) -> (Bytes, Option<Option<Frame>>) {
-    let mut merged: Option<BytesMut> = None;
-    let mut size = first.len();
-    while size < BATCH_MAX_BYTES {
-        let Some(next) = output.next().now_or_never() else {
-            break;
-        };
-        let more = match next {
-            Some(Ok(LogOutput::StdOut { message })) if stdout => message,
-            Some(Ok(LogOutput::StdErr { message })) if !stdout => message,
-            other => {
-                let chunk = merged.map_or(first, BytesMut::freeze);
-                return (chunk, Some(other));
-            }
-        };
-        size += more.len();
-        merged
-            .get_or_insert_with(|| BytesMut::from(&first[..]))
-            .extend_from_slice(&more);
+impl WakerSet {
+    fn slots(&self) -> std::sync::MutexGuard<'_, [Option<Waker>; 3]> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    (merged.map_or(first, BytesMut::freeze), None)
-}
 
-/// Moves frames from the engine's connection into the two streams, enforces the
-/// timeout, and settles the outcome when the command ends.
-struct Pump {
-    shared: Arc<Shared>,
-    stdout: mpsc::Sender<Result<Bytes>>,
-    stderr: mpsc::Sender<Result<Bytes>>,
-    deadline: Option<(Instant, Duration)>,
-    oom_before: Option<u64>,
-}
-
-impl Pump {
-    async fn run(self, mut output: OutputStream) {
-        let mut failure = BytesMut::new();
-        let mut seen_stdout = false;
-        let mut stream_error = None;
-        let mut armed = self.deadline.is_some();
-        let deadline = self.deadline.map_or_else(Instant::now, |(at, _)| at);
-        let timeout = tokio::time::sleep_until(deadline);
-        tokio::pin!(timeout);
-        // A frame read ahead while batching, waiting its turn.
-        let mut pending: Option<Option<Frame>> = None;
-        loop {
-            let frame = match pending.take() {
-                Some(frame) => frame,
-                None => tokio::select! {
-                    frame = output.next() => frame,
-                    () = &mut timeout, if armed => {
-                        armed = false;
-                        self.time_out().await;
-                        continue;
-                    }
-                },
-            };
-            let (sender, message) = match frame {
-                None => break,
-                Some(Err(e)) => {
-                    stream_error = Some(e);
-                    break;
-                }
-                // The engine reports a command it could not start on stdout, as the
-                // first and only frame; hold such a frame back until the exit code
-                // says whether it was the engine or the command speaking.
-                Some(Ok(LogOutput::StdOut { message }))
-                    if !seen_stdout && message.starts_with(START_FAILURE_PREFIX) =>
-                {
-                    seen_stdout = true;
-                    failure.extend_from_slice(&message);
-                    continue;
-                }
-                Some(Ok(LogOutput::StdOut { message })) => {
-                    seen_stdout = true;
-                    if !failure.is_empty() {
-                        // More output: the held frame was the command's own.
-                        let held = failure.split().freeze();
-                        let _ = self.stdout.send(Ok(held)).await;
-                    }
-                    let (message, next) = batch(&mut output, message, true);
-                    pending = next;
-                    (&self.stdout, message)
-                }
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    let (message, next) = batch(&mut output, message, false);
-                    pending = next;
-                    (&self.stderr, message)
-                }
-                // Unframed bytes on a non-TTY exec are the engine's own words: the
-                // command could not be started.
-                Some(Ok(LogOutput::Console { message })) => {
-                    failure.extend_from_slice(&message);
-                    continue;
-                }
-                Some(Ok(LogOutput::StdIn { .. })) => continue,
-            };
-            // A reader that dropped its stream no longer wants the bytes (the send
-            // fails at once); keep draining so the command is never blocked on us.
-            let send = sender.send(Ok(message));
-            tokio::pin!(send);
-            loop {
-                tokio::select! {
-                    _ = &mut send => break,
-                    () = &mut timeout, if armed => {
-                        armed = false;
-                        self.time_out().await;
-                    }
-                }
-            }
+    fn register(&self, slot: usize, waker: &Waker) {
+        let mut slots = self.slots();
+        if !slots[slot].as_ref().is_some_and(|w| w.will_wake(waker)) {
+            slots[slot] = Some(waker.clone());
         }
-        drop(output);
-        let outcome = self.finish(failure.freeze(), stream_error).await;
-        self.shared.settle(outcome);
-        // Dropping the senders ends both streams.
     }
 
-    async fn time_out(&self) {
-        let Some((_, timeout)) = self.deadline else {
+    fn wake(&self, slot: usize) {
+        let waker = self.slots()[slot].take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl std::task::Wake for WakerSet {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let taken = std::mem::take(&mut *self.slots());
+        for waker in taken.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
+/// The engine's connection, shared by the two output streams and `wait`. Whoever polls
+/// reads the next frame: its own are handed over directly, the other stream's are
+/// queued for it. No task sits in between, so streaming costs no extra hand-over.
+struct Demux {
+    /// `None` once the connection ended.
+    output: Option<OutputStream>,
+    queues: [VecDeque<Bytes>; 2],
+    queued_bytes: [usize; 2],
+    dropped: [bool; 2],
+    wakers: Arc<WakerSet>,
+    /// Wakes every waiter; the connection is polled with it.
+    fanout: Waker,
+    /// A first stdout frame in the engine's "could not start" words, held until the exit
+    /// code tells whether it was the engine or the command speaking.
+    held: BytesMut,
+    seen_stdout: bool,
+    stream_error: Option<bollard::errors::Error>,
+    /// Set by `finish`: whether the held bytes are the command's own output.
+    release_held: Option<bool>,
+    finishing: bool,
+}
+
+impl Demux {
+    fn new(output: OutputStream) -> Self {
+        let wakers = Arc::new(WakerSet::default());
+        Self {
+            fanout: Waker::from(Arc::clone(&wakers)),
+            wakers,
+            output: Some(output),
+            queues: [VecDeque::new(), VecDeque::new()],
+            queued_bytes: [0, 0],
+            dropped: [false, false],
+            held: BytesMut::new(),
+            seen_stdout: false,
+            stream_error: None,
+            release_held: None,
+            finishing: false,
+        }
+    }
+
+    fn wake(&self, slot: usize) {
+        self.wakers.wake(slot);
+    }
+
+    fn wake_all(&self) {
+        self.fanout.wake_by_ref();
+    }
+
+    /// Whether reading more would overfill a queue someone still reads.
+    fn blocked(&self) -> bool {
+        (0..2).any(|i| !self.dropped[i] && self.queued_bytes[i] >= QUEUE_LIMIT_BYTES)
+    }
+
+    /// Reads one frame. `Ready(Some((stream, bytes)))` is output for a stream,
+    /// `Ready(None)` means "nothing for anyone, go on" (a frame held or ignored, or the
+    /// end reached).
+    fn read_frame(&mut self, shared: &Arc<Shared>) -> Poll<Option<(usize, Bytes)>> {
+        let Some(output) = self.output.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let mut cx = Context::from_waker(&self.fanout);
+        let frame = match output.poll_next_unpin(&mut cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(frame) => frame,
+        };
+        Poll::Ready(match frame {
+            Some(Ok(LogOutput::StdOut { message }))
+                if !self.seen_stdout && message.starts_with(START_FAILURE_PREFIX) =>
+            {
+                self.seen_stdout = true;
+                self.held.extend_from_slice(&message);
+                None
+            }
+            Some(Ok(LogOutput::StdOut { message })) => {
+                self.seen_stdout = true;
+                if self.held.is_empty() {
+                    Some((STDOUT, message))
+                } else {
+                    // More output: the held frame was the command's own.
+                    let mut joined = self.held.split();
+                    joined.extend_from_slice(&message);
+                    Some((STDOUT, joined.freeze()))
+                }
+            }
+            Some(Ok(LogOutput::StdErr { message })) => Some((STDERR, message)),
+            // Unframed bytes on a non-TTY exec are the engine's own words.
+            Some(Ok(LogOutput::Console { message })) => {
+                self.held.extend_from_slice(&message);
+                None
+            }
+            Some(Ok(LogOutput::StdIn { .. })) => None,
+            Some(Err(e)) => {
+                self.stream_error = Some(e);
+                self.end(shared);
+                None
+            }
+            None => {
+                self.end(shared);
+                None
+            }
+        })
+    }
+
+    /// The connection ended: settle the outcome in the background.
+    fn end(&mut self, shared: &Arc<Shared>) {
+        self.output = None;
+        if !self.finishing {
+            self.finishing = true;
+            let held = Bytes::copy_from_slice(&self.held);
+            let stream_error = self.stream_error.take();
+            tokio::spawn(finish(Arc::clone(shared), held, stream_error));
+        }
+        self.wake_all();
+    }
+
+    /// Queues `bytes` for stream `which` (dropped when nobody reads it any more).
+    fn queue(&mut self, which: usize, bytes: Bytes) {
+        if self.dropped[which] {
             return;
-        };
-        if let Err(error) = self.shared.kill_tree().await {
-            tracing::warn!(%error, exec = %self.shared.exec_id, "could not kill a timed-out command");
         }
-        self.shared.settle(Outcome::TimedOut(timeout));
+        self.queued_bytes[which] += bytes.len();
+        self.queues[which].push_back(bytes);
+        self.wake(which);
     }
 
-    /// Reads the exit code once the output ended.
-    async fn finish(
-        &self,
-        failure: Bytes,
-        stream_error: Option<bollard::errors::Error>,
-    ) -> Outcome {
+    fn poll_stream(
+        &mut self,
+        which: usize,
+        cx: &mut Context<'_>,
+        shared: &Arc<Shared>,
+    ) -> Poll<Option<Result<Bytes>>> {
+        self.wakers.register(which, cx.waker());
+        loop {
+            if let Some(chunk) = self.queues[which].pop_front() {
+                self.queued_bytes[which] -= chunk.len();
+                // Whoever waited for room may go on.
+                self.wake(1 - which);
+                self.wake(DRIVER);
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            if self.output.is_none() {
+                if which == STDOUT && !self.held.is_empty() {
+                    match self.release_held {
+                        None => return Poll::Pending,
+                        Some(true) => return Poll::Ready(Some(Ok(self.held.split().freeze()))),
+                        Some(false) => self.held.clear(),
+                    }
+                }
+                return Poll::Ready(None);
+            }
+            if self.blocked() {
+                return Poll::Pending;
+            }
+            match self.read_frame(shared) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some((stream, bytes))) if stream == which => {
+                    return Poll::Ready(Some(Ok(bytes)));
+                }
+                Poll::Ready(Some((stream, bytes))) => self.queue(stream, bytes),
+                Poll::Ready(None) => {}
+            }
+        }
+    }
+
+    /// Reads the connection to its end for `wait`, queueing output for the streams.
+    fn poll_drive(&mut self, cx: &mut Context<'_>, shared: &Arc<Shared>) -> Poll<()> {
+        self.wakers.register(DRIVER, cx.waker());
+        loop {
+            if self.output.is_none() {
+                return Poll::Ready(());
+            }
+            if self.blocked() {
+                return Poll::Pending;
+            }
+            match self.read_frame(shared) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some((stream, bytes))) => self.queue(stream, bytes),
+                Poll::Ready(None) => {}
+            }
+        }
+    }
+}
+
+/// One output stream of a command.
+struct OutputHalf {
+    shared: Arc<Shared>,
+    which: usize,
+}
+
+impl futures::Stream for OutputHalf {
+    type Item = Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let shared = &self.shared;
-        let container = shared.meta.container_id.as_str();
-        let mut polls = 0u32;
-        let code = loop {
-            match shared.engine.docker.inspect_exec(&shared.exec_id).await {
-                Ok(inspect) if inspect.running != Some(true) => {
-                    break inspect.exit_code.unwrap_or(-1);
-                }
-                Ok(_) => {}
-                Err(e) if error::is_not_found(&e) => return Outcome::SandboxGone,
-                Err(e) => {
-                    return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string());
-                }
+        shared.demux().poll_stream(self.which, cx, shared)
+    }
+}
+
+impl Drop for OutputHalf {
+    fn drop(&mut self) {
+        let mut demux = self.shared.demux();
+        demux.dropped[self.which] = true;
+        demux.queues[self.which].clear();
+        demux.queued_bytes[self.which] = 0;
+        demux.wake_all();
+    }
+}
+
+/// Reads the exit code once the output ended, and settles the outcome.
+async fn finish(shared: Arc<Shared>, held: Bytes, stream_error: Option<bollard::errors::Error>) {
+    let outcome = outcome_of(&shared, &held, stream_error).await;
+    let cannot_start = matches!(outcome, Outcome::CannotStart(_));
+    shared.settle(outcome);
+    let mut demux = shared.demux();
+    demux.release_held = Some(!cannot_start);
+    demux.wake(STDOUT);
+}
+
+async fn outcome_of(
+    shared: &Arc<Shared>,
+    held: &[u8],
+    stream_error: Option<bollard::errors::Error>,
+) -> Outcome {
+    let container = shared.meta.container_id.as_str();
+    let mut polls = 0u32;
+    let code = loop {
+        match shared.engine.docker.inspect_exec(&shared.exec_id).await {
+            Ok(inspect) if inspect.running != Some(true) => {
+                break inspect.exit_code.unwrap_or(-1);
             }
-            polls += 1;
-            // The output can end a moment before the exit is recorded. A sandbox killed
-            // behind our back never records it: check the container now and then.
-            if polls % 20 == 0 {
-                match shared
-                    .engine
-                    .docker
-                    .inspect_container(container, None)
-                    .await
-                {
-                    Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {
-                    }
-                    Ok(_) => return Outcome::SandboxGone,
-                    Err(e) if error::is_not_found(&e) => return Outcome::SandboxGone,
-                    Err(e) => {
-                        return Outcome::Failed(
-                            error::map(e, Subject::Exec(container)).to_string(),
-                        );
-                    }
-                }
+            Ok(_) => {}
+            Err(e) if error::is_not_found(&e) => return Outcome::SandboxGone,
+            Err(e) => {
+                return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string());
             }
-            tokio::time::sleep(Duration::from_millis(if polls < 10 { 5 } else { 50 })).await;
-        };
-        let code = i32::try_from(code).unwrap_or(-1);
-        if (code == 126 || code == 127 || code == 137)
-            && !shared.killed.load(Ordering::SeqCst)
-            && self.sandbox_gone().await
-        {
-            // A sandbox removed under a command shows as a kill or a failed start.
+        }
+        polls += 1;
+        // The output can end a moment before the exit is recorded. A sandbox killed
+        // behind our back never records it: check the container now and then.
+        if polls % 20 == 0 && sandbox_gone(shared).await {
             return Outcome::SandboxGone;
         }
-        if !failure.is_empty() && (code == 126 || code == 127) {
-            let reason = String::from_utf8_lossy(&failure).trim().to_owned();
-            return Outcome::CannotStart(start_failure_reason(&reason));
-        }
-        if !failure.is_empty() {
-            // Unframed bytes without a failure: deliver them rather than lose them.
-            let _ = self.stdout.send(Ok(failure)).await;
-        }
-        if let Some(e) = stream_error
-            && code == -1
-        {
-            return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string());
-        }
-        if shared.killed.load(Ordering::SeqCst) {
-            return Outcome::Exited(ExitStatus::signal(9));
-        }
-        if code == 137 && shared.meta.memory_limited && self.out_of_memory().await {
-            return Outcome::OutOfMemory(
-                "the command was killed: the sandbox ran out of memory".to_owned(),
-            );
-        }
-        Outcome::Exited(ExitStatus::code(code))
+        tokio::time::sleep(Duration::from_millis(if polls < 10 { 5 } else { 50 })).await;
+    };
+    let code = i32::try_from(code).unwrap_or(-1);
+    let killed = shared.killed.load(Ordering::SeqCst);
+    if killed
+        && shared.timing_out.load(Ordering::SeqCst)
+        && let Some(timeout) = shared.timed_out
+    {
+        return Outcome::TimedOut(timeout);
     }
-
-    /// Whether the sandbox is gone or going. The engine marks a container it is killing
-    /// as stopped a moment after its processes died, so a running one is asked again.
-    async fn sandbox_gone(&self) -> bool {
-        let shared = &self.shared;
-        for attempt in 0..4 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let state = match shared
-                .engine
-                .docker
-                .inspect_container(&shared.meta.container_id, None)
-                .await
-            {
-                Ok(inspect) => inspect.state,
-                Err(_) => return true,
-            };
-            let running = state.as_ref().and_then(|s| s.running) == Some(true);
-            let removing = state
-                .as_ref()
-                .and_then(|s| s.status)
-                .is_some_and(|status| status == ContainerStateStatusEnum::REMOVING);
-            if !running || removing {
-                return true;
-            }
-        }
-        false
+    if (code == 126 || code == 127 || code == 137) && !killed && sandbox_gone(shared).await {
+        // A sandbox removed under a command shows as a kill or a failed start.
+        return Outcome::SandboxGone;
     }
+    if !held.is_empty() && (code == 126 || code == 127) {
+        let reason = String::from_utf8_lossy(held).trim().to_owned();
+        return Outcome::CannotStart(start_failure_reason(&reason));
+    }
+    if let Some(e) = stream_error
+        && code == -1
+    {
+        return Outcome::Failed(error::map(e, Subject::Exec(container)).to_string());
+    }
+    if killed {
+        return Outcome::Exited(ExitStatus::signal(9));
+    }
+    if code == 137 && shared.meta.memory_limited && out_of_memory(shared).await {
+        return Outcome::OutOfMemory(
+            "the command was killed: the sandbox ran out of memory".to_owned(),
+        );
+    }
+    Outcome::Exited(ExitStatus::code(code))
+}
 
-    /// Whether the kernel killed a process of this sandbox for memory since the exec
-    /// started: from the cgroup's counter when it can be read here, else from the
-    /// engine's out-of-memory flag.
-    async fn out_of_memory(&self) -> bool {
-        let shared = &self.shared;
-        if let (Some(before), Some(after)) =
-            (self.oom_before, oom_kills(&shared.engine, &shared.meta))
-        {
-            return after > before;
+/// Whether the sandbox is gone or going. The engine marks a container it is killing as
+/// stopped a moment after its processes died, so a running one is asked again.
+async fn sandbox_gone(shared: &Shared) -> bool {
+    for attempt in 0..4 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        shared
+        let state = match shared
             .engine
             .docker
             .inspect_container(&shared.meta.container_id, None)
             .await
-            .ok()
-            .and_then(|inspect| inspect.state?.oom_killed)
-            .unwrap_or(false)
+        {
+            Ok(inspect) => inspect.state,
+            Err(_) => return true,
+        };
+        let running = state.as_ref().and_then(|s| s.running) == Some(true);
+        let removing = state
+            .as_ref()
+            .and_then(|s| s.status)
+            .is_some_and(|status| status == ContainerStateStatusEnum::REMOVING);
+        if !running || removing {
+            return true;
+        }
     }
+    false
+}
+
+/// Whether the kernel killed a process of this sandbox for memory since the exec
+/// started: from the cgroup's counter when it can be read here, else from the engine's
+/// out-of-memory flag.
+async fn out_of_memory(shared: &Shared) -> bool {
+    if let (Some(before), Some(after)) =
+        (shared.oom_before, oom_kills(&shared.engine, &shared.meta))
+    {
+        return after > before;
+    }
+    shared
+        .engine
+        .docker
+        .inspect_container(&shared.meta.container_id, None)
+        .await
+        .ok()
+        .and_then(|inspect| inspect.state?.oom_killed)
+        .unwrap_or(false)
 }
 
 /// The engine's message without the runtime's boilerplate, e.g. `"nope": executable
@@ -512,12 +661,20 @@ struct DockerExec {
 #[async_trait]
 impl ExecControl for DockerExec {
     async fn wait(&mut self) -> Result<ExitStatus> {
-        let outcome = self
-            .outcome
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| error::other("the command's output pump ended without a result"))?
-            .clone();
+        // Nobody may be reading the output: read the connection to its end meanwhile,
+        // queueing what the streams have not taken yet.
+        let shared = Arc::clone(&self.shared);
+        let drive = futures::future::poll_fn(|cx| shared.demux().poll_drive(cx, &shared));
+        let mut receiver = self.outcome.clone();
+        let settled = async move { receiver.wait_for(Option::is_some).await.map(|o| o.clone()) };
+        let outcome = tokio::select! {
+            outcome = settled => outcome,
+            () = drive => {
+                let mut receiver = self.outcome.clone();
+                receiver.wait_for(Option::is_some).await.map(|o| o.clone())
+            }
+        }
+        .map_err(|_| error::other("the command ended without a result"))?;
         outcome
             .unwrap_or(Outcome::Failed("no outcome".to_owned()))
             .into_result(&self.program, &self.shared.meta.container_id)
@@ -527,8 +684,9 @@ impl ExecControl for DockerExec {
         if self.outcome.borrow().is_some() {
             return Ok(());
         }
-        self.shared.kill_tree().await?;
-        self.shared.settle(Outcome::Exited(ExitStatus::signal(9)));
+        if self.shared.kill_tree().await? {
+            self.shared.settle(Outcome::Exited(ExitStatus::signal(9)));
+        }
         Ok(())
     }
 }

@@ -38,7 +38,7 @@ const WAIT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
 /// Every command carries its exec id in this environment variable, and so do its children;
-/// that is how [`Control::kill`] finds the command's whole process tree, since Modal's
+/// that is how `kill` finds the command's whole process tree, since Modal's
 /// router has no call to signal a command.
 pub const EXEC_ID_ENV: &str = "SANDKIT_EXEC_ID";
 

@@ -336,33 +336,39 @@ impl Bench {
     async fn files(&mut self) -> Result<()> {
         let id = self.provider.create(&self.spec).await?.id;
         let raw_id = self.raw.create().await?;
-        for (label, size, rounds) in [("1 MiB", 1usize << 20, 20), ("64 MiB", 64usize << 20, 3)] {
+        for (label, size, rounds) in [("1 MiB", 1usize << 20, 30), ("64 MiB", 64usize << 20, 5)] {
             let contents = Bytes::from(vec![0xa5u8; size]);
             let (mut write_s, mut write_r, mut read_s, mut read_r) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 0..=rounds {
-                let started = Instant::now();
-                self.provider
-                    .write_file(&id, "/tmp/bench.bin", contents.clone())
-                    .await?;
-                let write_sandkit = millis(started.elapsed());
-                let started = Instant::now();
-                self.raw.write(&raw_id, "bench.bin", &contents).await?;
-                let write_raw = millis(started.elapsed());
-                let started = Instant::now();
-                let read = self.provider.read_file(&id, "/tmp/bench.bin").await?;
-                let read_sandkit = millis(started.elapsed());
-                anyhow::ensure!(read.len() == size, "read {} bytes", read.len());
-                let started = Instant::now();
-                let archive = self.raw.read(&raw_id, "/tmp/bench.bin").await?;
-                let read_raw = millis(started.elapsed());
-                anyhow::ensure!(archive.len() >= size, "raw read {} bytes", archive.len());
-                // Round 0 warms up.
-                if round > 0 {
-                    write_s.push(write_sandkit);
-                    write_r.push(write_raw);
-                    read_s.push(read_sandkit);
-                    read_r.push(read_raw);
+                // Alternate who goes first; round 0 warms up.
+                for side in [round % 2, 1 - round % 2] {
+                    let started = Instant::now();
+                    if side == 0 {
+                        self.provider
+                            .write_file(&id, "/tmp/bench.bin", contents.clone())
+                            .await?;
+                    } else {
+                        self.raw.write(&raw_id, "bench.bin", &contents).await?;
+                    }
+                    let write = millis(started.elapsed());
+                    let started = Instant::now();
+                    let read = if side == 0 {
+                        self.provider.read_file(&id, "/tmp/bench.bin").await?.len()
+                    } else {
+                        self.raw.read(&raw_id, "/tmp/bench.bin").await?.len()
+                    };
+                    let read_ms = millis(started.elapsed());
+                    anyhow::ensure!(read >= size, "read {read} bytes");
+                    if round > 0 {
+                        let (writes, reads) = if side == 0 {
+                            (&mut write_s, &mut read_s)
+                        } else {
+                            (&mut write_r, &mut read_r)
+                        };
+                        writes.push(write);
+                        reads.push(read_ms);
+                    }
                 }
             }
             self.figures.latency(
@@ -387,28 +393,34 @@ impl Bench {
         let raw_id = self.raw.create().await?;
         let argv = ["head", "-c", "268435456", "/dev/zero"];
         let (mut sandkit, mut raw) = (Vec::new(), Vec::new());
-        for _ in 0..2 {
-            let started = Instant::now();
-            let mut process = self.provider.exec(&id, ExecRequest::new(argv)).await?;
-            let mut seen = 0u64;
-            while let Some(chunk) = process.stdout.next().await {
-                seen += chunk?.len() as u64;
+        for round in 0..5 {
+            for side in [round % 2, 1 - round % 2] {
+                let started = Instant::now();
+                let seen = if side == 0 {
+                    let mut process = self.provider.exec(&id, ExecRequest::new(argv)).await?;
+                    let mut seen = 0u64;
+                    while let Some(chunk) = process.stdout.next().await {
+                        seen += chunk?.len() as u64;
+                    }
+                    process.wait().await?;
+                    seen
+                } else {
+                    self.raw.exec(&raw_id, &argv).await?.1
+                };
+                let elapsed = started.elapsed().as_secs_f64();
+                anyhow::ensure!(seen == BYTES, "streamed {seen} bytes");
+                let rate = BYTES as f64 / (1 << 20) as f64 / elapsed;
+                if side == 0 {
+                    sandkit.push(rate)
+                } else {
+                    raw.push(rate)
+                }
             }
-            process.wait().await?;
-            let elapsed = started.elapsed().as_secs_f64();
-            anyhow::ensure!(seen == BYTES, "sandkit streamed {seen} bytes");
-            sandkit.push(BYTES as f64 / (1 << 20) as f64 / elapsed);
-
-            let started = Instant::now();
-            let (_, seen) = self.raw.exec(&raw_id, &argv).await?;
-            let elapsed = started.elapsed().as_secs_f64();
-            anyhow::ensure!(seen == BYTES, "raw streamed {seen} bytes");
-            raw.push(BYTES as f64 / (1 << 20) as f64 / elapsed);
         }
         self.figures.throughput(
-            "stdout streaming over 256 MiB (best)",
-            sandkit.iter().copied().fold(0.0, f64::max),
-            raw.iter().copied().fold(0.0, f64::max),
+            "stdout streaming over 256 MiB (median of 5)",
+            percentile(&mut sandkit, 50.0),
+            percentile(&mut raw, 50.0),
         );
         self.provider.terminate(&id).await?;
         self.raw.remove(&raw_id).await?;

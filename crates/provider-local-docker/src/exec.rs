@@ -77,6 +77,8 @@ struct Shared {
     /// The cgroup's out-of-memory kill count when the command started.
     oom_before: Option<u64>,
     demux: Mutex<Demux>,
+    /// Where the end of the output is handled: streams may be polled from anywhere.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -204,6 +206,7 @@ pub(crate) async fn start(
         outcome: outcome_tx,
         oom_before,
         demux: Mutex::new(Demux::new(output)),
+        runtime: tokio::runtime::Handle::current(),
     });
     if let Some(timeout) = request.timeout {
         tokio::spawn(enforce_timeout(
@@ -418,7 +421,9 @@ impl Demux {
             self.finishing = true;
             let held = Bytes::copy_from_slice(&self.held);
             let stream_error = self.stream_error.take();
-            tokio::spawn(finish(Arc::clone(shared), held, stream_error));
+            shared
+                .runtime
+                .spawn(finish(Arc::clone(shared), held, stream_error));
         }
         self.wake_all();
     }

@@ -51,6 +51,9 @@ fi
 step "tests (every provider runs the conformance suite)"
 cargo test --workspace --locked --no-fail-fast
 
+step "local-docker survives a dockerd restart (this run owns the engine)"
+SANDKIT_DOCKER_RESTART_TEST=1 cargo test --locked -p sandkit-provider-local-docker --test engine_restart
+
 step "the out-of-tree provider template, with its own conformance run"
 (cd examples/provider-template && CARGO_TARGET_DIR="$PWD/../../target" cargo clippy --all-targets --locked -- -D warnings && CARGO_TARGET_DIR="$PWD/../../target" cargo test --locked)
 

@@ -184,11 +184,32 @@ async fn main() -> ExitCode {
         }
     };
 
+    // Ctrl-C stops launching jobs; jobs in flight finish and terminate their sandboxes,
+    // so nothing is left behind.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing the jobs in flight");
+                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
     let results: Vec<JobResult> = futures::stream::iter(0..args.jobs)
+        .take_while(|_| {
+            let go_on = !interrupted.load(std::sync::atomic::Ordering::SeqCst);
+            async move { go_on }
+        })
         .map(|index| run_job(&router, index))
         .buffer_unordered(args.concurrency.max(1))
         .collect()
         .await;
+    watcher.abort();
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("interrupted after {} jobs", results.len());
+        return ExitCode::from(130);
+    }
 
     // Cost per pool, from the terminate events (usage over each sandbox's whole life).
     let mut costs: BTreeMap<String, Cost> = BTreeMap::new();

@@ -69,15 +69,27 @@ async fn main() -> Result<()> {
     let pool = Arc::new(Pool::new("bench", provider.clone(), spec.clone(), None)?);
     let warm_pool = WarmPool::start(pool, SandboxSpec::new(), args.warm);
     let mut warm = Vec::with_capacity(args.samples);
-    for _ in 0..args.samples {
-        warm_pool.wait_filled(Duration::from_secs(120)).await;
-        let started = Instant::now();
-        let lease = warm_pool.acquire().await?;
-        warm.push(started.elapsed());
-        lease.terminate().await?;
-    }
+    let measured = async {
+        for _ in 0..args.samples {
+            warm_pool.wait_filled(Duration::from_secs(120)).await;
+            let started = Instant::now();
+            let lease = warm_pool.acquire().await?;
+            warm.push(started.elapsed());
+            lease.terminate().await?;
+        }
+        Ok::<_, sandkit_cli::sandkit_core::Error>(())
+    };
+    // Ctrl-C drains the warm pool before exiting: no ready sandbox is left behind.
+    let interrupted = tokio::select! {
+        result = measured => { result?; false }
+        _ = tokio::signal::ctrl_c() => true,
+    };
     let stats = warm_pool.stats();
     warm_pool.shutdown().await?;
+    if interrupted {
+        eprintln!("interrupted; the warm pool was drained");
+        std::process::exit(130);
+    }
 
     let (cold_p50, cold_p90) = (percentile(&mut cold, 0.5), percentile(&mut cold, 0.9));
     let (warm_p50, warm_p90) = (percentile(&mut warm, 0.5), percentile(&mut warm, 0.9));

@@ -116,6 +116,17 @@ async fn run_job(router: &Router, index: usize) -> JobResult {
                 rejected: rejected_of(&rejected),
             };
         }
+        // The chosen pool's provider turned the job down (the Modal emulator has no GPUs
+        // to give, say): an honest answer, reported, not an orchestrator failure.
+        Err(error @ Error::Unsupported { .. }) => {
+            return JobResult {
+                index,
+                kind,
+                pool: None,
+                outcome: format!("refused: {error}"),
+                rejected: BTreeMap::new(),
+            };
+        }
         Err(error) => {
             return JobResult {
                 index,
@@ -247,7 +258,9 @@ async fn main() -> ExitCode {
     }
     let failures: Vec<&JobResult> = results
         .iter()
-        .filter(|r| r.outcome != "ok" && r.outcome != "unroutable")
+        .filter(|r| {
+            r.outcome != "ok" && r.outcome != "unroutable" && !r.outcome.starts_with("refused")
+        })
         .collect();
 
     if args.json {

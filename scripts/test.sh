@@ -55,7 +55,7 @@ step "local-docker survives a dockerd restart (this run owns the engine)"
 SANDKIT_DOCKER_RESTART_TEST=1 cargo test --locked -p sandkit-provider-local-docker --test engine_restart
 
 step "the out-of-tree provider template, with its own conformance run"
-(cd examples/provider-template && CARGO_TARGET_DIR="$PWD/../../target" cargo clippy --all-targets --locked -- -D warnings && CARGO_TARGET_DIR="$PWD/../../target" cargo test --locked)
+(cd examples/provider-template && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../../target}" cargo clippy --all-targets --locked -- -D warnings && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../../target}" cargo test --locked)
 
 step "the example orchestrator: 100 jobs routed over local-process"
 cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/orchestrator/pools-local.toml --jobs 100
@@ -63,7 +63,7 @@ cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/o
 step "the example orchestrator: 100 jobs over local-process and Modal (the emulator)"
 cargo build --quiet --locked -p sandkit-modal-fake
 emulator_log=$(mktemp)
-target/debug/modal-fake emulate --port 0 >"$emulator_log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/modal-fake" emulate --port 0 >"$emulator_log" 2>&1 &
 emulator_pid=$!
 trap 'kill "$emulator_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -80,7 +80,7 @@ trap - EXIT
 
 step "leak check"
 scripts/docker-leaks.sh "$SANDKIT_RUN_ID"
-left=$(target/debug/sandkit --provider local-process ls --json --tag "sandkit.run-id=$SANDKIT_RUN_ID")
+left=$("${CARGO_TARGET_DIR:-target}/debug/sandkit" --provider local-process ls --json --tag "sandkit.run-id=$SANDKIT_RUN_ID")
 if [ "$left" != "[]" ]; then
     echo "local-process sandboxes left by run $SANDKIT_RUN_ID:" >&2
     echo "$left" >&2

@@ -179,6 +179,16 @@ impl Cx {
         Ok(self.create(&self.spec()).await?.id)
     }
 
+    /// The id of a sandbox that was created and then terminated.
+    pub(crate) async fn terminated_sandbox(&self) -> anyhow::Result<SandboxId> {
+        let id = self.sandbox().await?;
+        self.provider()
+            .terminate(&id)
+            .await
+            .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+        Ok(id)
+    }
+
     /// Records a snapshot for deletion at the end of the case.
     pub(crate) fn track_snapshot(&self, snapshot_id: &str) {
         self.snapshots

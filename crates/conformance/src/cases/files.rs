@@ -367,11 +367,7 @@ pub(crate) async fn files_unsupported(cx: Cx) -> Result<()> {
 }
 
 pub(crate) async fn files_after_terminate_not_found(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    cx.provider()
-        .terminate(&id)
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+    let id = cx.terminated_sandbox().await?;
     expect_not_found(
         cx.provider().read_file(&id, "x").await,
         "read_file on a terminated sandbox",

@@ -223,11 +223,7 @@ pub(crate) async fn list_by_tags_unsupported(cx: Cx) -> Result<()> {
 }
 
 pub(crate) async fn list_omits_terminated(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    cx.provider()
-        .terminate(&id)
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+    let id = cx.terminated_sandbox().await?;
     let all = cx
         .provider()
         .list(&ListFilter::all())
@@ -269,11 +265,7 @@ pub(crate) async fn info_unknown_id_not_found(cx: Cx) -> Result<()> {
 }
 
 pub(crate) async fn info_after_terminate_not_found(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    cx.provider()
-        .terminate(&id)
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+    let id = cx.terminated_sandbox().await?;
     expect_not_found(
         cx.provider().info(&id).await,
         "info of a terminated sandbox",
@@ -281,11 +273,7 @@ pub(crate) async fn info_after_terminate_not_found(cx: Cx) -> Result<()> {
 }
 
 pub(crate) async fn exec_after_terminate_not_found(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    cx.provider()
-        .terminate(&id)
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+    let id = cx.terminated_sandbox().await?;
     let result = match cx.provider().exec(&id, ExecRequest::new(["true"])).await {
         Ok(process) => process.output().await.map(|_| ()),
         Err(error) => Err(error),

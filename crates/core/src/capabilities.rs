@@ -370,6 +370,13 @@ pub struct Capabilities {
 
     /// Read, write, stat, list, mkdir and remove files.
     pub files: bool,
+    /// Paths are container-like: an absolute path names the same file for a command and
+    /// for the files API, `/tmp` is private and writable, and a command starts in
+    /// [`SandboxInfo::workdir`](crate::SandboxInfo::workdir) (what `pwd` prints).
+    pub container_paths: bool,
+    /// System directories (`/usr`, `/bin`, `/lib`, ...) are read-only: writing there is
+    /// [`FileErrorKind::PermissionDenied`](crate::FileErrorKind::PermissionDenied).
+    pub read_only_base: bool,
     /// Directory trees move in one archive call.
     pub batch_transfer: bool,
     /// Ports of a sandbox can be reached from outside.

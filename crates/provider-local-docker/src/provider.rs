@@ -644,6 +644,7 @@ fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) -> Capabili
         },
         exec_separate_stderr: true,
         files: true,
+        container_paths: true,
         batch_transfer: true,
         tunnels: true,
         volumes: true,

@@ -154,6 +154,7 @@ pub fn capabilities() -> Capabilities {
         exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,
         files: true,
+        container_paths: true,
         batch_transfer: false,
         tunnels: true,
         volumes: true,

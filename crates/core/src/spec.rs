@@ -11,6 +11,20 @@ use crate::capabilities::GpuKind;
 use crate::error::{Error, Result};
 use crate::ownership::RESERVED_TAG_PREFIX;
 
+/// The longest lifetime (and idle timeout) any spec may ask for: 30 days.
+///
+/// Every provider can represent it (the local-process supervisor's shell arithmetic,
+/// `sleep`/`timeout` in a container, Modal's own 24 h cap is lower and checked against
+/// its capabilities), and a sandbox meant to outlive it should not be a sandbox. A
+/// provider's own `max_lifetime_secs` may be lower; the lower bound wins.
+pub const MAX_LIFETIME_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// The longest tag key, in bytes.
+pub const MAX_TAG_KEY_LEN: usize = 128;
+
+/// The longest tag value, in bytes.
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+
 /// A string that never shows itself in `Debug`, `Display` or serialised output.
 ///
 /// Deserialising reads the real value; serialising writes `"[redacted]"`, so a spec can be
@@ -400,18 +414,8 @@ impl SandboxSpec {
         {
             return Err(Error::invalid_spec("gpu.count", "must be at least 1"));
         }
-        if self.lifetime_secs == Some(0) {
-            return Err(Error::invalid_spec(
-                "lifetime_secs",
-                "must be at least 1 second",
-            ));
-        }
-        if self.idle_timeout_secs == Some(0) {
-            return Err(Error::invalid_spec(
-                "idle_timeout_secs",
-                "must be at least 1 second",
-            ));
-        }
+        validate_duration_secs("lifetime_secs", self.lifetime_secs)?;
+        validate_duration_secs("idle_timeout_secs", self.idle_timeout_secs)?;
         if let Some(NetworkPolicy::AllowList { cidrs, domains }) = &self.network {
             for (index, cidr) in cidrs.iter().enumerate() {
                 validate_cidr(&format!("network.cidrs[{index}]"), cidr)?;
@@ -496,18 +500,50 @@ pub(crate) fn validate_argv(field: &str, argv: &[String], may_be_empty: bool) ->
     Ok(())
 }
 
-/// Checks environment names and values as POSIX `execve` needs them.
+/// Checks a number of seconds: at least 1, at most [`MAX_LIFETIME_SECS`].
+fn validate_duration_secs(field: &str, secs: Option<u64>) -> Result<()> {
+    match secs {
+        Some(0) => Err(Error::invalid_spec(field, "must be at least 1 second")),
+        Some(secs) if secs > MAX_LIFETIME_SECS => Err(Error::invalid_spec(
+            field,
+            format!("must be at most {MAX_LIFETIME_SECS} seconds (30 days), got {secs}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `name` is a portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`
+/// (POSIX's portable names, any case), the one grammar for `env`, `secrets` and the
+/// environment of commands.
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks one environment variable name; the error's field is `{field}.{name}`.
+pub fn validate_env_name(field: &str, name: &str) -> Result<()> {
+    if is_env_name(name) {
+        return Ok(());
+    }
+    Err(Error::invalid_spec(
+        format!("{field}.{}", name.escape_debug()),
+        format!(
+            "`{}` is not a variable name: names are a letter or `_`, then letters, digits and `_`",
+            name.escape_debug()
+        ),
+    ))
+}
+
+/// Checks environment names against [`is_env_name`] and values as `execve` needs them.
 pub(crate) fn validate_env<'a>(
     field: &str,
     vars: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<()> {
     for (name, value) in vars {
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(Error::invalid_spec(
-                format!("{field}.{}", name.escape_debug()),
-                "variable names must be non-empty and contain neither `=` nor NUL",
-            ));
-        }
+        validate_env_name(field, name)?;
         if value.contains('\0') {
             return Err(Error::invalid_spec(
                 format!("{field}.{name}"),
@@ -561,33 +597,64 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_tag(key: &str, value: &str) -> Result<()> {
-    let field = format!("tags.{}", key.escape_debug());
-    if key.is_empty() || key.len() > 128 {
+/// Whether `key` is a tag key: 1 to [`MAX_TAG_KEY_LEN`] bytes, a letter or digit, then
+/// letters, digits, `.`, `_`, `-` and `/` (`team`, `com.example/run-id`).
+///
+/// One grammar for every provider: it is within what Docker labels (any string; the
+/// engine recommends lowercase reverse-DNS keys) and Modal tags accept, it never needs
+/// quoting in a `K=V` flag, a label filter or a shell, and sandkit's own ownership keys
+/// (`sandkit.owner`, ...) follow it.
+pub fn is_tag_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    key.len() <= MAX_TAG_KEY_LEN
+        && chars
+            .next()
+            .is_some_and(|first| first.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+}
+
+/// Checks a tag key against [`is_tag_key`]; the error's field is `{field}.{key}`. Used
+/// for the tags of a spec and for the tags a listing filters by.
+pub fn validate_tag_key(field: &str, key: &str) -> Result<()> {
+    if is_tag_key(key) {
+        return Ok(());
+    }
+    Err(Error::invalid_spec(
+        format!("{field}.{}", key.escape_debug()),
+        format!(
+            "`{}` is not a tag key: keys are 1 to {MAX_TAG_KEY_LEN} characters, a letter or digit, then letters, digits, `.`, `_`, `-` and `/`",
+            key.escape_debug()
+        ),
+    ))
+}
+
+/// Checks a tag value: at most [`MAX_TAG_VALUE_LEN`] bytes, no control characters.
+pub fn validate_tag_value(field: &str, key: &str, value: &str) -> Result<()> {
+    let field = format!("{field}.{}", key.escape_debug());
+    if value.len() > MAX_TAG_VALUE_LEN {
         return Err(Error::invalid_spec(
             field,
-            "keys must be 1 to 128 characters",
+            format!("values must be at most {MAX_TAG_VALUE_LEN} bytes"),
         ));
     }
-    if key.starts_with(RESERVED_TAG_PREFIX) {
+    if value.chars().any(char::is_control) {
         return Err(Error::invalid_spec(
             field,
-            format!("keys starting with `{RESERVED_TAG_PREFIX}` are reserved for ownership tags"),
-        ));
-    }
-    if key.chars().any(|c| c.is_control() || c == '=' || c == ',') || value.contains('\0') {
-        return Err(Error::invalid_spec(
-            field,
-            "keys must not contain control characters, `=` or `,`; values must not contain NUL",
-        ));
-    }
-    if value.len() > 256 {
-        return Err(Error::invalid_spec(
-            field,
-            "values must be at most 256 characters",
+            "values must not contain control characters",
         ));
     }
     Ok(())
+}
+
+fn validate_tag(key: &str, value: &str) -> Result<()> {
+    validate_tag_key("tags", key)?;
+    if key.starts_with(RESERVED_TAG_PREFIX) {
+        return Err(Error::invalid_spec(
+            format!("tags.{key}"),
+            format!("keys starting with `{RESERVED_TAG_PREFIX}` are reserved for ownership tags"),
+        ));
+    }
+    validate_tag_value("tags", key, value)
 }
 
 #[cfg(test)]
@@ -657,6 +724,83 @@ mod tests {
             field_of(SandboxSpec::new().network(allowlist)),
             "network.cidrs[0]"
         );
+    }
+
+    #[test]
+    fn lifetimes_are_capped_at_the_stated_maximum() {
+        SandboxSpec::new()
+            .lifetime_secs(MAX_LIFETIME_SECS)
+            .idle_timeout_secs(MAX_LIFETIME_SECS)
+            .build()
+            .unwrap();
+        for secs in [MAX_LIFETIME_SECS + 1, 99_999_999_999, u64::MAX] {
+            assert_eq!(
+                field_of(SandboxSpec::new().lifetime_secs(secs)),
+                "lifetime_secs"
+            );
+            assert_eq!(
+                field_of(SandboxSpec::new().idle_timeout_secs(secs)),
+                "idle_timeout_secs"
+            );
+        }
+    }
+
+    #[test]
+    fn env_names_follow_one_grammar() {
+        for good in ["A", "_", "a_1", "PATH", "_X9"] {
+            assert!(is_env_name(good), "{good}");
+            SandboxSpec::new().env(good, "v").build().unwrap();
+        }
+        for bad in ["", "1A", "A B", "A-B", "A.B", "Ä", "A=B", "A\0"] {
+            assert!(!is_env_name(bad), "{bad:?}");
+            let field = field_of(SandboxSpec::new().env(bad, "v"));
+            assert!(field.starts_with("env."), "{field}");
+            let field = field_of(SandboxSpec::new().secret(bad, "v"));
+            assert!(field.starts_with("secrets."), "{field}");
+        }
+        let request = crate::ExecRequest::new(["true"]).env("A B", "x");
+        assert!(matches!(
+            request.validate(),
+            Err(Error::InvalidSpec { field, .. }) if field == "env.A B"
+        ));
+    }
+
+    #[test]
+    fn tag_keys_follow_one_grammar() {
+        for good in [
+            "team",
+            "a",
+            "9",
+            "com.example/run-id",
+            "x_y",
+            "restart-marker",
+        ] {
+            assert!(is_tag_key(good), "{good}");
+            SandboxSpec::new().tag(good, "v").build().unwrap();
+        }
+        for key in crate::ownership::OWNERSHIP_TAGS {
+            assert!(is_tag_key(key), "{key}");
+        }
+        let long = "k".repeat(MAX_TAG_KEY_LEN + 1);
+        for bad in [
+            "",
+            "a b",
+            "-a",
+            ".a",
+            "a=b",
+            "a,b",
+            "a:b",
+            "ä",
+            "a\n",
+            long.as_str(),
+        ] {
+            assert!(!is_tag_key(bad), "{bad:?}");
+            let field = field_of(SandboxSpec::new().tag(bad, "v"));
+            assert!(field.starts_with("tags."), "{field}");
+        }
+        assert_eq!(field_of(SandboxSpec::new().tag("k", "a\nb")), "tags.k");
+        let value = "v".repeat(MAX_TAG_VALUE_LEN + 1);
+        assert_eq!(field_of(SandboxSpec::new().tag("k", value)), "tags.k");
     }
 
     #[test]

@@ -25,12 +25,17 @@ pub struct SpecArgs {
     pub snapshot: Option<String>,
 
     /// Environment variable for every command (repeatable).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env, allow_hyphen_values = true)]
     pub env: Vec<(String, String)>,
 
     /// Secret environment variable, never logged; K alone takes the value from this
     /// process's environment, which keeps it off the command line (repeatable).
-    #[arg(long = "secret", value_name = "K=V|K", value_parser = parse_secret)]
+    #[arg(
+        long = "secret",
+        value_name = "K=V|K",
+        value_parser = parse_secret,
+        allow_hyphen_values = true
+    )]
     pub secrets: Vec<(String, SecretString)>,
 
     /// Absolute working directory inside the sandbox.
@@ -42,19 +47,20 @@ pub struct SpecArgs {
     pub cpu: Option<f64>,
 
     /// Memory limit in MiB.
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
     pub memory_mib: Option<u64>,
 
     /// GPUs, e.g. H100 or A100-80GB:2.
     #[arg(long, value_name = "KIND[:N]", value_parser = parse_gpu)]
     pub gpu: Option<GpuRequest>,
 
-    /// Lifetime in seconds; the sandbox ends then even if nobody terminates it.
-    #[arg(long, value_name = "SECS")]
+    /// Lifetime in seconds, at most 2592000 (30 days; Modal allows 24 h); the sandbox
+    /// ends then even if nobody terminates it.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub lifetime_secs: Option<u64>,
 
-    /// End the sandbox after this many seconds without activity.
-    #[arg(long, value_name = "SECS")]
+    /// End the sandbox after this many seconds without activity (at most 30 days).
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub idle_timeout_secs: Option<u64>,
 
     /// No network besides loopback.
@@ -73,8 +79,9 @@ pub struct SpecArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Tag (repeatable); keys under `sandkit.` are reserved.
-    #[arg(long = "tag", value_name = "K=V", value_parser = parse_key_value)]
+    /// Tag (repeatable): K is a letter or digit, then letters, digits, `.`, `_`, `-`,
+    /// `/`; keys under `sandkit.` are reserved.
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag, allow_hyphen_values = true)]
     pub tags: Vec<(String, String)>,
 
     /// Region to place the sandbox in.
@@ -82,7 +89,7 @@ pub struct SpecArgs {
     pub region: Option<String>,
 
     /// Port to expose through a tunnel (repeatable).
-    #[arg(long = "port", value_name = "PORT")]
+    #[arg(long = "port", value_name = "PORT", allow_negative_numbers = true)]
     pub ports: Vec<u16>,
 
     /// Provider-specific option; V is JSON, or a string when it does not parse as JSON
@@ -144,7 +151,9 @@ impl SpecArgs {
 }
 
 fn read_spec(path: &PathBuf) -> Result<SandboxSpec, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|error| CliError::io(path, error))?;
+    // A file that cannot be read is a bad flag value, not a failed operation.
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| CliError::usage(format!("--spec `{}`: {error}", path.display())))?;
     serde_json::from_str(&text).map_err(|error| {
         CliError::usage(format!(
             "--spec `{}` is not a valid SandboxSpec: {error}",
@@ -160,7 +169,8 @@ pub fn parse_config(value: Option<&str>) -> Result<serde_json::Value, CliError> 
     };
     let (text, origin) = match value.strip_prefix('@') {
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|error| CliError::io(path, error))?,
+            std::fs::read_to_string(path)
+                .map_err(|error| CliError::usage(format!("--config file `{path}`: {error}")))?,
             format!("--config file `{path}`"),
         ),
         None => (value.to_owned(), "--config".to_owned()),
@@ -177,13 +187,53 @@ pub fn parse_key_value(value: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `K=V` where K is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`, the rule
+/// of [`sandkit_core::spec::is_env_name`]).
+pub fn parse_env(value: &str) -> Result<(String, String), String> {
+    let (name, value) = parse_key_value(value)?;
+    check_env_name(&name)?;
+    Ok((name, value))
+}
+
+fn check_env_name(name: &str) -> Result<(), String> {
+    if sandkit_core::spec::is_env_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a variable name: a letter or `_`, then letters, digits and `_`",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// `K=V` where K is a tag key ([`sandkit_core::spec::is_tag_key`]).
+pub fn parse_tag(value: &str) -> Result<(String, String), String> {
+    let (key, value) = parse_key_value(value)?;
+    sandkit_core::spec::validate_tag_key("tags", &key)
+        .and_then(|()| sandkit_core::spec::validate_tag_value("tags", &key, &value))
+        .map_err(|error| match error {
+            sandkit_core::Error::InvalidSpec { reason, .. } => reason,
+            other => other.to_string(),
+        })?;
+    Ok((key, value))
+}
+
+/// A string that must not be empty (or only blanks): owners, run ids.
+pub fn parse_non_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("must not be empty".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 /// `K=V`, or `K` to take the value from this process's environment.
 fn parse_secret(value: &str) -> Result<(String, SecretString), String> {
+    // Never an error once there is a `=`: clap would repeat the whole value, secret and
+    // all, in its message. A bad name is refused by spec validation, which names
+    // `secrets.<K>` and never the value.
     match value.split_once('=') {
-        Some((key, secret)) if !key.is_empty() => {
-            Ok((key.to_owned(), SecretString::new(secret.to_owned())))
-        }
-        Some(_) => Err("expected K=V or K with a non-empty K".to_owned()),
+        Some((key, secret)) => Ok((key.to_owned(), SecretString::new(secret.to_owned()))),
         None => match std::env::var(value) {
             Ok(secret) => Ok((value.to_owned(), SecretString::new(secret))),
             Err(_) => Err(format!(
@@ -227,6 +277,13 @@ mod tests {
         );
         assert!(parse_key_value("=x").is_err());
         assert!(parse_key_value("novalue").is_err());
+        assert!(parse_env("A B=x").unwrap_err().contains("A B"));
+        assert!(parse_env("1A=x").is_err());
+        assert_eq!(parse_env("_A1=x").unwrap(), ("_A1".into(), "x".into()));
+        assert!(parse_tag("a b=1").unwrap_err().contains("a b"));
+        assert!(parse_tag("team=evals").is_ok());
+        assert!(parse_non_empty("").is_err());
+        assert!(parse_non_empty(" ").is_err());
     }
 
     #[test]
@@ -246,6 +303,19 @@ mod tests {
         // PATH is set in every test environment.
         let (_, value) = parse_secret("PATH").unwrap();
         assert!(!value.expose().is_empty());
+        // A bad name is left to spec validation, so no error message repeats the value.
+        let (name, _) = parse_secret("A B=hunter2").unwrap();
+        let spec = SpecArgs {
+            secrets: vec![(name, SecretString::new("hunter2"))],
+            ..SpecArgs::default()
+        }
+        .to_spec()
+        .unwrap();
+        let error = spec.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("secrets.A B") && !error.contains("hunter2"),
+            "{error}"
+        );
         let error = parse_secret("SANDKIT_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
         assert!(error.contains("not set"), "{error}");
     }

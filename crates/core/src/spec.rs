@@ -378,6 +378,26 @@ impl SandboxSpec {
     }
 
     fn validate_fields(&self, ownership_tags_allowed: bool) -> Result<()> {
+        match &self.image {
+            Some(ImageSource::Registry { reference })
+                if reference.is_empty()
+                    || reference
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                return Err(Error::invalid_spec(
+                    "image.reference",
+                    format!("`{}` is not an image reference", reference.escape_debug()),
+                ));
+            }
+            Some(ImageSource::Snapshot { id }) if id.trim().is_empty() => {
+                return Err(Error::invalid_spec(
+                    "image.id",
+                    "a snapshot id must not be empty",
+                ));
+            }
+            _ => {}
+        }
         validate_argv("entrypoint", &self.entrypoint, true)?;
         validate_env(
             "env",
@@ -708,6 +728,9 @@ mod tests {
         );
         assert_eq!(field_of(SandboxSpec::new().name("has space")), "name");
         assert_eq!(field_of(SandboxSpec::new().port(0)), "ports[0]");
+        assert_eq!(field_of(SandboxSpec::new().image("")), "image.reference");
+        assert_eq!(field_of(SandboxSpec::new().image("a b")), "image.reference");
+        assert_eq!(field_of(SandboxSpec::new().from_snapshot("")), "image.id");
         assert_eq!(
             field_of(SandboxSpec::new().entrypoint([""])),
             "entrypoint[0]"

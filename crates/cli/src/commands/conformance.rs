@@ -25,12 +25,25 @@ pub struct ConformanceArgs {
     #[arg(long, value_name = "S")]
     pub filter: Option<String>,
 
-    /// How many cases run at once.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// How many cases run at once (1 to 256).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        allow_negative_numbers = true,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256)
+    )]
     pub concurrency: usize,
 
-    /// Seconds one case may take before it fails and its sandboxes are terminated.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    /// Seconds one case may take before it fails and its sandboxes are terminated (1 to
+    /// 86400).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
     pub case_timeout_secs: u64,
 
     /// The spec every case starts from (e.g. `--image` for a provider that needs one).
@@ -54,7 +67,7 @@ pub async fn run(context: &Context, args: ConformanceArgs) -> Result<i32, CliErr
         base_spec,
         filter: args.filter.clone(),
         case_timeout: Duration::from_secs(args.case_timeout_secs),
-        concurrency: args.concurrency.max(1),
+        concurrency: args.concurrency,
         ..Options::default()
     };
 

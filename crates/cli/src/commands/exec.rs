@@ -8,7 +8,7 @@ use sandkit_core::{ExecProcess, ExecRequest, SandboxId, SandboxProvider};
 use serde::Serialize;
 
 use super::{Context, JsonFlag};
-use crate::args::parse_key_value;
+use crate::args::parse_env;
 use crate::error::CliError;
 use crate::output::print_json;
 use crate::stream::{Interrupts, Outcome, Sink, drive};
@@ -58,7 +58,7 @@ pub struct ExecArgs {
     pub id: String,
 
     /// Environment variable for this command (repeatable).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env, allow_hyphen_values = true)]
     pub env: Vec<(String, String)>,
 
     #[command(flatten)]

@@ -6,7 +6,7 @@ use sandkit_core::{ListFilter, SandboxInfo, Usage};
 use serde::Serialize;
 
 use super::{Context, JsonFlag};
-use crate::args::parse_key_value;
+use crate::args::parse_tag;
 use crate::error::CliError;
 use crate::output::{Table, print_json};
 
@@ -14,7 +14,7 @@ use crate::output::{Table, print_json};
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Only sandboxes with this tag (repeatable; all must match).
-    #[arg(long = "tag", value_name = "K=V", value_parser = parse_key_value)]
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag, allow_hyphen_values = true)]
     pub tags: Vec<(String, String)>,
 
     /// Also finished sandboxes the provider still remembers.

@@ -4,6 +4,7 @@ use clap::Args;
 use sandkit_core::{ReapFilter, reap};
 
 use super::{Context, JsonFlag};
+use crate::args::parse_non_empty;
 use crate::error::CliError;
 use crate::output::{Table, print_json};
 
@@ -16,11 +17,11 @@ pub struct ReapArgs {
     pub dry_run: bool,
 
     /// Only sandboxes of this owner (the `sandkit.owner` tag, e.g. alice@build-7).
-    #[arg(long, value_name = "OWNER")]
+    #[arg(long, value_name = "OWNER", value_parser = parse_non_empty)]
     pub owner: Option<String>,
 
     /// Only sandboxes of this run (the `sandkit.run-id` tag).
-    #[arg(long, value_name = "RUN_ID")]
+    #[arg(long, value_name = "RUN_ID", value_parser = parse_non_empty)]
     pub run_id: Option<String>,
 
     /// Also sandboxes whose lifetime has not ended yet.

@@ -97,9 +97,41 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// Crates that carry request and response bodies (container configs with their
+/// environment, hence secrets) in their debug and trace output: the Docker client, the
+/// HTTP and gRPC stacks. Their events are capped at INFO whatever `-v` or `RUST_LOG`
+/// ask for, so a secret can never reach a log line through them.
+const TRANSPORT_TARGETS: &[&str] = &[
+    "bollard",
+    "bollard_stubs",
+    "hyper",
+    "hyper_util",
+    "hyperlocal",
+    "hyper_timeout",
+    "h2",
+    "tonic",
+    "tower",
+    "tower_http",
+    "reqwest",
+    "rustls",
+    "http_body_util",
+];
+
+/// Whether an event or span of `target` at `level` may be logged at all.
+fn transport_allows(target: &str, level: &tracing::Level) -> bool {
+    let transport = TRANSPORT_TARGETS.iter().any(|crate_name| {
+        target
+            .strip_prefix(crate_name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    !transport || *level <= tracing::Level::INFO
+}
+
 /// Logs go to stderr so stdout stays clean for command output and `--json`.
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
 
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::new(directives),
@@ -110,12 +142,15 @@ fn init_tracing(verbose: u8) {
             _ => "trace",
         }),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(verbose > 1)
-        .init();
+        .with_filter(filter)
+        .with_filter(filter_fn(|meta| {
+            transport_allows(meta.target(), meta.level())
+        }));
+    tracing_subscriber::registry().with(layer).init();
 }
 
 #[cfg(test)]
@@ -135,6 +170,24 @@ mod tests {
         assert!(before.json);
         let after = Cli::try_parse_from(["sandkit", "providers", "--json"]).unwrap();
         assert!(after.command.json());
+    }
+
+    #[test]
+    fn transport_crates_never_log_below_info() {
+        use tracing::Level;
+        for target in [
+            "bollard",
+            "bollard::docker",
+            "hyper_util::client",
+            "h2",
+            "tonic",
+        ] {
+            assert!(!transport_allows(target, &Level::DEBUG), "{target}");
+            assert!(!transport_allows(target, &Level::TRACE), "{target}");
+            assert!(transport_allows(target, &Level::INFO), "{target}");
+        }
+        assert!(transport_allows("sandkit_core::layers", &Level::TRACE));
+        assert!(transport_allows("hyperfine_like", &Level::TRACE));
     }
 
     #[test]

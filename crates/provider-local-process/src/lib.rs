@@ -27,6 +27,7 @@ mod config;
 mod error;
 mod exec;
 mod files;
+pub mod image;
 mod launch;
 mod process;
 mod provider;

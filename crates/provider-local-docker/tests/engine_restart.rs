@@ -20,6 +20,24 @@ async fn sandboxes_survive_an_engine_restart() {
         eprintln!("SANDKIT_DOCKER_RESTART_TEST is not 1: not restarting dockerd");
         return;
     }
+    // What the test needs, checked first: without live-restore every container stops
+    // with dockerd, and the test would fail with a bare "0 sandboxes found".
+    let live_restore = std::process::Command::new("docker")
+        .args(["info", "--format", "{{json .LiveRestoreEnabled}}"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `docker info` ({e}); run scripts/docker-engine.sh"));
+    assert!(
+        live_restore.status.success(),
+        "`docker info` failed: {}; run scripts/docker-engine.sh",
+        String::from_utf8_lossy(&live_restore.stderr).trim()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&live_restore.stdout).trim(),
+        "true",
+        "this test needs a Docker Engine with live-restore (`dockerd --live-restore`, or \
+         \"live-restore\": true in daemon.json), as scripts/docker-engine.sh starts it; \
+         the running engine has it off, so its containers would stop with it"
+    );
     let bare = LocalDockerProvider::connect(LocalDockerConfig::default())
         .await
         .unwrap_or_else(|e| panic!("no Docker Engine ({e}); run scripts/docker-engine.sh"));

@@ -127,6 +127,11 @@ impl Cx {
         &self.suite
     }
 
+    /// The name of the case this context runs.
+    pub(crate) fn name(&self) -> &'static str {
+        self.case
+    }
+
     pub(crate) fn caps(&self) -> &Capabilities {
         self.suite.provider.capabilities()
     }

@@ -12,10 +12,15 @@
 //!   with a human [`Report::table`] and a JSON form through serde.
 //!
 //! A run that executes no case fails: it proves nothing.
+//!
+//! [`security`] is the outside referee for the sandbox boundary: real attacks (symlink-swap
+//! races, path and id escapes, special files, the host's secrets and sockets) replayed with
+//! bounded loops, as separate trials a provider crate runs from its own security target.
 
 mod case;
 mod cases;
 mod report;
+pub mod security;
 mod suite;
 
 pub use case::{Case, Need, TAG_CASE, TAG_RUN};
@@ -82,6 +87,8 @@ mod tests {
             exec_timeout: TimeoutEnforcement::Server,
             exec_separate_stderr: true,
             files: true,
+            container_paths: true,
+            read_only_base: true,
             batch_transfer: true,
             tunnels: true,
             volumes: true,

@@ -70,12 +70,23 @@ pub(crate) struct Suite {
     pub bare: Arc<dyn SandboxProvider>,
     pub options: Options,
     pub run_id: String,
+    /// Settings of the security attacks (defaults for an ordinary conformance run).
+    pub security: Arc<crate::security::SecurityOptions>,
 }
 
 impl Suite {
     /// Peels any layers off `provider` and wraps the bare provider in the standard layers
     /// once, so a caller that passes an already layered provider gets the same run.
     pub(crate) fn new(provider: Arc<dyn SandboxProvider>, options: Options) -> Arc<Self> {
+        Self::with_security(provider, options, Arc::default())
+    }
+
+    /// [`Suite::new`] for the security attacks, which read their settings from it.
+    pub(crate) fn with_security(
+        provider: Arc<dyn SandboxProvider>,
+        options: Options,
+        security: Arc<crate::security::SecurityOptions>,
+    ) -> Arc<Self> {
         let bare = layers::bare(&provider);
         let layered = layers::standard(
             Arc::clone(&bare),
@@ -89,6 +100,7 @@ impl Suite {
             bare,
             run_id: options.run_id.clone(),
             options,
+            security,
         })
     }
 

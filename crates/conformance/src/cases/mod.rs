@@ -7,6 +7,7 @@ mod files;
 mod lifecycle;
 mod network;
 mod optional;
+mod paths;
 mod specs;
 
 use sandkit_core::{Capabilities, GpuKind, PauseSupport, TimeoutEnforcement};
@@ -167,6 +168,18 @@ const MEMORY_MAX: Need = Need {
 const SOME_GPU_NOT_OFFERED: Need = Need {
     check: |c| GpuKind::ALL.iter().any(|kind| !c.gpu_kinds.contains(kind)),
     reason: "needs a GPU kind the provider does not offer (it offers all of them)",
+};
+const CONTAINER_PATHS: Need = Need {
+    check: |c| c.container_paths,
+    reason: "needs `container_paths` (absolute paths are sandbox paths, /tmp is private)",
+};
+const CONTAINER_PATHS_FILES: Need = Need {
+    check: |c| c.container_paths && c.files,
+    reason: "needs `container_paths` and `files`",
+};
+const READ_ONLY_BASE: Need = Need {
+    check: |c| c.read_only_base && c.files,
+    reason: "needs `read_only_base` and `files`",
 };
 const FILES_AND_WORKDIR: Need = Need {
     check: |c| c.files,
@@ -530,6 +543,11 @@ pub(crate) static CASES: &[Case] = &[
         "a missing cwd is an error, not a run elsewhere"
     ),
     case!(
+        paths::paths_exec_cwd_tmp_and_system_dir,
+        CONTAINER_PATHS,
+        "a command with cwd /tmp, or a system directory such as /bin, prints that directory with pwd"
+    ),
+    case!(
         exec::exec_timeout_returns_partial_output,
         TIMEOUTS,
         "a timeout is CommandTimeout carrying the output so far"
@@ -665,6 +683,16 @@ pub(crate) static CASES: &[Case] = &[
         files::file_shared_with_exec,
         FILES_AND_WORKDIR,
         "files written by the API are seen by commands and the reverse, by relative and absolute path"
+    ),
+    case!(
+        paths::paths_tmp_shared_with_exec,
+        CONTAINER_PATHS_FILES,
+        "a file under /tmp written by the API reads back by API and by `cat`; one a command writes there reads back by API"
+    ),
+    case!(
+        paths::paths_read_only_base_refuses_writes,
+        READ_ONLY_BASE,
+        "write_file under /usr or /bin is a PermissionDenied file error and leaves nothing"
     ),
     case!(
         files::files_unsupported,

@@ -54,7 +54,8 @@ impl FileErrorKind {
         use std::io::ErrorKind as K;
         match error.kind() {
             K::NotFound => Self::NotFound,
-            K::PermissionDenied => Self::PermissionDenied,
+            // A read-only filesystem forbids the write just as permissions would.
+            K::PermissionDenied | K::ReadOnlyFilesystem => Self::PermissionDenied,
             K::AlreadyExists => Self::AlreadyExists,
             K::IsADirectory => Self::IsADirectory,
             K::NotADirectory => Self::NotADirectory,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
-    /// Bubblewrap when `bwrap` is on `PATH` and works, plain processes otherwise.
+    /// Bubblewrap when `bwrap` is found and works, plain processes otherwise.
     #[default]
     Auto,
     /// Bubblewrap; building the provider fails when it is missing or does not work.
@@ -30,6 +30,15 @@ pub struct LocalProcessConfig {
     pub isolation: Isolation,
     /// Lifetime of a sandbox whose spec sets none, in seconds.
     pub default_lifetime_secs: u64,
+    /// The `bwrap` binary; default: `bwrap` on `PATH`. Its absolute path is recorded
+    /// with each sandbox, so later callers never run one without it.
+    pub bwrap_path: Option<PathBuf>,
+    /// The `pasta` binary (Debian's `passt`) that gives sandboxes outbound network;
+    /// default: `pasta` on `PATH`. Without it, sandboxes have loopback only.
+    pub pasta_path: Option<PathBuf>,
+    /// Say on standard error, once per process, that commands run without isolation
+    /// when bubblewrap is missing. On by default.
+    pub warn_unisolated: bool,
 }
 
 impl Default for LocalProcessConfig {
@@ -38,6 +47,9 @@ impl Default for LocalProcessConfig {
             state_dir: None,
             isolation: Isolation::Auto,
             default_lifetime_secs: 3600,
+            bwrap_path: None,
+            pasta_path: None,
+            warn_unisolated: true,
         }
     }
 }

@@ -1,115 +1,86 @@
-//! A running command: a background task waits for it, enforces its timeout by killing the
-//! whole tree, and forgets its process group once it has ended.
+//! A running command: its end arrives from the agent on the connection that started it,
+//! and a kill goes back on the same connection. The agent enforces timeouts inside the
+//! sandbox, so a timeout holds even when this process is gone.
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sandkit_agent::protocol::{self, Reply, Request};
 use sandkit_core::{Error, ExecControl, ExitStatus, Result};
-use tokio::process::Child;
-use tokio::sync::oneshot;
-
-use crate::NAME;
-use crate::process::{self, Group};
-use crate::state::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
     Exited(ExitStatus),
     TimedOut,
-    /// Waiting failed; the tree was killed.
+    /// The agent went away before reporting: the sandbox ended, and its end killed
+    /// every process in it with SIGKILL.
     Lost,
 }
 
-/// The [`ExecControl`] of a local command.
+/// The [`ExecControl`] of a command started through the agent.
 pub(crate) struct LocalExec {
-    done: Option<oneshot::Receiver<Outcome>>,
+    connection: UnixStream,
     outcome: Option<Outcome>,
-    kill: Option<oneshot::Sender<()>>,
     timeout: Option<Duration>,
 }
 
 impl LocalExec {
-    /// Watches `child`, the leader of `group`, in a background task.
-    pub fn start(
-        mut child: Child,
-        group: Group,
+    /// Watches the command started on `connection`.
+    pub fn new(
+        connection: std::os::unix::net::UnixStream,
         timeout: Option<Duration>,
-        store: Store,
-        id: String,
-    ) -> Self {
-        let (kill_tx, kill_rx) = oneshot::channel::<()>();
-        let (done_tx, done_rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let expired = async {
-                match timeout {
-                    Some(timeout) => tokio::time::sleep(timeout).await,
-                    None => std::future::pending().await,
-                }
-            };
-            // Dropping the handle detaches the command; only an explicit kill kills it.
-            let killed = async {
-                if kill_rx.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let outcome = tokio::select! {
-                status = child.wait() => match status {
-                    Ok(status) => Outcome::Exited(exit_status(status)),
-                    Err(error) => {
-                        tracing::warn!(%error, "waiting for a command failed");
-                        Outcome::Lost
-                    }
-                },
-                () = expired => {
-                    process::kill_tree(&[group]).await;
-                    let _ = child.wait().await;
-                    Outcome::TimedOut
-                }
-                () = killed => {
-                    process::kill_tree(&[group]).await;
-                    match child.wait().await {
-                        Ok(status) => Outcome::Exited(exit_status(status)),
-                        Err(_) => Outcome::Lost,
-                    }
-                }
-            };
-            // Background processes end with the command, as they do under bubblewrap
-            // when its pid namespace goes away.
-            process::kill_tree(&[group]).await;
-            let _ = done_tx.send(outcome);
-            let forget = tokio::task::spawn_blocking(move || store.forget_group(&id, group));
-            if let Ok(Err(error)) = forget.await {
-                tracing::debug!(%error, "could not forget a finished process group");
-            }
-        });
-        Self {
-            done: Some(done_rx),
+    ) -> Result<Self> {
+        let setup = |connection: std::os::unix::net::UnixStream| {
+            connection.set_nonblocking(true)?;
+            UnixStream::from_std(connection)
+        };
+        let connection =
+            setup(connection).map_err(|e| crate::error::internal("watching a command", e))?;
+        Ok(Self {
+            connection,
             outcome: None,
-            kill: Some(kill_tx),
             timeout,
+        })
+    }
+
+    async fn next_reply(&mut self) -> Option<Reply> {
+        let mut header = [0u8; 4];
+        self.connection.read_exact(&mut header).await.ok()?;
+        let len = u32::from_le_bytes(header) as usize;
+        if len > protocol::MAX_FRAME_BYTES {
+            return None;
         }
+        let mut body = vec![0u8; len];
+        self.connection.read_exact(&mut body).await.ok()?;
+        protocol::decode(&body).ok()
     }
 
     async fn finish(&mut self) -> Outcome {
         if let Some(outcome) = self.outcome {
             return outcome;
         }
-        let outcome = match self.done.take() {
-            Some(done) => done.await.unwrap_or(Outcome::Lost),
-            None => Outcome::Lost,
+        let outcome = loop {
+            match self.next_reply().await {
+                Some(Reply::Exited {
+                    timed_out: true, ..
+                }) => break Outcome::TimedOut,
+                Some(Reply::Exited { code, signal, .. }) => {
+                    break Outcome::Exited(match (code, signal) {
+                        (Some(code), _) => ExitStatus::code(code),
+                        (None, Some(signal)) => ExitStatus::signal(signal),
+                        (None, None) => ExitStatus::code(-1),
+                    });
+                }
+                // Answers to signals, or anything else, are not the end.
+                Some(_) => continue,
+                None => break Outcome::Lost,
+            }
         };
         self.outcome = Some(outcome);
         outcome
-    }
-}
-
-fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitStatus::code(code),
-        (None, Some(signal)) => ExitStatus::signal(signal),
-        (None, None) => ExitStatus::code(-1),
     }
 }
 
@@ -123,17 +94,15 @@ impl ExecControl for LocalExec {
                 stdout: Default::default(),
                 stderr: Default::default(),
             }),
-            Outcome::Lost => Err(Error::provider(
-                NAME,
-                std::io::Error::other("lost track of the command"),
-            )),
+            Outcome::Lost => Ok(ExitStatus::signal(9)),
         }
     }
 
     async fn kill(&mut self) -> Result<()> {
-        if let Some(kill) = self.kill.take() {
-            // The task may have finished already: killing a finished command is fine.
-            let _ = kill.send(());
+        if self.outcome.is_none() {
+            let frame = protocol::encode(&Request::Signal { signal: 9 });
+            // A connection the agent already closed means the command is over.
+            let _ = self.connection.write_all(&frame).await;
         }
         self.finish().await;
         Ok(())

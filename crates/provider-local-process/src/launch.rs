@@ -1,71 +1,127 @@
-//! Starting processes in a sandbox: the environment, the bubblewrap (or plain) command
-//! line, the entrypoint wrapper and the lifetime supervisor.
+//! Starting a sandbox: its layout on disk, its generated `/etc`, the bubblewrap command
+//! line, its network, and the detached supervisor that runs the agent (the sandbox's
+//! init) and removes the sandbox once it has ended.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use sandkit_core::{Error, Result};
-use tokio::process::Command;
 
 use crate::error::internal;
-use crate::process::Group;
-use crate::state::{EXIT_FILE, GROUPS_FILE, Record};
+use crate::process::{self, Proc};
+use crate::state::{AGENT_OUT_FILE, Isolated, Record};
 
 /// `PATH` inside a sandbox unless the spec or request sets one.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Host directories a bubblewrap sandbox sees read-only (when they exist); on merged-/usr
-/// systems the top-level ones are symlinks and are recreated as such.
-const READ_ONLY_DIRS: [&str; 8] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+/// Where a bubblewrap sandbox sees the agent.
+const AGENT_IN_SANDBOX: &str = "/.sandkit/agent";
+
+/// The working directory of a sandbox whose spec names none.
+pub(crate) const DEFAULT_WORKDIR: &str = "/workspace";
+
+/// Host directories a sandbox without an image sees read-only (when they exist); on
+/// merged-/usr systems the top-level ones are symlinks and are recreated as such.
+const SYSTEM_DIRS: [&str; 7] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
 
-/// The `bwrap` binary, when it is on `PATH` and can build a sandbox here.
-pub(crate) fn bubblewrap() -> Option<&'static Path> {
-    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            let bwrap = find_on_path(
-                "bwrap",
-                std::env::var("PATH").as_deref().unwrap_or(DEFAULT_PATH),
-            )?;
-            // Namespaces can be forbidden (nested containers, sysctls): try one.
-            let works = std::process::Command::new(&bwrap)
-                .args([
-                    "--unshare-all",
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--proc",
-                    "/proc",
-                    "--dev",
-                    "/dev",
-                    "--",
-                    "true",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success());
-            works.then_some(bwrap)
-        })
-        .as_deref()
+/// Writable directories of a sandbox without an image, kept in its layer.
+const WRITABLE_DIRS: [&str; 3] = ["/tmp", "/root", DEFAULT_WORKDIR];
+
+/// Host `/etc` entries a sandbox may see (read-only): what programs need to run (shared
+/// library configuration, certificates, the `alternatives` symlinks, time zones), never
+/// accounts, keys or the host's own configuration.
+const HOST_ETC: [&str; 17] = [
+    "alternatives",
+    "ca-certificates",
+    "ssl",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "protocols",
+    "services",
+    "inputrc",
+    "bash.bashrc",
+    "profile",
+    "debian_version",
+    "gai.conf",
+    "terminfo",
+];
+
+/// Looks for an executable: `configured` when given (as a path), else on `PATH`.
+fn find_program(name: &str, configured: Option<&Path>) -> Option<PathBuf> {
+    let candidates: Vec<PathBuf> = match configured {
+        Some(path) => vec![path.to_path_buf()],
+        None => std::env::var("PATH")
+            .as_deref()
+            .unwrap_or(DEFAULT_PATH)
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(dir).join(name))
+            .collect(),
+    };
+    candidates.into_iter().find_map(|candidate| {
+        let meta = std::fs::metadata(&candidate).ok()?;
+        let executable = meta.is_file() && meta.permissions().mode() & 0o111 != 0;
+        // Absolute, but not resolved: `pasta` is a symlink to `passt`, which behaves by
+        // the name it is started under.
+        executable.then(|| std::path::absolute(&candidate).unwrap_or(candidate))
+    })
 }
 
-fn find_on_path(program: &str, path: &str) -> Option<PathBuf> {
-    path.split(':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(dir).join(program))
-        .find(|candidate| is_executable_file(candidate))
+/// The `bwrap` to use (absolute), when it exists and can build a sandbox here.
+pub(crate) fn bubblewrap(configured: Option<&Path>) -> Option<PathBuf> {
+    static ON_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let check = |bwrap: PathBuf| {
+        // Namespaces can be forbidden (nested containers, sysctls): try one.
+        let works = Command::new(&bwrap)
+            .args([
+                "--unshare-all",
+                "--ro-bind",
+                "/",
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--",
+                "true",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        works.then_some(bwrap)
+    };
+    match configured {
+        Some(path) => find_program("bwrap", Some(path)).and_then(check),
+        None => ON_PATH
+            .get_or_init(|| find_program("bwrap", None).and_then(check))
+            .clone(),
+    }
 }
 
-fn is_executable_file(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+/// `pasta` (Debian's `passt`), the user-mode network stack for outbound traffic.
+pub(crate) fn pasta(configured: Option<&Path>) -> Option<PathBuf> {
+    static ON_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+    match configured {
+        Some(path) => find_program("pasta", Some(path)),
+        None => ON_PATH.get_or_init(|| find_program("pasta", None)).clone(),
+    }
 }
 
 /// Where things live for one sandbox.
@@ -73,323 +129,415 @@ fn is_executable_file(path: &Path) -> bool {
 pub(crate) struct Layout {
     /// `<state_dir>/sandboxes/<id>`.
     pub dir: PathBuf,
-    /// Its `root/`.
-    pub root: PathBuf,
-    /// Its `tmp/`.
-    pub tmp: PathBuf,
+    /// Its writable files.
+    pub layer: PathBuf,
+    /// Its generated `/etc`.
+    pub etc: PathBuf,
+    /// The mount point of an image sandbox's root (the overlay of image and layer).
+    pub rootfs: PathBuf,
+    /// Overlayfs' work directory.
+    pub overlay_work: PathBuf,
+    /// The agent's socket.
+    pub socket: PathBuf,
 }
 
 impl Layout {
     /// The layout of the sandbox in `dir`.
     pub fn new(dir: PathBuf) -> Self {
         Self {
-            root: dir.join("root"),
-            tmp: dir.join("tmp"),
+            layer: dir.join("layer"),
+            etc: dir.join("etc"),
+            rootfs: dir.join("rootfs"),
+            overlay_work: dir.join("overlay-work"),
+            socket: dir.join("agent.sock"),
             dir,
+        }
+    }
+
+    /// How the sandbox names the root directory of its files: `/` in bubblewrap, the
+    /// host path of its layer without.
+    pub fn seen_root(&self, record: &Record) -> PathBuf {
+        if record.bubblewrap() {
+            PathBuf::from("/")
+        } else {
+            self.layer.clone()
         }
     }
 }
 
-/// The environment of a process: a small clean base, then the spec's variables and
-/// secrets, then the request's, and `SANDKIT_SANDBOX_ID`.
+/// The environment of a process: a small clean base, then the image's and spec's
+/// variables and secrets, then the request's, and `SANDKIT_SANDBOX_ID`.
 pub(crate) fn environment(
     record: &Record,
     layout: &Layout,
     secrets: BTreeMap<String, String>,
     request: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let tmp = if record.bubblewrap {
-        "/tmp".to_owned()
+    let (home, tmp) = if record.bubblewrap() {
+        ("/root".to_owned(), "/tmp".to_owned())
     } else {
-        layout.tmp.display().to_string()
+        (
+            record.workdir.display().to_string(),
+            layout.layer.join("tmp").display().to_string(),
+        )
     };
     let mut env = BTreeMap::from([
         ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
-        ("HOME".to_owned(), record.workdir.display().to_string()),
+        ("HOME".to_owned(), home),
         ("TMPDIR".to_owned(), tmp),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
     ]);
     env.extend(record.env.clone());
     env.extend(secrets);
     env.extend(request.clone());
-    // Set last: terminate and the supervisor find stray processes by it.
     env.insert("SANDKIT_SANDBOX_ID".to_owned(), record.id.clone());
     env
 }
 
-/// Where a path the sandbox sees lives on the host, or `None` when the sandbox cannot
-/// see it at all.
-fn host_path(record: &Record, layout: &Layout, seen: &Path) -> Option<PathBuf> {
-    if !record.bubblewrap || seen.starts_with(&layout.root) {
-        return Some(seen.to_path_buf());
-    }
-    if let Ok(rest) = seen.strip_prefix("/tmp") {
-        return Some(layout.tmp.join(rest));
-    }
-    let visible = READ_ONLY_DIRS
-        .iter()
-        .chain(&["/proc", "/dev"])
-        .any(|dir| seen.starts_with(dir));
-    visible.then(|| seen.to_path_buf())
-}
-
-/// Checks that `program` names an executable the sandbox can start, as `execvp` would
-/// look it up, so a missing or non-executable program is a clear error rather than a
-/// message from bubblewrap.
-pub(crate) fn check_program(
-    record: &Record,
-    layout: &Layout,
-    program: &str,
-    cwd: &Path,
-    env: &BTreeMap<String, String>,
-) -> Result<()> {
-    let failed = |reason: &str| Error::ExecFailed {
-        program: program.to_owned(),
-        reason: reason.to_owned(),
+/// Creates the layer's directories and, under bubblewrap without an image, the generated
+/// `/etc`.
+pub(crate) fn prepare(record: &Record, layout: &Layout) -> Result<()> {
+    let create = |dir: &Path| {
+        std::fs::create_dir_all(dir).map_err(|e| internal(format!("creating {}", dir.display()), e))
     };
-    let check = |seen: PathBuf| -> std::result::Result<(), &'static str> {
-        let host = host_path(record, layout, &seen).ok_or("no such file or directory")?;
-        let meta = std::fs::metadata(&host).map_err(|_| "no such file or directory")?;
-        if meta.is_dir() {
-            Err("is a directory")
-        } else if meta.permissions().mode() & 0o111 == 0 {
-            Err("permission denied: not executable")
-        } else {
-            Ok(())
+    create(&layout.layer)?;
+    if !record.bubblewrap() {
+        create(&layout.layer.join("tmp"))?;
+        return create(&record.workdir);
+    }
+    if record.image.is_some() {
+        create(&layout.rootfs)?;
+        create(&layout.overlay_work)?;
+        for dir in [DEFAULT_WORKDIR, "/tmp"] {
+            create(&layout.layer.join(&dir[1..]))?;
         }
-    };
-    if program.contains('/') {
-        return check(cwd.join(program)).map_err(failed);
-    }
-    let path = env.get("PATH").map_or(DEFAULT_PATH, String::as_str);
-    let mut first_problem = None;
-    for dir in path.split(':') {
-        let dir = if dir.is_empty() {
-            cwd.to_path_buf()
-        } else {
-            cwd.join(dir)
-        };
-        match check(dir.join(program)) {
-            Ok(()) => return Ok(()),
-            Err("no such file or directory") => {}
-            Err(problem) => {
-                first_problem.get_or_insert(problem);
-            }
+    } else {
+        for dir in WRITABLE_DIRS {
+            create(&layout.layer.join(&dir[1..]))?;
         }
     }
-    Err(failed(first_problem.unwrap_or("not found in PATH")))
+    // Inside a writable directory, or (outside them) bound on its own.
+    create(
+        &layout
+            .layer
+            .join(record.workdir.strip_prefix("/").unwrap_or(&record.workdir)),
+    )?;
+    create(&layout.etc)?;
+    write_etc(record, layout)
 }
 
-/// The command line that runs `argv` in the sandbox: bubblewrap's arguments followed by
-/// `argv`, or `argv` alone.
-pub(crate) fn command_line(
-    record: &Record,
-    layout: &Layout,
-    bwrap: Option<&Path>,
-    argv: &[String],
-    cwd: &Path,
-    die_with_parent: bool,
-) -> Vec<String> {
-    let Some(bwrap) = bwrap.filter(|_| record.bubblewrap) else {
-        return argv.to_vec();
-    };
-    let mut line: Vec<String> = vec![bwrap.display().to_string(), "--unshare-all".into()];
-    if !record.network_blocked {
-        line.push("--share-net".into());
+fn write_etc(record: &Record, layout: &Layout) -> Result<()> {
+    let hostname = &record.id;
+    let nameservers: String = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.starts_with("nameserver"))
+        // A loopback resolver is the host's, out of the sandbox's reach.
+        .filter(|line| !line.contains("127.") && !line.contains("::1"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let os_release = std::fs::read_to_string("/usr/lib/os-release").unwrap_or_default();
+    let files: [(&str, String); 7] = [
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".into(),
+        ),
+        ("group", "root:x:0:\nnogroup:x:65534:\n".into()),
+        (
+            "hosts",
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+        ),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", nameservers),
+        ("nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".into()),
+        ("os-release", os_release),
+    ];
+    for (name, contents) in files {
+        let path = layout.etc.join(name);
+        std::fs::write(&path, contents)
+            .map_err(|e| internal(format!("writing {}", path.display()), e))?;
     }
-    if die_with_parent {
-        line.push("--die-with-parent".into());
-    }
-    line.extend(["--new-session", "--cap-drop", "ALL"].map(String::from));
-    for dir in READ_ONLY_DIRS {
-        let Ok(meta) = std::fs::symlink_metadata(dir) else {
+    // Mount points for the host entries bubblewrap binds over them.
+    for name in HOST_ETC {
+        let host = Path::new("/etc").join(name);
+        let Ok(meta) = std::fs::metadata(&host) else {
             continue;
         };
-        if meta.file_type().is_symlink() {
-            if let Ok(target) = std::fs::read_link(dir) {
-                line.extend(["--symlink".into(), target.display().to_string(), dir.into()]);
+        let point = layout.etc.join(name);
+        let made = if meta.is_dir() {
+            std::fs::create_dir_all(&point)
+        } else {
+            std::fs::write(&point, b"")
+        };
+        made.map_err(|e| internal(format!("creating {}", point.display()), e))?;
+    }
+    Ok(())
+}
+
+/// bubblewrap's arguments for a sandbox: namespaces, the filesystem, then the agent.
+fn bwrap_args(record: &Record, layout: &Layout, agent: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+        args.extend(items.iter().map(|item| item.as_ref().to_owned()));
+    };
+    // `--die-with-parent`: the sandbox ends when its supervisor does.
+    push(&[
+        &"--unshare-all",
+        &"--new-session",
+        &"--die-with-parent",
+        &"--cap-drop",
+        &"ALL",
+    ]);
+    push(&[&"--hostname", &record.id]);
+    if record.image.is_some() {
+        push(&[&"--bind", &layout.rootfs, &"/"]);
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            let inside = format!("/etc/{name}");
+            push(&[&"--ro-bind", &layout.etc.join(name), &inside]);
+        }
+    } else {
+        for dir in SYSTEM_DIRS {
+            let Ok(meta) = std::fs::symlink_metadata(dir) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(dir) {
+                    push(&[&"--symlink", &target, &dir]);
+                }
+            } else if meta.is_dir() {
+                push(&[&"--ro-bind", &dir, &dir]);
             }
-        } else if meta.is_dir() {
-            line.extend(["--ro-bind".into(), dir.into(), dir.into()]);
+        }
+        push(&[&"--ro-bind", &layout.etc, &"/etc"]);
+        for name in HOST_ETC {
+            let host = Path::new("/etc").join(name);
+            if host.exists() {
+                push(&[&"--ro-bind", &host, &host]);
+            }
+        }
+        for dir in WRITABLE_DIRS {
+            push(&[&"--bind", &layout.layer.join(&dir[1..]), &dir]);
+        }
+        if !WRITABLE_DIRS
+            .iter()
+            .any(|dir| record.workdir.starts_with(dir))
+        {
+            let host = layout
+                .layer
+                .join(record.workdir.strip_prefix("/").unwrap_or(&record.workdir));
+            push(&[&"--bind", &host, &record.workdir]);
         }
     }
-    let root = layout.root.display().to_string();
-    line.extend(["--proc", "/proc", "--dev", "/dev", "--bind"].map(String::from));
-    line.extend([layout.tmp.display().to_string(), "/tmp".into()]);
-    line.extend(["--bind".into(), root.clone(), root]);
-    line.extend(["--chdir".into(), cwd.display().to_string(), "--".into()]);
-    line.extend(argv.iter().cloned());
-    line
+    push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+    push(&[&"--ro-bind", &agent, &AGENT_IN_SANDBOX]);
+    if record.image.is_none() {
+        push(&[&"--remount-ro", &"/"]);
+    }
+    push(&[&"--chdir", &record.workdir, &"--", &AGENT_IN_SANDBOX]);
+    args
 }
 
-/// A command for `line` with a clean environment, in its own process group.
-pub(crate) fn command(line: &[String], cwd: &Path, env: &BTreeMap<String, String>) -> Command {
-    let mut command = Command::new(&line[0]);
-    command
-        .args(&line[1..])
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .process_group(0)
-        .kill_on_drop(false);
-    command
-}
-
-/// Starts the entrypoint in the background. A small shell wrapper records its exit code
-/// so the sandbox ends when its main process does, even if nobody is watching.
-pub(crate) fn spawn_entrypoint(
-    line: &[String],
-    layout: &Layout,
-    cwd: &Path,
-    env: &BTreeMap<String, String>,
-) -> Result<Group> {
-    let log = std::fs::File::create(layout.dir.join("entrypoint.log"))
-        .map_err(|e| internal("creating the entrypoint log", e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| internal("creating the entrypoint log", e))?;
-    let mut wrapped = vec![
-        "/bin/sh".to_owned(),
-        "-c".to_owned(),
-        r#"exit_file=$1; shift; "$@"; code=$?; echo "$code" > "$exit_file.tmp" && mv "$exit_file.tmp" "$exit_file""#
-            .to_owned(),
-        "sandkit-entrypoint".to_owned(),
-        layout.dir.join(EXIT_FILE).display().to_string(),
-    ];
-    wrapped.extend(line.iter().cloned());
-    let child = command(&wrapped, cwd, env)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .map_err(|e| internal("starting the entrypoint", e))?;
-    // Not waited on: tokio reaps it in the background when it ends.
-    let pid = child
-        .id()
-        .ok_or_else(|| internal("starting the entrypoint", std::io::ErrorKind::Other.into()))?;
-    Ok(Group::of_leader(pid as i32))
-}
-
-/// The lifetime supervisor: sleeps until the sandbox expires, then (holding the state
-/// lock, when `flock` is installed) moves the sandbox out of sight, kills every recorded
-/// process group and their descendants, and removes the directory. It runs detached
-/// from the creating process, so the lifetime holds even if that process is killed.
-///
-/// It wakes every few seconds to remember the recorded groups: when the directory
-/// vanishes early (terminated, or the state directory was deleted), it kills the groups
-/// it last saw, so processes never outlive their directory, and exits. Processes that
-/// left their group and lost their parent are found by the `SANDKIT_SANDBOX_ID`
-/// variable every sandbox process starts with.
+/// Runs the sandbox, then removes it once it has ended (an entrypoint's end leaves the
+/// directory, with its exit code, for the provider to read and remove). While it runs,
+/// it checks every few seconds that the sandbox's directory still exists: a sandbox
+/// whose directory was removed behind sandkit's back is ended (bubblewrap's
+/// `--die-with-parent` ends the namespace with it).
 const SUPERVISOR: &str = r#"
-dir=$1 state=$2 id=$3 expires=$4 trash=""
-known=""
-vanished=""
-while :; do
-  if [ -f "$dir/GROUPS_FILE" ]; then
-    known=$(cat "$dir/GROUPS_FILE" 2>/dev/null) || known=""
-  elif [ ! -d "$dir" ]; then
-    vanished=1
-    break
-  fi
-  now=$(date +%s) || exit 1
-  [ "$now" -ge "$expires" ] && break
-  left=$((expires - now))
-  [ "$left" -gt 5 ] && left=5
-  sleep "$left"
+dir=$1 state=$2 id=$3
+shift 3
+# A background command's stdin is /dev/null unless redirected from a saved copy.
+exec 3<&0
+"$@" <&3 3<&- &
+child=$!
+exec 3<&- 0</dev/null
+while kill -0 "$child" 2>/dev/null; do
+  [ -d "$dir" ] || kill -9 "$child" 2>/dev/null
+  sleep 3
 done
-if [ -z "$vanished" ]; then
-  trash="$state/trash/$id-expired-$$"
-  if command -v flock >/dev/null 2>&1; then
-    exec 9>>"$state/lock"
-    flock 9
-  fi
-  if mv "$dir" "$trash" 2>/dev/null; then
-    known=$(cat "$trash/GROUPS_FILE" 2>/dev/null)
-  else
-    trash=""
-  fi
-  exec 9>&-
+wait "$child"
+[ -d "$dir" ] || exit 0
+if [ -f "$dir/pasta.pid" ]; then
+  p=$(cat "$dir/pasta.pid")
+  case "$(cat "/proc/$p/comm" 2>/dev/null)" in pas*) kill "$p" ;; esac
 fi
-start_time() {
-  read -r stat < "/proc/$1/stat" 2>/dev/null || return 0
-  set -- ${stat##*) }
-  shift 19
-  echo "$1"
-}
-groups=" "
-while read -r pgid start; do
-  [ -n "$pgid" ] || continue
-  now_start=$(start_time "$pgid")
-  if [ -z "$now_start" ] || [ "$now_start" = "$start" ]; then groups="$groups$pgid "; fi
-done <<EOF_GROUPS
-$known
-EOF_GROUPS
-tree() {
-  found=" "
-  changed=1
-  while [ "$changed" = 1 ]; do
-    changed=0
-    for f in /proc/[0-9]*/stat; do
-      read -r stat < "$f" 2>/dev/null || continue
-      pid=${f#/proc/}; pid=${pid%/stat}
-      case "$found" in *" $pid "*) continue ;; esac
-      set -- ${stat##*) }
-      [ "$1" = Z ] && continue
-      case "$groups" in *" $3 "*) found="$found$pid "; changed=1; continue ;; esac
-      case "$found" in *" $2 "*) found="$found$pid "; changed=1 ;; esac
-    done
-  done
-  echo $found
-}
-marked() {
-  for e in /proc/[0-9]*/environ; do
-    tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF "SANDKIT_SANDBOX_ID=$id" || continue
-    p=${e#/proc/}
-    echo "${p%/environ}"
-  done
-}
-for round in 1 2 3 4 5 6 7 8 9 10; do
-  pids="$(tree) $(marked)"
-  for g in $groups; do kill -9 -"$g" 2>/dev/null; done
-  [ -z "${pids# }" ] && break
-  kill -9 $pids 2>/dev/null
-  sleep 0.2
-done
-[ -n "$trash" ] && rm -rf "$trash"
-exit 0
+[ -d "$dir/rootfs" ] && umount -l "$dir/rootfs" 2>/dev/null
+grep -q '^exit ' "$dir/AGENT_OUT" 2>/dev/null && exit 0
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>"$state/lock"
+  flock 9
+fi
+trash="$state/trash/$id-ended-$$"
+mv "$dir" "$trash" 2>/dev/null || exit 0
+exec 9>&-
+rm -rf "$trash"
 "#;
 
-/// Starts the supervisor of a sandbox expiring at `expires_at_unix_secs`.
-pub(crate) fn spawn_supervisor(
+/// What [`start`] started.
+pub(crate) struct Started {
+    pub supervisor: Proc,
+    pub init: Proc,
+}
+
+/// Starts the supervisor, which runs the agent (in bubblewrap when the record says so),
+/// detached from this process so the sandbox outlives it.
+pub(crate) fn start(
     state_dir: &Path,
+    record: &Record,
     layout: &Layout,
-    id: &str,
-    expires_at_unix_secs: u64,
-) -> Result<Group> {
-    let script = SUPERVISOR.replace("GROUPS_FILE", GROUPS_FILE);
-    let child = Command::new("/bin/sh")
+    agent: &Path,
+) -> Result<Started> {
+    let listener = UnixListener::bind(&layout.socket)
+        .map_err(|e| internal(format!("binding {}", layout.socket.display()), e))?;
+    let out = std::fs::File::create(layout.dir.join(AGENT_OUT_FILE))
+        .map_err(|e| internal("creating the agent's output file", e))?;
+    let log = std::fs::File::create(layout.dir.join("agent.log"))
+        .map_err(|e| internal("creating the agent's log", e))?;
+    let mut command = Command::new("/bin/sh");
+    command
         .arg("-c")
-        .arg(script)
+        .arg(SUPERVISOR.replace("AGENT_OUT", AGENT_OUT_FILE))
         .arg("sandkit-supervisor")
         .arg(&layout.dir)
         .arg(state_dir)
-        .arg(id)
-        .arg(expires_at_unix_secs.to_string())
-        .current_dir("/")
+        .arg(&record.id);
+    let expires = record.expires_at_unix_secs.to_string();
+    match &record.isolation {
+        Isolated::Bubblewrap { bwrap } => {
+            command.arg(bwrap).args(bwrap_args(record, layout, agent));
+        }
+        Isolated::None => {
+            command
+                .arg(agent)
+                .arg("--watch-dir")
+                .arg(&layout.dir)
+                .current_dir(&record.workdir);
+        }
+    }
+    command.args(["--expires-at", &expires]);
+    let child = command
         .env_clear()
         .env("PATH", DEFAULT_PATH)
+        .stdin(Stdio::from(OwnedFd::from(listener)))
+        .stdout(out)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| internal("starting the sandbox's supervisor", e))?;
+    let supervisor_pid = child.id() as i32;
+    // Never waited through `Child`: the supervisor outlives this process.
+    drop(child);
+    let supervisor = Proc::of(supervisor_pid)
+        .ok_or_else(|| creation_failed(layout, "the supervisor ended at once"))?;
+    // The init is the supervisor's child (the agent), or bubblewrap's child (pid 1 of
+    // the sandbox's namespaces).
+    let depth = if record.bubblewrap() { 2 } else { 1 };
+    for _ in 0..500 {
+        let mut pid = supervisor_pid;
+        for _ in 0..depth {
+            // The supervisor's other children are its `sleep`s.
+            let child = process::children(pid).into_iter().find(|child| {
+                std::fs::read_to_string(format!("/proc/{child}/comm"))
+                    .is_ok_and(|comm| comm.trim() != "sleep")
+            });
+            match child {
+                Some(child) => pid = child,
+                None => break,
+            }
+        }
+        // Under bubblewrap, only once pid 1 is in the sandbox's namespaces (and has
+        // started the agent) is it the sandbox's init.
+        let in_sandbox = |pid: i32| {
+            ["net", "mnt"].iter().all(|ns| {
+                let of = |who: &str| std::fs::read_link(format!("/proc/{who}/ns/{ns}")).ok();
+                of(&pid.to_string()).is_some_and(|theirs| Some(theirs) != of("self"))
+            }) && !process::children(pid).is_empty()
+        };
+        if pid != supervisor_pid
+            && let Some(init) = Proc::of(pid)
+            && (depth == 1 || in_sandbox(init.pid))
+        {
+            return Ok(Started { supervisor, init });
+        }
+        if !supervisor.is_alive() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(creation_failed(layout, "the sandbox did not start"))
+}
+
+/// Connects `pasta` to the sandbox's network namespace for outbound traffic: no port is
+/// forwarded in either direction, and the gateway is not mapped to the host's loopback.
+pub(crate) fn start_network(pasta: &Path, layout: &Layout, init: &Proc) -> Result<Proc> {
+    // pasta sometimes fails to open its tap device when many sandboxes start at once;
+    // a second try succeeds.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start_pasta(pasta, layout, init) {
+            Err(_) if attempt < 4 && init.is_alive() => {
+                std::thread::sleep(Duration::from_millis(50 * attempt));
+            }
+            done => return done,
+        }
+    }
+}
+
+fn start_pasta(pasta: &Path, layout: &Layout, init: &Proc) -> Result<Proc> {
+    let pid_file = layout.dir.join("pasta.pid");
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(layout.dir.join("agent.log"))
+        .map_err(|e| internal("opening the sandbox's log", e))?;
+    let mut command = Command::new(pasta);
+    command
+        .args(["--config-net", "--no-map-gw", "--quiet"])
+        .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+        .arg("--netns")
+        .arg(format!("/proc/{}/ns/net", init.pid))
+        .arg("--netns-only")
+        .arg("--pid")
+        .arg(&pid_file);
+    if rustix::process::geteuid().is_root() {
+        // pasta drops root to `nobody` unless told otherwise; as nobody it cannot open
+        // the sandbox's namespace.
+        command.args(["--runas", "0"]);
+    }
+    let status = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(false)
-        .spawn()
-        .map_err(|e| internal("starting the lifetime supervisor", e))?;
-    let pid = child.id().ok_or_else(|| {
-        internal(
-            "starting the lifetime supervisor",
-            std::io::ErrorKind::Other.into(),
-        )
-    })?;
-    Ok(Group::of_leader(pid as i32))
+        .stderr(log)
+        .status()
+        .map_err(|e| internal("starting pasta", e))?;
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|pid| pid.trim().parse().ok())
+        .filter(|_| status.success());
+    pid.and_then(Proc::of).ok_or_else(|| {
+        let ns = |pid: String| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .map(|link| link.display().to_string())
+                .unwrap_or_default()
+        };
+        let what = format!(
+            "pasta could not connect the sandbox's network (init {} in {}, host in {})",
+            init.pid,
+            ns(init.pid.to_string()),
+            ns("self".into())
+        );
+        creation_failed(layout, &what)
+    })
+}
+
+fn creation_failed(layout: &Layout, what: &str) -> Error {
+    let log = std::fs::read_to_string(layout.dir.join("agent.log")).unwrap_or_default();
+    let log = log.trim();
+    Error::CreationFailed {
+        message: if log.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what}: {}", log.chars().take(2000).collect::<String>())
+        },
+    }
 }

@@ -23,12 +23,14 @@
 //! paused sandbox fail with [`Error::Unavailable`](sandkit_core::Error::Unavailable);
 //! a command's background processes end with it.
 
+mod agent;
 mod config;
 mod error;
 mod exec;
 mod files;
 pub mod image;
 mod launch;
+mod lifecycle;
 mod process;
 mod provider;
 mod state;

@@ -1,211 +1,143 @@
-//! Process groups of a sandbox: finding every process of a tree through `/proc`, and
-//! signalling it.
-//!
-//! Every process a sandbox starts leads its own process group, recorded with the
-//! leader's start time. A recorded group is only signalled when it is still the same
-//! group: Linux never reuses a pid while it is some group's id, so a group whose leader
-//! is gone is safe to signal, and one whose leader is alive is ours only if the start
-//! time matches.
+//! Host processes a sandbox is made of (its supervisor, its init, its network helper),
+//! each recorded with its start time so a recycled pid is never mistaken for it.
 
-use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
-/// A process group started for a sandbox.
+/// A process, as recorded: its pid and its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Group {
-    /// The group id (the pid of its leader).
-    pub pgid: i32,
-    /// The leader's start time in clock ticks since boot (`/proc/PID/stat` field 22).
+pub(crate) struct Proc {
+    /// The pid, as the host sees it.
+    pub pid: i32,
+    /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
     pub start_time: u64,
 }
 
-impl Group {
-    /// The group led by `pid`, which must have just been started.
-    pub fn of_leader(pid: i32) -> Self {
-        let start_time = read_stat(pid).map_or(0, |stat| stat.start_time);
-        Self {
-            pgid: pid,
-            start_time,
+impl Proc {
+    /// The live process `pid`.
+    pub fn of(pid: i32) -> Option<Self> {
+        let stat = read_stat(pid)?;
+        Some(Self {
+            pid,
+            start_time: stat.start_time,
+        })
+    }
+
+    /// Whether the recorded process still runs (a zombie does not).
+    pub fn is_alive(&self) -> bool {
+        read_stat(self.pid)
+            .is_some_and(|stat| stat.start_time == self.start_time && stat.state != 'Z')
+    }
+
+    /// `/proc/PID` of this process, opened and checked. Lookups through the handle fail
+    /// once the process is gone, so a recycled pid can never be reached through it.
+    pub fn open_proc_dir(&self) -> std::io::Result<OwnedFd> {
+        let dir = rustix::fs::open(
+            format!("/proc/{}", self.pid),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let stat_fd = rustix::fs::openat(
+            &dir,
+            "stat",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut line = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(stat_fd), &mut line)?;
+        match parse_stat(&line) {
+            Some(stat) if stat.start_time == self.start_time => Ok(dir),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
         }
     }
 
-    /// Whether the group is still the one that was recorded (see the module docs).
-    fn is_ours(&self) -> bool {
-        match read_stat(self.pgid) {
-            Some(stat) => stat.start_time == self.start_time,
-            None => true,
+    /// Sends `signal`, when the process is still the recorded one.
+    pub fn signal(&self, signal: Signal) {
+        if self.is_alive()
+            && let Some(pid) = Pid::from_raw(self.pid)
+        {
+            let _ = rustix::process::kill_process(pid, signal);
         }
+    }
+
+    /// Its live descendants, found through `/proc/PID/task/TID/children` (a walk of this
+    /// tree only, never of every process on the host).
+    pub fn descendants(&self) -> Vec<i32> {
+        if !self.is_alive() {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        let mut pending = vec![self.pid];
+        while let Some(parent) = pending.pop() {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                    continue;
+                };
+                for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                    if !found.contains(&child) {
+                        found.push(child);
+                        pending.push(child);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Kills the process and its whole tree, and waits (a few seconds at most) until
+    /// the process is gone.
+    pub async fn kill_tree(&self) {
+        for _ in 0..200 {
+            if !self.is_alive() {
+                return;
+            }
+            let tree = self.descendants();
+            self.signal(Signal::KILL);
+            for pid in tree.into_iter().filter_map(Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(pid = self.pid, "a sandbox process survived SIGKILL");
     }
 }
 
-/// The groups of `groups` that still have a live (non-zombie) member, with one scan of
-/// `/proc`.
-pub(crate) fn live_groups(groups: &[Group]) -> Vec<Group> {
-    let pgrps: BTreeSet<i32> = all_processes()
-        .into_iter()
-        .filter(|stat| stat.state != 'Z')
-        .map(|stat| stat.pgrp)
-        .collect();
-    groups
-        .iter()
-        .filter(|group| pgrps.contains(&group.pgid) && group.is_ours())
-        .copied()
-        .collect()
-}
-
-/// One line of `/proc/PID/stat`, the fields we need.
+/// The fields of `/proc/PID/stat` we need.
 #[derive(Debug, Clone, Copy)]
 struct Stat {
-    pid: i32,
-    ppid: i32,
-    pgrp: i32,
     state: char,
     start_time: u64,
 }
 
 fn read_stat(pid: i32) -> Option<Stat> {
-    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &line)
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Parses `/proc/PID/stat`; the command name may contain spaces and parentheses, so
 /// fields are counted from the last `)`.
-fn parse_stat(pid: i32, line: &str) -> Option<Stat> {
+fn parse_stat(line: &str) -> Option<Stat> {
     let rest = &line[line.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     Some(Stat {
-        pid,
         state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgrp: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
 }
 
-fn all_processes() -> Vec<Stat> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(read_stat)
+/// The children of `pid` (its main thread's).
+pub(crate) fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
         .collect()
-}
-
-/// Live processes of `groups` (those still ours) and all their descendants, parents
-/// before children.
-pub(crate) fn tree(groups: &[Group]) -> Vec<i32> {
-    let pgids: BTreeSet<i32> = groups
-        .iter()
-        .filter(|group| group.is_ours())
-        .map(|group| group.pgid)
-        .collect();
-    if pgids.is_empty() {
-        return Vec::new();
-    }
-    let processes: Vec<Stat> = all_processes()
-        .into_iter()
-        .filter(|stat| stat.state != 'Z')
-        .collect();
-    let mut found: Vec<i32> = Vec::new();
-    let mut seen = BTreeSet::new();
-    loop {
-        let before = found.len();
-        for stat in &processes {
-            if !seen.contains(&stat.pid)
-                && (pgids.contains(&stat.pgrp) || seen.contains(&stat.ppid))
-            {
-                seen.insert(stat.pid);
-                found.push(stat.pid);
-            }
-        }
-        if found.len() == before {
-            return found;
-        }
-    }
-}
-
-/// Sends `signal` to every process of `groups` and their descendants.
-pub(crate) fn signal_tree(groups: &[Group], signal: Signal) {
-    let pids = tree(groups);
-    for group in groups.iter().filter(|group| group.is_ours()) {
-        // ESRCH means the group is already gone: nothing to do.
-        let _ = killpg(Pid::from_raw(group.pgid), signal);
-    }
-    for pid in pids {
-        let _ = kill(Pid::from_raw(pid), signal);
-    }
-}
-
-/// Stops every process of `groups`. Repeats until no new process appears, so a fork
-/// racing with the stop is caught too.
-pub(crate) fn stop_tree(groups: &[Group]) {
-    let mut stopped = BTreeSet::new();
-    for _ in 0..10 {
-        let pids = tree(groups);
-        let fresh: Vec<i32> = pids.into_iter().filter(|p| !stopped.contains(p)).collect();
-        if fresh.is_empty() {
-            return;
-        }
-        for pid in fresh {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
-            stopped.insert(pid);
-        }
-    }
-}
-
-/// Kills every process of `groups` and their descendants, and waits (up to a few
-/// seconds) until none is left.
-pub(crate) async fn kill_tree(groups: &[Group]) {
-    for _ in 0..100 {
-        let pids = tree(groups);
-        if pids.is_empty() {
-            return;
-        }
-        for group in groups.iter().filter(|group| group.is_ours()) {
-            let _ = killpg(Pid::from_raw(group.pgid), Signal::SIGKILL);
-        }
-        for pid in pids {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tracing::warn!(?groups, "processes survived SIGKILL");
-}
-
-/// Live processes whose environment carries `SANDKIT_SANDBOX_ID=<id>`: every process a
-/// sandbox starts does, so this finds those that left their group and lost their parent.
-pub(crate) fn marked(id: &str) -> Vec<i32> {
-    let marker = format!("SANDKIT_SANDBOX_ID={id}");
-    all_processes()
-        .into_iter()
-        .filter(|stat| stat.state != 'Z')
-        .filter(|stat| {
-            std::fs::read(format!("/proc/{}/environ", stat.pid))
-                .is_ok_and(|environ| environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
-        })
-        .map(|stat| stat.pid)
-        .collect()
-}
-
-/// Kills every process of sandbox `id`: its groups, their descendants, and the marked
-/// stragglers; waits (up to a few seconds) until none is left.
-pub(crate) async fn kill_sandbox(id: &str, groups: &[Group]) {
-    kill_tree(groups).await;
-    for _ in 0..100 {
-        let stragglers = marked(id);
-        if stragglers.is_empty() {
-            return;
-        }
-        for pid in stragglers {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
 }
 
 #[cfg(test)]
@@ -215,21 +147,20 @@ mod tests {
     #[test]
     fn stat_lines_with_odd_command_names_parse() {
         let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 0 0";
-        let stat = parse_stat(42, line).unwrap();
-        assert_eq!(
-            (stat.ppid, stat.pgrp, stat.state, stat.start_time),
-            (1, 42, 'S', 12345)
-        );
+        let stat = parse_stat(line).unwrap();
+        assert_eq!((stat.state, stat.start_time), ('S', 12345));
     }
 
     #[test]
-    fn this_process_is_found_in_its_own_group() {
-        let me = std::process::id() as i32;
-        let stat = read_stat(me).unwrap();
-        let group = Group {
-            pgid: stat.pgrp,
-            start_time: read_stat(stat.pgrp).map_or(0, |s| s.start_time),
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = Proc::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        assert!(me.open_proc_dir().is_ok());
+        let impostor = Proc {
+            start_time: me.start_time + 1,
+            ..me
         };
-        assert!(tree(&[group]).contains(&me));
+        assert!(!impostor.is_alive());
+        assert!(impostor.open_proc_dir().is_err());
     }
 }

@@ -1,54 +1,58 @@
 //! [`LocalProcessProvider`]: the [`SandboxProvider`] implementation.
 
-use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use nix::sys::signal::Signal;
+use sandkit_agent::protocol::{Reply, Request, SpawnRequest};
 use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
-    ExecRequest, FileErrorKind, FileStat, IdleCost, ImageSource, ListFilter, NetworkPolicy, Os,
-    PauseSupport, ProviderFactory, Requirements, Result, SandboxId, SandboxInfo, SandboxProvider,
-    SandboxSpec, SandboxState, Snapshot, StdinWriter, TimeoutEnforcement, Transport,
+    ExecRequest, FileErrorKind, FileKind, FileStat, IdleCost, ListFilter, Os, PauseSupport,
+    ProviderFactory, Requirements, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
+    SandboxState, Snapshot, StdinWriter, TimeoutEnforcement, Transport,
 };
 use tokio_util::io::ReaderStream;
 
 use crate::NAME;
+use crate::agent;
 use crate::config::{Isolation, LocalProcessConfig};
 use crate::error::{internal, paused};
 use crate::exec::LocalExec;
-use crate::files::{self, Confined};
-use crate::launch::{self, Layout};
-use crate::process::{self, Group};
+use crate::files::Trust;
+use crate::launch;
+use crate::lifecycle::write_snapshot;
 use crate::state::{Phase, Record, Store};
 
 /// Output is read in chunks of this size: large enough for fast bulk output.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// The embedded default provider: sandboxes are private directories and the process trees
-/// started in them, isolated with bubblewrap when it is available.
+/// The embedded default provider: each sandbox is a private directory and a small agent
+/// (its init) that starts its commands, in bubblewrap's namespaces when available.
 ///
 /// State lives on disk under the configured state directory, so another process (another
 /// provider on the same directory) can find, use and terminate a sandbox by id.
 #[derive(Debug, Clone)]
 pub struct LocalProcessProvider {
-    store: Store,
-    bwrap: Option<&'static Path>,
-    default_lifetime_secs: u64,
+    pub(crate) store: Store,
+    pub(crate) bwrap: Option<PathBuf>,
+    pub(crate) pasta: Option<PathBuf>,
+    pub(crate) agent: PathBuf,
+    pub(crate) default_lifetime_secs: u64,
+    warn_unisolated: bool,
     capabilities: Capabilities,
 }
 
 /// Whether sandboxes can be isolated with bubblewrap here: `bwrap` is on `PATH` and can
 /// create namespaces. Checked once per process.
 pub fn bubblewrap_available() -> bool {
-    launch::bubblewrap().is_some()
+    launch::bubblewrap(None).is_some()
 }
 
-/// The capabilities of a provider using bubblewrap (or not).
-fn capabilities(bubblewrap: bool, default_lifetime_secs: u64) -> Capabilities {
+/// The capabilities of a provider using bubblewrap (or not), with `pasta` (or not).
+fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Capabilities {
     Capabilities {
         transport: Transport::Local,
         isolation: if bubblewrap {
@@ -69,14 +73,21 @@ fn capabilities(bubblewrap: bool, default_lifetime_secs: u64) -> Capabilities {
         cpu_limit: false,
         memory_limit: false,
         network_block_all: bubblewrap,
-        egress_default: EgressDefault::AllowAll,
+        egress_default: if bubblewrap && !pasta {
+            EgressDefault::DenyAll
+        } else {
+            EgressDefault::AllowAll
+        },
         idle_cost: IdleCost::Zero,
         billing: BillingModel::None,
         entrypoint: true,
         exec_stdin: true,
-        exec_timeout: TimeoutEnforcement::Client,
+        // The agent kills a command whose timeout runs out, inside the sandbox.
+        exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,
         files: true,
+        container_paths: bubblewrap,
+        read_only_base: bubblewrap,
         batch_transfer: true,
         secrets: true,
         tags: true,
@@ -87,7 +98,7 @@ fn capabilities(bubblewrap: bool, default_lifetime_secs: u64) -> Capabilities {
 }
 
 /// Runs blocking filesystem work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)
@@ -105,61 +116,45 @@ impl LocalProcessProvider {
                 reason: "`default_lifetime_secs` must be at least 1".into(),
             });
         }
+        let bwrap_path = config.bwrap_path.as_deref();
         let bwrap = match config.isolation {
             Isolation::None => None,
-            Isolation::Auto => launch::bubblewrap(),
-            Isolation::Bubblewrap => Some(launch::bubblewrap().ok_or_else(|| {
-                Error::InvalidConfig {
-                    provider: NAME.into(),
-                    reason:
-                        "`isolation: bubblewrap` needs `bwrap` on PATH, able to create namespaces"
-                            .into(),
-                }
-            })?),
+            Isolation::Auto => launch::bubblewrap(bwrap_path),
+            Isolation::Bubblewrap => {
+                Some(
+                    launch::bubblewrap(bwrap_path).ok_or_else(|| Error::InvalidConfig {
+                        provider: NAME.into(),
+                        reason: format!(
+                            "`isolation: bubblewrap` needs `{}`, able to create namespaces",
+                            bwrap_path.map_or("bwrap".into(), |p| p.display().to_string())
+                        ),
+                    })?,
+                )
+            }
         };
+        let pasta = bwrap
+            .as_ref()
+            .and(launch::pasta(config.pasta_path.as_deref()));
         let store = Store::open(&config.resolved_state_dir())?;
+        let agent = agent::install(store.dir())?;
         Ok(Self {
             store,
+            capabilities: capabilities(
+                bwrap.is_some(),
+                pasta.is_some(),
+                config.default_lifetime_secs,
+            ),
             bwrap,
+            pasta,
+            agent,
             default_lifetime_secs: config.default_lifetime_secs,
-            capabilities: capabilities(bwrap.is_some(), config.default_lifetime_secs),
+            warn_unisolated: config.warn_unisolated,
         })
     }
 
     /// The state directory (absolute).
     pub fn state_dir(&self) -> &Path {
         self.store.dir()
-    }
-
-    fn layout(&self, id: &str) -> Option<Layout> {
-        self.store.sandbox_dir(id).map(Layout::new)
-    }
-
-    /// The record of a live sandbox. A sandbox past its lifetime, or whose entrypoint has
-    /// ended, is removed here (its supervisor may not have run yet) and is not found.
-    async fn live(&self, id: &SandboxId) -> Result<(Record, Layout)> {
-        let store = self.store.clone();
-        let key = id.0.clone();
-        let record = blocking(move || store.read(&key)).await?;
-        let (Some(record), Some(layout)) = (record, self.layout(id.as_str())) else {
-            return Err(Error::sandbox_not_found(id));
-        };
-        if self.is_over(&record) {
-            self.destroy(id.as_str()).await?;
-            return Err(Error::sandbox_not_found(id));
-        }
-        Ok((record, layout))
-    }
-
-    fn is_over(&self, record: &Record) -> bool {
-        unix_now() >= record.expires_at_unix_secs
-            || self.store.entrypoint_exit(&record.id).is_some()
-    }
-
-    /// The live sandbox's files.
-    async fn confined(&self, id: &SandboxId) -> Result<Confined> {
-        let (record, layout) = self.live(id).await?;
-        Ok(Confined::new(layout.root, record.workdir))
     }
 
     fn info_of(record: &Record) -> SandboxInfo {
@@ -184,156 +179,21 @@ impl LocalProcessProvider {
         }
     }
 
-    /// Changes the record of `id` under the lock.
-    async fn update(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Record) -> Result<()> + Send + 'static,
-    ) -> Result<Record> {
-        let store = self.store.clone();
-        let id = id.to_owned();
-        blocking(move || {
-            let _lock = store.lock()?;
-            let mut record = store
-                .read(&id)?
-                .ok_or_else(|| Error::sandbox_not_found(&id))?;
-            change(&mut record)?;
-            store.write(&record)?;
-            Ok(record)
-        })
-        .await
-    }
-
-    /// Ends a sandbox: hides its directory, kills every process, removes the directory.
-    /// Unknown ids are fine.
-    async fn destroy(&self, id: &str) -> Result<()> {
-        let store = self.store.clone();
-        let key = id.to_owned();
-        let detached = blocking(move || {
-            let _lock = store.lock()?;
-            let record = store.read(&key).ok().flatten();
-            Ok(store.detach(&key)?.map(|trash| (trash, record)))
-        })
-        .await?;
-        let Some((trash, record)) = detached else {
-            return Ok(());
-        };
-        let groups = record.map(|record| record.all_groups()).unwrap_or_default();
-        process::kill_sandbox(id, &groups).await;
-        blocking(move || match std::fs::remove_dir_all(&trash) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(internal(format!("removing {}", trash.display()), e))
-            }
-            _ => Ok(()),
-        })
-        .await
-    }
-
-    /// Everything after the directory exists: secrets, snapshot, files, supervisor,
-    /// entrypoint. Failure leaves cleanup to the caller.
-    async fn provision(&self, record: Record, spec: &SandboxSpec) -> Result<Record> {
-        let layout = self
-            .layout(&record.id)
-            .ok_or_else(|| Error::sandbox_not_found(&record.id))?;
-        if !spec.secrets.is_empty() {
-            self.store.write_secrets(&record.id, &spec.secrets)?;
+    /// Says once per process, on standard error, that commands run unisolated.
+    fn warn_if_unisolated(&self, record: &Record) {
+        static WARNED: OnceLock<()> = OnceLock::new();
+        if record.bubblewrap() || !self.warn_unisolated {
+            return;
         }
-        if let Some(ImageSource::Snapshot { id }) = &spec.image {
-            let archive = self
-                .store
-                .snapshot_path(id)
-                .filter(|path| path.is_file())
-                .ok_or_else(|| Error::NotFound {
-                    what: format!("snapshot `{id}`"),
-                })?;
-            let root = layout.root.clone();
-            blocking(move || files::restore_snapshot(&archive, &root)).await?;
-        }
-        let workdir = record.workdir.clone();
-        std::fs::create_dir_all(&workdir)
-            .map_err(|e| internal(format!("creating {}", workdir.display()), e))?;
-        if !spec.files.is_empty() {
-            let confined = Confined::new(layout.root.clone(), workdir.clone());
-            let initial = spec.files.clone();
-            blocking(move || {
-                initial
-                    .iter()
-                    .try_for_each(|file| confined.write(&file.path, &file.contents))
-            })
-            .await?;
-        }
-        let entrypoint = if record.entrypoint.is_empty() {
-            None
-        } else {
-            let env = launch::environment(
-                &record,
-                &layout,
-                self.store.read_secrets(&record.id)?,
-                &BTreeMap::new(),
+        WARNED.get_or_init(|| {
+            let user = std::env::var("USER").unwrap_or_else(|_| "the current user".into());
+            tracing::warn!("local-process runs commands without isolation");
+            eprintln!(
+                "sandkit: warning: local-process runs commands WITHOUT isolation, as {user}; \
+                 install bubblewrap (`apt-get install bubblewrap`) to isolate them \
+                 (set `warn_unisolated: false` to silence this)"
             );
-            launch::check_program(&record, &layout, &record.entrypoint[0], &workdir, &env)
-                .map_err(|error| Error::CreationFailed {
-                    message: format!("entrypoint: {error}"),
-                })?;
-            let line = launch::command_line(
-                &record,
-                &layout,
-                self.bwrap,
-                &record.entrypoint,
-                &workdir,
-                false,
-            );
-            Some((line, env))
-        };
-        // Spawned under the lock, and each recorded at once, so a failure (or a
-        // concurrent terminate) finds every process to kill.
-        let store = &self.store;
-        let _lock = store.lock()?;
-        let mut current = store
-            .read(&record.id)?
-            .ok_or_else(|| Error::sandbox_not_found(&record.id))?;
-        let supervisor = launch::spawn_supervisor(
-            store.dir(),
-            &layout,
-            &record.id,
-            record.expires_at_unix_secs,
-        )?;
-        current.supervisor = Some(supervisor);
-        if let Err(error) = store.write(&current) {
-            process::signal_tree(&[supervisor], Signal::SIGKILL);
-            return Err(error);
-        }
-        if let Some((line, env)) = entrypoint {
-            let group = launch::spawn_entrypoint(&line, &layout, &workdir, &env)?;
-            current.groups.push(group);
-            if let Err(error) = store.write(&current) {
-                process::signal_tree(&[group], Signal::SIGKILL);
-                return Err(error);
-            }
-        }
-        current.phase = Phase::Running;
-        store.write(&current)?;
-        Ok(current)
-    }
-}
-
-/// The sandbox's working directory for a spec: the root, or the spec's absolute workdir
-/// taken inside the root.
-fn workdir_in(root: &Path, workdir: Option<&str>) -> Result<PathBuf> {
-    let Some(workdir) = workdir else {
-        return Ok(root.to_path_buf());
-    };
-    let relative = Path::new(workdir);
-    if relative.components().any(|c| c == Component::ParentDir) {
-        return Err(Error::invalid_spec("workdir", "must not contain `..`"));
-    }
-    Ok(root.join(relative.strip_prefix("/").unwrap_or(relative)))
-}
-
-fn exec_failed(program: &str, error: &std::io::Error) -> Error {
-    Error::ExecFailed {
-        program: program.to_owned(),
-        reason: error.to_string(),
+        });
     }
 }
 
@@ -344,6 +204,15 @@ where
     ReaderStream::with_capacity(reader, READ_CHUNK_BYTES)
         .map(|chunk| chunk.map_err(|e| internal("reading command output", e)))
         .boxed()
+}
+
+/// A pipe whose read end becomes an output stream here.
+fn output_pipe() -> Result<(ByteStream, std::os::fd::OwnedFd)> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| internal("creating a pipe", e.into()))?;
+    let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+        .map_err(|e| internal("watching a pipe", e))?;
+    Ok((output_stream(receiver), write))
 }
 
 #[async_trait]
@@ -368,36 +237,9 @@ impl SandboxProvider for LocalProcessProvider {
                 format!("{} ({})", unmet.rule, unmet.reason),
             ));
         }
-        let network_blocked = match &spec.network {
-            Some(NetworkPolicy::BlockAll) => true,
-            Some(NetworkPolicy::AllowList { .. }) => {
-                // `check` above rejects non-empty allowlists; an empty one allows nothing.
-                true
-            }
-            Some(NetworkPolicy::AllowAll) | None => false,
-        };
         let id = format!("lp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let layout = self
-            .layout(&id)
-            .ok_or_else(|| Error::sandbox_not_found(&id))?;
-        let now = unix_now();
-        let lifetime_secs = spec.lifetime_secs.unwrap_or(self.default_lifetime_secs);
-        let record = Record {
-            id: id.clone(),
-            name: spec.name.clone(),
-            tags: spec.tags.clone(),
-            created_at_unix_secs: now,
-            expires_at_unix_secs: now.saturating_add(lifetime_secs),
-            workdir: workdir_in(&layout.root, spec.workdir.as_deref())?,
-            bubblewrap: self.bwrap.is_some(),
-            network_blocked,
-            env: spec.env.clone(),
-            entrypoint: spec.entrypoint.clone(),
-            phase: Phase::Provisioning,
-            paused: false,
-            groups: Vec::new(),
-            supervisor: None,
-        };
+        let record = self.new_record(&id, spec)?;
+        self.warn_if_unisolated(&record);
 
         // The name check and the directory appear together under the lock.
         let store = self.store.clone();
@@ -411,7 +253,8 @@ impl SandboxProvider for LocalProcessProvider {
                         continue;
                     };
                     let live = now < other.expires_at_unix_secs
-                        && store.entrypoint_exit(&other.id).is_none();
+                        && store.entrypoint_exit(&other.id).is_none()
+                        && other.init.is_none_or(|init| init.is_alive());
                     if other.name.as_ref() == Some(name) && live {
                         return Err(Error::AlreadyExists {
                             what: format!("sandbox named `{name}` ({})", other.id),
@@ -419,11 +262,9 @@ impl SandboxProvider for LocalProcessProvider {
                     }
                 }
             }
-            let layout = Layout::new(store.sandbox_dir(&first.id).unwrap_or_default());
-            for dir in [&layout.dir, &layout.root, &layout.tmp] {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| internal(format!("creating {}", dir.display()), e))?;
-            }
+            let dir = store.sandbox_dir(&first.id).unwrap_or_default();
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| internal(format!("creating {}", dir.display()), e))?;
             store.write(&first)
         })
         .await;
@@ -483,119 +324,95 @@ impl SandboxProvider for LocalProcessProvider {
         if record.paused {
             return Err(paused(id));
         }
-        let confined = Confined::new(layout.root.clone(), record.workdir.clone());
+        self.warn_if_unisolated(&record);
         let cwd = match &request.cwd {
             None => record.workdir.clone(),
             Some(cwd) => {
-                let host = confined.resolve(cwd, true)?;
-                match std::fs::metadata(&host) {
-                    Ok(meta) if meta.is_dir() => host,
-                    Ok(_) => return Err(Error::file(cwd, FileErrorKind::NotADirectory)),
-                    Err(e) => return Err(crate::error::file(cwd, &e)),
+                let fs = {
+                    let (record, layout) = (record.clone(), layout.clone());
+                    blocking(move || crate::lifecycle::sandbox_fs(&record, &layout)).await?
+                };
+                let relative = fs.relative(cwd)?;
+                let shown = cwd.clone();
+                match blocking(move || fs.kind_following(&shown)).await? {
+                    FileKind::Directory => {}
+                    _ => return Err(Error::file(cwd, FileErrorKind::NotADirectory)),
                 }
+                layout.seen_root(&record).join(relative)
             }
         };
         let secrets = self.store.read_secrets(id.as_str())?;
         let env = launch::environment(&record, &layout, secrets, &request.env);
-        let program = &request.argv[0];
-        launch::check_program(&record, &layout, program, &cwd, &env)?;
-        let line = launch::command_line(&record, &layout, self.bwrap, &request.argv, &cwd, true);
-        let mut command = launch::command(&line, &cwd, &env);
-        command
-            .stdin(if request.stdin {
-                std::process::Stdio::piped()
-            } else {
-                std::process::Stdio::null()
-            })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-
-        // Spawn and record under the lock, so a concurrent terminate or pause either sees
-        // the new group or refuses the exec first. This runs on the calling (runtime)
-        // thread, never a short-lived blocking thread: bubblewrap's --die-with-parent
-        // follows the thread that spawned it.
-        let (mut child, group) = {
-            let _lock = self.store.lock()?;
-            let mut current = self
-                .store
-                .read(id.as_str())?
-                .ok_or_else(|| Error::sandbox_not_found(id))?;
-            if current.paused {
-                return Err(paused(id));
-            }
-            let child = command.spawn().map_err(|e| exec_failed(program, &e))?;
-            let Some(pid) = child.id() else {
-                return Err(exec_failed(
-                    program,
-                    &std::io::Error::other("exited at once"),
-                ));
-            };
-            let group = Group::of_leader(pid as i32);
-            current.groups = process::live_groups(&current.groups);
-            current.groups.push(group);
-            if let Err(error) = self.store.write(&current) {
-                process::signal_tree(&[group], Signal::SIGKILL);
-                return Err(error);
-            }
-            (child, group)
+        let spawn = SpawnRequest {
+            argv: request.argv.clone(),
+            env: env.into_iter().collect(),
+            cwd: cwd.display().to_string(),
+            timeout_ms: request
+                .timeout
+                .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+            main: false,
         };
-        let stdout = child.stdout.take().map(output_stream);
-        let stderr = child.stderr.take().map(output_stream);
-        let stdin = child
-            .stdin
-            .take()
-            .map(|stdin| Box::pin(stdin) as StdinWriter);
-        let control = LocalExec::start(
-            child,
-            group,
-            request.timeout,
-            self.store.clone(),
-            id.0.clone(),
-        );
-        let empty = || futures::stream::empty().boxed();
+        let (stdout, stdout_w) = output_pipe()?;
+        let (stderr, stderr_w) = output_pipe()?;
+        let (stdin, stdin_r) = if request.stdin {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| internal("creating a pipe", e.into()))?;
+            let sender = tokio::net::unix::pipe::Sender::from_owned_fd(write)
+                .map_err(|e| internal("watching a pipe", e))?;
+            (Some(Box::pin(sender) as StdinWriter), read)
+        } else {
+            let null = agent::dev_null()?;
+            (None, std::os::fd::OwnedFd::from(null))
+        };
+        let socket = layout.socket.clone();
+        let connection = blocking(move || {
+            agent::spawn(&socket, spawn, agent::stdio(&stdin_r, &stdout_w, &stderr_w))
+        })
+        .await?;
+        let control = LocalExec::new(connection, request.timeout)?;
         Ok(ExecProcess::new(
             &request,
-            stdout.unwrap_or_else(empty),
-            stderr.unwrap_or_else(empty),
+            stdout,
+            stderr,
             stdin,
             Box::new(control),
         ))
     }
 
     async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.read(&path)).await
+        blocking(move || fs.read(&path)).await
     }
 
     async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.write(&path, &contents)).await
+        blocking(move || fs.write(&path, &contents)).await
     }
 
     async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.stat(&path)).await
+        blocking(move || fs.stat(&path)).await
     }
 
     async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.list(&path)).await
+        blocking(move || fs.list(&path)).await
     }
 
     async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.make_dir(&path)).await
+        blocking(move || fs.make_dir(&path)).await
     }
 
     async fn remove(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<()> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.remove(&path, recursive)).await
+        blocking(move || fs.remove(&path, recursive)).await
     }
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
@@ -603,24 +420,24 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.unpack_archive(&path, &tar)).await
+        blocking(move || fs.unpack_archive(&path, &tar[..], Trust::Upload)).await
     }
 
     async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        let confined = self.confined(id).await?;
+        let fs = self.files_of(id).await?;
         let path = path.to_owned();
-        blocking(move || confined.pack_archive(&path)).await
+        blocking(move || fs.pack_archive(&path)).await
     }
 
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
-        let confined = self.confined(id).await?;
+        let (_, layout) = self.live(id).await?;
         let snapshot_id = format!("lps-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let archive = self.store.snapshot_path(&snapshot_id).ok_or_else(|| {
             internal("naming a snapshot", std::io::ErrorKind::InvalidInput.into())
         })?;
-        blocking(move || files::write_snapshot(confined.root(), &archive)).await?;
+        blocking(move || write_snapshot(&layout.layer, &archive)).await?;
         Ok(Snapshot {
             id: snapshot_id,
             source: id.clone(),
@@ -640,26 +457,11 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn pause(&self, id: &SandboxId) -> Result<()> {
-        self.live(id).await?;
-        // Stopped under the lock, so no exec starts half-way through.
-        self.update(id.as_str(), |record| {
-            record.paused = true;
-            process::stop_tree(&record.groups);
-            Ok(())
-        })
-        .await?;
-        Ok(())
+        self.pause_or_resume(id, true).await
     }
 
     async fn resume(&self, id: &SandboxId) -> Result<()> {
-        self.live(id).await?;
-        self.update(id.as_str(), |record| {
-            record.paused = false;
-            process::signal_tree(&record.groups, Signal::SIGCONT);
-            Ok(())
-        })
-        .await?;
-        Ok(())
+        self.pause_or_resume(id, false).await
     }
 
     async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {
@@ -673,15 +475,46 @@ impl SandboxProvider for LocalProcessProvider {
     }
 }
 
+impl LocalProcessProvider {
+    async fn pause_or_resume(&self, id: &SandboxId, pause: bool) -> Result<()> {
+        let (_, layout) = self.live(id).await?;
+        let request = if pause {
+            Request::Pause
+        } else {
+            Request::Resume
+        };
+        let socket = layout.socket.clone();
+        match blocking(move || agent::request(&socket, &request)).await? {
+            Reply::Done => {}
+            other => {
+                return Err(internal(
+                    "pausing or resuming",
+                    std::io::Error::other(format!("{other:?}")),
+                ));
+            }
+        }
+        self.update(id.as_str(), move |record| {
+            record.paused = pause;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
 impl ProviderFactory for LocalProcessProvider {
     const NAME: &'static str = NAME;
-    const SUMMARY: &'static str =
-        "Local process trees in private directories, isolated with bubblewrap where installed";
+    const SUMMARY: &'static str = "Local sandboxes in bubblewrap's namespaces (plain processes without it), with an in-box agent";
     type Config = LocalProcessConfig;
 
     fn static_capabilities() -> Capabilities {
         let defaults = LocalProcessConfig::default();
-        capabilities(bubblewrap_available(), defaults.default_lifetime_secs)
+        let bwrap = bubblewrap_available();
+        capabilities(
+            bwrap,
+            bwrap && launch::pasta(None).is_some(),
+            defaults.default_lifetime_secs,
+        )
     }
 
     async fn from_config(config: Self::Config) -> Result<Self> {

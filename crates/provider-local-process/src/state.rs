@@ -2,14 +2,17 @@
 //! serialises every change to records.
 //!
 //! ```text
-//! <state_dir>/lock                      flock(2) lock for every record change
-//! <state_dir>/sandboxes/<id>/state.json the record (no secrets)
-//! <state_dir>/sandboxes/<id>/groups     recorded process groups, for the supervisor
-//! <state_dir>/sandboxes/<id>/secrets.json  secret environment, mode 0600
-//! <state_dir>/sandboxes/<id>/root/      the sandbox's filesystem
-//! <state_dir>/sandboxes/<id>/tmp/       its /tmp under bubblewrap, $TMPDIR without
-//! <state_dir>/snapshots/<id>.tar        snapshots
-//! <state_dir>/trash/                    sandboxes being removed
+//! <state_dir>/lock                          flock(2) lock for every record change
+//! <state_dir>/bin/sandkit-agent-<id>        the embedded agent, installed once
+//! <state_dir>/images/                       pulled images (see `image`)
+//! <state_dir>/sandboxes/<id>/state.json     the record (no secrets)
+//! <state_dir>/sandboxes/<id>/secrets.json   secret environment, mode 0600
+//! <state_dir>/sandboxes/<id>/layer/         the sandbox's writable files
+//! <state_dir>/sandboxes/<id>/etc/           its generated /etc (bubblewrap)
+//! <state_dir>/sandboxes/<id>/agent.sock     the agent's socket (never inside the sandbox)
+//! <state_dir>/sandboxes/<id>/agent.out      `exit CODE` once the entrypoint has ended
+//! <state_dir>/snapshots/<id>.tar            snapshots (and <id>.json: their base image)
+//! <state_dir>/trash/                        sandboxes being removed
 //! ```
 //!
 //! Records are replaced atomically (write a temporary file, then rename), so readers
@@ -26,14 +29,12 @@ use sandkit_core::{Result, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::internal;
-use crate::process::Group;
+use crate::process::Proc;
 
 const STATE_FILE: &str = "state.json";
-/// Read by the supervisor script: one `PGID START_TIME` line per group.
-pub(crate) const GROUPS_FILE: &str = "groups";
 const SECRETS_FILE: &str = "secrets.json";
-/// Written by the entrypoint wrapper when the entrypoint ends: its exit code.
-pub(crate) const EXIT_FILE: &str = "entrypoint.exit";
+/// The agent's standard output: `exit CODE` once the entrypoint has ended.
+pub(crate) const AGENT_OUT_FILE: &str = "agent.out";
 
 /// Where a sandbox is in its creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,43 @@ pub(crate) enum Phase {
     Running,
 }
 
+/// How a sandbox is isolated: fixed when it is created, whatever later configurations or
+/// the caller's `PATH` say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Isolated {
+    /// In bubblewrap's namespaces, started with this `bwrap`.
+    Bubblewrap {
+        /// Absolute path of the `bwrap` that built the sandbox.
+        bwrap: PathBuf,
+    },
+    /// Plain processes.
+    None,
+}
+
+/// The network a sandbox has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Network {
+    /// Its own namespace with loopback only.
+    Blocked,
+    /// Its own namespace with outbound traffic through `pasta`.
+    Outbound,
+    /// The host's (plain processes only).
+    Host,
+}
+
+/// The image a sandbox's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImageRef {
+    /// As the spec named it.
+    pub reference: String,
+    /// The manifest digest.
+    pub digest: String,
+    /// The unpacked, read-only root filesystem.
+    pub rootfs: PathBuf,
+}
+
 /// What is known about a sandbox, as stored in `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Record {
@@ -53,28 +91,30 @@ pub(crate) struct Record {
     pub tags: BTreeMap<String, String>,
     pub created_at_unix_secs: u64,
     pub expires_at_unix_secs: u64,
-    /// Absolute host path of the working directory (the root, or a directory in it).
+    /// The working directory, as the sandbox's processes name it.
     pub workdir: PathBuf,
-    /// Commands run under bubblewrap (fixed at creation, whatever later configurations
-    /// say).
-    pub bubblewrap: bool,
-    /// Network namespace without interfaces besides `lo`.
-    pub network_blocked: bool,
-    /// The spec's (non-secret) environment.
+    pub isolation: Isolated,
+    pub network: Network,
+    /// The image, when the root filesystem is one.
+    pub image: Option<ImageRef>,
+    /// The spec's (non-secret) environment, the image's included.
     pub env: BTreeMap<String, String>,
     pub entrypoint: Vec<String>,
     pub phase: Phase,
     pub paused: bool,
-    /// The entrypoint's and running commands' process groups.
-    pub groups: Vec<Group>,
-    /// The lifetime supervisor's process group.
-    pub supervisor: Option<Group>,
+    /// The process whose root directory is the sandbox's and whose end ends it: pid 1 of
+    /// the sandbox's pid namespace, or the agent itself without bubblewrap.
+    pub init: Option<Proc>,
+    /// The shell that waits for the sandbox to end, then removes it.
+    pub supervisor: Option<Proc>,
+    /// `pasta`, when the sandbox has outbound network.
+    pub network_helper: Option<Proc>,
 }
 
 impl Record {
-    /// Every process group, the supervisor's included.
-    pub fn all_groups(&self) -> Vec<Group> {
-        self.groups.iter().copied().chain(self.supervisor).collect()
+    /// Whether commands run in bubblewrap's namespaces.
+    pub fn bubblewrap(&self) -> bool {
+        matches!(self.isolation, Isolated::Bubblewrap { .. })
     }
 }
 
@@ -94,7 +134,7 @@ impl Store {
     /// Opens (creating) the state directory, as an absolute path: bubblewrap binds and the
     /// supervisor need absolute paths.
     pub fn open(dir: &Path) -> Result<Self> {
-        for sub in ["sandboxes", "snapshots", "trash"] {
+        for sub in ["sandboxes", "snapshots", "trash", "bin", "images"] {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| internal(format!("creating {}", dir.join(sub).display()), e))?;
         }
@@ -167,19 +207,13 @@ impl Store {
             .map_err(|e| internal(format!("parsing the record of {id}"), e.into()))
     }
 
-    /// Replaces the record (and the supervisor's group list) atomically.
+    /// Replaces the record atomically.
     pub fn write(&self, record: &Record) -> Result<()> {
         let dir = self
             .sandbox_dir(&record.id)
             .ok_or_else(|| internal("writing a record", std::io::ErrorKind::InvalidInput.into()))?;
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| internal("serialising a record", e.into()))?;
-        let groups: String = record
-            .groups
-            .iter()
-            .map(|g| format!("{} {}\n", g.pgid, g.start_time))
-            .collect();
-        write_atomically(&dir.join(GROUPS_FILE), groups.as_bytes(), 0o644)?;
         write_atomically(&dir.join(STATE_FILE), &json, 0o644)
     }
 
@@ -210,24 +244,16 @@ impl Store {
         }
     }
 
-    /// The entrypoint's exit code, once it has ended.
+    /// The entrypoint's exit code, once it has ended (the agent reports it on its
+    /// standard output, a host file the sandbox cannot reach).
     pub fn entrypoint_exit(&self, id: &str) -> Option<i32> {
         let dir = self.sandbox_dir(id)?;
-        fs::read_to_string(dir.join(EXIT_FILE))
-            .ok()?
+        let out = fs::read_to_string(dir.join(AGENT_OUT_FILE)).ok()?;
+        out.lines()
+            .find_map(|line| line.strip_prefix("exit "))?
             .trim()
             .parse()
             .ok()
-    }
-
-    /// Drops a finished process group from the record of `id` (gone sandboxes are fine).
-    pub fn forget_group(&self, id: &str, group: Group) -> Result<()> {
-        let _lock = self.lock()?;
-        if let Some(mut record) = self.read(id)? {
-            record.groups.retain(|g| *g != group);
-            self.write(&record)?;
-        }
-        Ok(())
     }
 
     /// Moves a sandbox's directory out of sight (call with the lock held). Returns where

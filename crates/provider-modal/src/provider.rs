@@ -155,6 +155,7 @@ pub fn capabilities() -> Capabilities {
         exec_separate_stderr: true,
         files: true,
         container_paths: true,
+        read_only_base: false,
         batch_transfer: false,
         tunnels: true,
         volumes: true,

@@ -1,0 +1,471 @@
+//! The agent binary: a sandbox's init. See the crate documentation for the protocol.
+//!
+//! Threads, not an async runtime: the agent stays small, and every blocking wait
+//! (accept, a connection's next frame, a child's exit) has a thread of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::io::{Errno, FdFlags, fcntl_setfd};
+use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
+use sandkit_agent::protocol::{
+    self, ErrorKind, FrameError, PROTOCOL_VERSION, Reply, Request, SPAWN_FDS, SpawnRequest,
+};
+
+/// Exit code of the agent when the sandbox ends for another reason than its entrypoint.
+const ENDED: u8 = 137;
+
+/// Set once the sandbox is ending: the entrypoint killed on the way out is not reported
+/// as having ended by itself.
+static ENDING: AtomicBool = AtomicBool::new(false);
+
+/// The running commands, by pid, each with where its exit status goes.
+#[derive(Default)]
+struct Children {
+    waiting: HashMap<i32, mpsc::Sender<WaitStatus>>,
+    main: Option<i32>,
+}
+
+struct Agent {
+    children: Mutex<Children>,
+    reaper: OnceLock<Thread>,
+}
+
+fn main() -> ExitCode {
+    let (expires_at, watch_dir) = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("sandkit-agent: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    // The host hands over the listening socket as standard input; no command inherits it.
+    let stdin = std::io::stdin();
+    let listener = match stdin.as_fd().try_clone_to_owned() {
+        Ok(fd) => UnixListener::from(fd),
+        Err(error) => {
+            eprintln!("sandkit-agent: no listening socket on standard input: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = fcntl_setfd(stdin.as_fd(), FdFlags::CLOEXEC);
+    // Orphans of the sandbox's commands become ours, so every process stays findable.
+    if let Err(error) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        eprintln!("sandkit-agent: cannot become a subreaper: {error}");
+    }
+    let agent = Arc::new(Agent {
+        children: Mutex::new(Children::default()),
+        reaper: OnceLock::new(),
+    });
+    let reaper = {
+        let agent = agent.clone();
+        std::thread::spawn(move || reap(&agent))
+    };
+    let _ = agent.reaper.set(reaper.thread().clone());
+    if let Some(expires_at) = expires_at {
+        std::thread::spawn(move || {
+            let now = unix_now();
+            std::thread::sleep(Duration::from_secs(expires_at.saturating_sub(now)));
+            end_sandbox(ENDED);
+        });
+    }
+    if let Some(dir) = watch_dir {
+        // Without a mount namespace the agent sees the host: when the sandbox's directory
+        // is gone (removed by hand, or by a terminate that could not reach the agent),
+        // nothing of the sandbox may stay.
+        std::thread::spawn(move || {
+            while dir.is_dir() {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            end_sandbox(ENDED);
+        });
+    }
+    for connection in listener.incoming() {
+        match connection {
+            Ok(stream) => {
+                let agent = agent.clone();
+                std::thread::spawn(move || serve(&agent, stream));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    Errno::from_io_error(&error),
+                    Some(Errno::NOTSOCK | Errno::INVAL | Errno::BADF)
+                ) =>
+            {
+                eprintln!("sandkit-agent: standard input is not a listening socket: {error}");
+                end_sandbox(2);
+            }
+            Err(error) => {
+                eprintln!("sandkit-agent: accept failed: {error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    ExitCode::from(ENDED)
+}
+
+fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
+    let mut args = std::env::args_os().skip(1);
+    let mut expires_at = None;
+    let mut watch_dir = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str().unwrap_or_default() {
+            "--expires-at" => {
+                let value = args.next().ok_or("--expires-at needs a value")?;
+                let value = value.to_string_lossy();
+                expires_at = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("--expires-at: `{value}` is not a Unix time"))?,
+                );
+            }
+            "--watch-dir" => {
+                watch_dir = Some(args.next().ok_or("--watch-dir needs a value")?.into());
+            }
+            "--version" => {
+                println!("sandkit-agent protocol {PROTOCOL_VERSION}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument `{}`", arg.to_string_lossy())),
+        }
+    }
+    Ok((expires_at, watch_dir))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Collects every exit: of the commands we started (their status goes to whoever waits)
+/// and of orphans we inherited (just reaped).
+fn reap(agent: &Agent) {
+    loop {
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) => {
+                let pid = pid.as_raw_nonzero().get();
+                let mut children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(waiting) = children.waiting.remove(&pid) {
+                    let _ = waiting.send(status);
+                }
+                if children.main == Some(pid) && !ENDING.load(Ordering::SeqCst) {
+                    let code = status
+                        .exit_status()
+                        .or_else(|| status.terminating_signal().map(|s| 128 + s))
+                        .unwrap_or(1);
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "exit {code}");
+                    let _ = out.flush();
+                    end_sandbox(u8::try_from(code).unwrap_or(1));
+                }
+            }
+            Ok(None) => {}
+            Err(Errno::CHILD) => std::thread::park_timeout(Duration::from_millis(200)),
+            Err(Errno::INTR) => {}
+            Err(error) => {
+                eprintln!("sandkit-agent: wait failed: {error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// One connection: a hello, then requests until it closes.
+fn serve(agent: &Agent, stream: UnixStream) {
+    match protocol::receive::<Request>(&stream) {
+        Ok((Request::Hello { version }, _)) if version == PROTOCOL_VERSION => {
+            if reply(&stream, &Reply::Hello { version }).is_err() {
+                return;
+            }
+        }
+        Ok((Request::Hello { version }, _)) => {
+            let _ = reply(
+                &stream,
+                &error(
+                    ErrorKind::Version,
+                    format!(
+                        "the host speaks protocol version {version}, this agent speaks version {PROTOCOL_VERSION}"
+                    ),
+                ),
+            );
+            return;
+        }
+        Ok(_) => {
+            let _ = reply(
+                &stream,
+                &error(ErrorKind::BadRequest, "the first message must be `hello`"),
+            );
+            return;
+        }
+        Err(_) => return,
+    }
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    // Replies come from this thread and from a command's waiter: one frame at a time.
+    let writer = Arc::new(Mutex::new(writer));
+    let reply = |message: &Reply| -> Result<(), FrameError> {
+        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+        protocol::send(&*writer, message, &[])
+    };
+    let mut started: Option<i32> = None;
+    loop {
+        let (request, fds) = match protocol::receive::<Request>(&stream) {
+            Ok(frame) => frame,
+            // A malformed frame or a closed connection ends this connection only; a
+            // command it started goes on (its output still flows through its pipes).
+            Err(FrameError::Malformed(why)) => {
+                let _ = reply(&error(ErrorKind::BadRequest, why));
+                return;
+            }
+            Err(_) => return,
+        };
+        let answer = match request {
+            Request::Hello { .. } => error(ErrorKind::BadRequest, "hello was already said"),
+            Request::Spawn(_) if started.is_some() => {
+                error(ErrorKind::BadRequest, "one command per connection")
+            }
+            Request::Spawn(spawn) => match start(agent, &writer, spawn, fds) {
+                // `start` said `spawned` itself, before the end can be reported.
+                Ok(pid) => {
+                    started = Some(pid);
+                    continue;
+                }
+                Err(failure) => failure,
+            },
+            Request::Signal { signal } => match (started, Signal::from_named_raw(signal)) {
+                (Some(pid), Some(signal)) => {
+                    if is_running(agent, pid) {
+                        signal_tree(pid, signal);
+                    }
+                    continue;
+                }
+                (None, _) => error(ErrorKind::BadRequest, "no command on this connection"),
+                (_, None) => error(ErrorKind::BadRequest, format!("no signal {signal}")),
+            },
+            Request::Pause => {
+                signal_all(Signal::STOP);
+                Reply::Done
+            }
+            Request::Resume => {
+                signal_all(Signal::CONT);
+                Reply::Done
+            }
+            Request::Shutdown => {
+                let _ = reply(&Reply::Done);
+                end_sandbox(ENDED);
+            }
+        };
+        if reply(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn reply(stream: &UnixStream, message: &Reply) -> Result<(), FrameError> {
+    protocol::send(stream, message, &[])
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
+    Reply::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn is_running(agent: &Agent, pid: i32) -> bool {
+    let children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
+    children.waiting.contains_key(&pid) || children.main == Some(pid)
+}
+
+/// Starts a command in its own process group and a thread that reports its end.
+fn start(
+    agent: &Agent,
+    writer: &Arc<Mutex<UnixStream>>,
+    spawn: SpawnRequest,
+    fds: Vec<OwnedFd>,
+) -> Result<i32, Reply> {
+    let Ok([stdin, stdout, stderr]) = <[OwnedFd; SPAWN_FDS]>::try_from(fds) else {
+        return Err(error(
+            ErrorKind::BadRequest,
+            "spawn needs three descriptors: stdin, stdout, stderr",
+        ));
+    };
+    let Some((program, args)) = spawn.argv.split_first() else {
+        return Err(error(ErrorKind::BadRequest, "argv is empty"));
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(spawn.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spawn.cwd)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0);
+    let (status_tx, status_rx) = mpsc::channel();
+    let pid = {
+        // Held across the spawn, so the reaper cannot see the exit before we listen.
+        let mut children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
+        let child = command
+            .spawn()
+            .map_err(|e| spawn_failure(program, &spawn.cwd, &e))?;
+        let pid = child.id() as i32;
+        // Never waited through `Child`: the reaper collects every exit.
+        drop(child);
+        children.waiting.insert(pid, status_tx);
+        if spawn.main {
+            children.main = Some(pid);
+        }
+        pid
+    };
+    if let Some(reaper) = agent.reaper.get() {
+        reaper.unpark();
+    }
+    {
+        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = protocol::send(&*writer, &Reply::Spawned { pid }, &[]);
+    }
+    let writer = writer.clone();
+    let timeout = spawn.timeout_ms.map(Duration::from_millis);
+    std::thread::spawn(move || {
+        let (status, timed_out) = match timeout {
+            None => (status_rx.recv().ok(), false),
+            Some(timeout) => match status_rx.recv_timeout(timeout) {
+                Ok(status) => (Some(status), false),
+                Err(RecvTimeoutError::Timeout) => {
+                    kill_tree(pid);
+                    (status_rx.recv().ok(), true)
+                }
+                Err(RecvTimeoutError::Disconnected) => (None, false),
+            },
+        };
+        let exited = Reply::Exited {
+            code: status.and_then(|s| s.exit_status()),
+            signal: status.and_then(|s| s.terminating_signal()),
+            timed_out,
+        };
+        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = protocol::send(&*writer, &exited, &[]);
+    });
+    Ok(pid)
+}
+
+fn spawn_failure(program: &str, cwd: &str, failure: &std::io::Error) -> Reply {
+    let kind = match failure.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        std::io::ErrorKind::IsADirectory => ErrorKind::IsADirectory,
+        _ if failure.raw_os_error() == Some(Errno::ISDIR.raw_os_error()) => ErrorKind::IsADirectory,
+        _ => ErrorKind::Other,
+    };
+    let cwd_ok = std::fs::metadata(cwd).is_ok_and(|m| m.is_dir());
+    let message = if cwd_ok {
+        format!("{program}: {failure}")
+    } else {
+        format!("working directory {cwd}: {failure}")
+    };
+    error(kind, message)
+}
+
+/// The live descendants of `pid`, through `/proc/PID/task/TID/children`.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut pending = vec![pid];
+    while let Some(parent) = pending.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if seen.insert(child) {
+                    found.push(child);
+                    pending.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn send_signal(pid: i32, signal: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// Signals a command's process group and every descendant (those that left the group
+/// too).
+fn signal_tree(pid: i32, signal: Signal) {
+    let tree = descendants(pid);
+    if let Some(group) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process_group(group, signal);
+    }
+    send_signal(pid, signal);
+    for member in tree {
+        send_signal(member, signal);
+    }
+}
+
+/// Kills a command's whole tree, again while new processes keep appearing.
+fn kill_tree(pid: i32) {
+    for _ in 0..10 {
+        signal_tree(pid, Signal::KILL);
+        if descendants(pid).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Signals every process of the sandbox but the agent, until no new one appears.
+fn signal_all(signal: Signal) {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let mut signalled = HashSet::new();
+    for _ in 0..10 {
+        let fresh: Vec<i32> = descendants(me)
+            .into_iter()
+            .filter(|pid| signalled.insert(*pid))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        for pid in fresh {
+            send_signal(pid, signal);
+        }
+    }
+}
+
+/// Kills every process of the sandbox and exits. Under bubblewrap the agent's exit
+/// also ends the pid namespace, so the kernel kills whatever is left.
+fn end_sandbox(code: u8) -> ! {
+    ENDING.store(true, Ordering::SeqCst);
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    for _ in 0..50 {
+        let all = descendants(me);
+        if all.is_empty() {
+            break;
+        }
+        for pid in all {
+            send_signal(pid, Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::process::exit(code.into())
+}

@@ -1,0 +1,304 @@
+//! The messages between a host and the agent, and their framing: a little-endian `u32`
+//! length, then that many bytes of JSON. Descriptors ride along with a frame as
+//! `SCM_RIGHTS` ancillary data.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, recvmsg, sendmsg,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks. A peer with another version is refused with
+/// an error naming both.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts (argv and environment fit well below it).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// Descriptors that travel with a `spawn` request: stdin, stdout, stderr.
+pub const SPAWN_FDS: usize = 3;
+
+/// A message from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// The first message on every connection.
+    Hello {
+        /// The host's [`PROTOCOL_VERSION`].
+        version: u32,
+    },
+    /// Starts a command; three descriptors (stdin, stdout, stderr) come with it.
+    Spawn(SpawnRequest),
+    /// Signals the command started on this connection: its process group and every
+    /// descendant.
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// Stops every process of the sandbox.
+    Pause,
+    /// Continues every process of the sandbox.
+    Resume,
+    /// Kills every process of the sandbox and ends the agent.
+    Shutdown,
+}
+
+/// What to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    /// Program and arguments; the program is looked up in `PATH` of `env` when it has no
+    /// slash.
+    pub argv: Vec<String>,
+    /// The whole environment (nothing is inherited from the agent).
+    pub env: Vec<(String, String)>,
+    /// Working directory, a path inside the sandbox.
+    pub cwd: String,
+    /// Kill the command's tree after this long and report `timed_out`.
+    pub timeout_ms: Option<u64>,
+    /// The sandbox's entrypoint: the sandbox ends when it does.
+    pub main: bool,
+}
+
+/// A message from the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Reply {
+    /// Answer to [`Request::Hello`].
+    Hello {
+        /// The agent's [`PROTOCOL_VERSION`].
+        version: u32,
+    },
+    /// The command started.
+    Spawned {
+        /// Its pid as the sandbox sees it.
+        pid: i32,
+    },
+    /// The command ended.
+    Exited {
+        /// Its exit code, when it exited.
+        code: Option<i32>,
+        /// The signal that ended it, when one did.
+        signal: Option<i32>,
+        /// Whether the agent killed it because its timeout ran out.
+        timed_out: bool,
+    },
+    /// A `pause`, `resume`, `signal` or `shutdown` was carried out.
+    Done,
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// What happened, in words.
+        message: String,
+    },
+}
+
+/// Kinds of failure the host maps onto its own errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The program or working directory does not exist.
+    NotFound,
+    /// The program is not executable, or the directory not enterable.
+    PermissionDenied,
+    /// The program is a directory.
+    IsADirectory,
+    /// The peer speaks another protocol version.
+    Version,
+    /// The request made no sense (wrong descriptors, empty argv, ...).
+    BadRequest,
+    /// Anything else.
+    Other,
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the connection before a frame began.
+    Closed,
+    /// The frame was larger than [`MAX_FRAME_BYTES`] or not valid JSON for the message.
+    Malformed(String),
+    /// The socket failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the connection was closed"),
+            Self::Malformed(why) => write!(f, "malformed frame: {why}"),
+            Self::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<rustix::io::Errno> for FrameError {
+    fn from(errno: rustix::io::Errno) -> Self {
+        Self::Io(errno.into())
+    }
+}
+
+/// Encodes `message` as one frame.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(message).unwrap_or_default();
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decodes a frame's body.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Writes one frame to a (blocking) socket, with `fds` attached to its first byte.
+pub fn send<T: Serialize>(
+    socket: impl AsFd,
+    message: &T,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), FrameError> {
+    let frame = encode(message);
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(SPAWN_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(FrameError::Malformed("too many descriptors".into()));
+    }
+    let mut sent = 0;
+    while sent < frame.len() {
+        let written = if sent == 0 {
+            sendmsg(
+                &socket,
+                &[IoSlice::new(&frame)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )
+        } else {
+            sendmsg(
+                &socket,
+                &[IoSlice::new(&frame[sent..])],
+                &mut SendAncillaryBuffer::default(),
+                SendFlags::NOSIGNAL,
+            )
+        };
+        match written {
+            Ok(n) => sent += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one frame from a (blocking) socket, with any descriptors that came with it.
+pub fn receive<T: DeserializeOwned>(socket: impl AsFd) -> Result<(T, Vec<OwnedFd>), FrameError> {
+    let mut fds = Vec::new();
+    let mut header = [0u8; 4];
+    read_exact(&socket, &mut header, &mut fds, true)?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::Malformed(format!(
+            "a frame of {len} bytes is over the limit of {MAX_FRAME_BYTES}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    read_exact(&socket, &mut body, &mut fds, false)?;
+    Ok((decode(&body)?, fds))
+}
+
+fn read_exact(
+    socket: &impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    at_frame_start: bool,
+) -> Result<(), FrameError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(SPAWN_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = match recvmsg(
+            socket,
+            &mut [IoSliceMut::new(&mut buf[filled..])],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(received) => received,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        };
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received_fds) = message {
+                fds.extend(received_fds);
+            }
+        }
+        if received.bytes == 0 {
+            return Err(if at_frame_start && filled == 0 {
+                FrameError::Closed
+            } else {
+                FrameError::Malformed("the connection closed inside a frame".into())
+            });
+        }
+        filled += received.bytes;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn frames_round_trip_with_descriptors() {
+        let (host, agent) = UnixStream::pair().unwrap();
+        let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+        let request = Request::Spawn(SpawnRequest {
+            argv: vec!["true".into()],
+            env: vec![("A".into(), "b".into())],
+            cwd: "/".into(),
+            timeout_ms: Some(5),
+            main: false,
+        });
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        send(
+            &host,
+            &request,
+            &[devnull.as_fd(), write_end.as_fd(), write_end.as_fd()],
+        )
+        .unwrap();
+        let (got, fds): (Request, _) = receive(&agent).unwrap();
+        assert_eq!(got, request);
+        assert_eq!(fds.len(), 3);
+        drop(read_end);
+    }
+
+    #[test]
+    fn oversized_and_garbled_frames_are_malformed() {
+        use std::io::Write;
+        let (mut host, agent) = UnixStream::pair().unwrap();
+        host.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        assert!(matches!(
+            receive::<Request>(&agent),
+            Err(FrameError::Malformed(_))
+        ));
+        let (mut host, agent) = UnixStream::pair().unwrap();
+        host.write_all(&3u32.to_le_bytes()).unwrap();
+        host.write_all(b"{x}").unwrap();
+        assert!(matches!(
+            receive::<Request>(&agent),
+            Err(FrameError::Malformed(_))
+        ));
+        drop(host);
+        assert!(matches!(
+            receive::<Request>(&agent),
+            Err(FrameError::Io(_)) | Err(FrameError::Closed)
+        ));
+    }
+}

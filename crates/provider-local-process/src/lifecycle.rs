@@ -1,0 +1,363 @@
+//! Creating, finding and ending sandboxes: the record under the lock, the supervisor and
+//! agent, the network, the entrypoint, and removal that kills everything at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::process::Signal;
+use sandkit_agent::protocol::{Request, SpawnRequest};
+use sandkit_core::ownership::unix_now;
+use sandkit_core::{Error, ImageSource, NetworkPolicy, Result, SandboxId, SandboxSpec};
+
+use crate::agent;
+use crate::error::internal;
+use crate::files::{SandboxFs, Trust};
+use crate::launch::{self, DEFAULT_WORKDIR, Layout};
+use crate::provider::{LocalProcessProvider, blocking};
+use crate::state::{Isolated, Network, Phase, Record};
+
+impl LocalProcessProvider {
+    pub(crate) fn layout(&self, id: &str) -> Option<Layout> {
+        self.store.sandbox_dir(id).map(Layout::new)
+    }
+
+    /// The record of a live sandbox. A sandbox past its lifetime, whose entrypoint has
+    /// ended, or whose init is gone, is removed here and is not found.
+    pub(crate) async fn live(&self, id: &SandboxId) -> Result<(Record, Layout)> {
+        let store = self.store.clone();
+        let key = id.0.clone();
+        let record = blocking(move || store.read(&key)).await?;
+        let (Some(record), Some(layout)) = (record, self.layout(id.as_str())) else {
+            return Err(Error::sandbox_not_found(id));
+        };
+        let init_gone =
+            record.phase == Phase::Running && !record.init.is_some_and(|init| init.is_alive());
+        if unix_now() >= record.expires_at_unix_secs
+            || self.store.entrypoint_exit(&record.id).is_some()
+            || init_gone
+        {
+            self.destroy(id.as_str()).await?;
+            return Err(Error::sandbox_not_found(id));
+        }
+        Ok((record, layout))
+    }
+
+    /// The files of a live sandbox, through a handle of its root.
+    pub(crate) async fn files_of(&self, id: &SandboxId) -> Result<SandboxFs> {
+        let (record, layout) = self.live(id).await?;
+        blocking(move || sandbox_fs(&record, &layout)).await
+    }
+
+    /// Changes the record of `id` under the lock.
+    pub(crate) async fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Record) -> Result<()> + Send + 'static,
+    ) -> Result<Record> {
+        let store = self.store.clone();
+        let id = id.to_owned();
+        blocking(move || {
+            let _lock = store.lock()?;
+            let mut record = store
+                .read(&id)?
+                .ok_or_else(|| Error::sandbox_not_found(&id))?;
+            change(&mut record)?;
+            store.write(&record)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Ends a sandbox: hides its directory, kills its init (under bubblewrap the kernel
+    /// then kills every process of its pid namespace), its network helper, and removes the
+    /// directory. Costs the same however many other sandboxes exist. Unknown ids are fine.
+    pub(crate) async fn destroy(&self, id: &str) -> Result<()> {
+        let store = self.store.clone();
+        let key = id.to_owned();
+        let detached = blocking(move || {
+            let _lock = store.lock()?;
+            let record = store.read(&key).ok().flatten();
+            Ok(store.detach(&key)?.map(|trash| (trash, record)))
+        })
+        .await?;
+        let Some((trash, record)) = detached else {
+            return Ok(());
+        };
+        if let Some(record) = record {
+            if let Some(init) = record.init {
+                if !record.bubblewrap() {
+                    // Without a pid namespace, the agent ends its own processes (its
+                    // orphans included); the host kills whatever it still sees.
+                    let socket = Layout::new(trash.clone()).socket;
+                    let _ = blocking(move || agent::request(&socket, &Request::Shutdown)).await;
+                }
+                init.kill_tree().await;
+            }
+            if let Some(helper) = record.network_helper {
+                helper.signal(Signal::TERM);
+            }
+            if let Some(supervisor) = record.supervisor {
+                supervisor.kill_tree().await;
+            }
+        }
+        blocking(move || {
+            // An image sandbox's overlay, when one was mounted.
+            let _ =
+                rustix::mount::unmount(trash.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
+            match std::fs::remove_dir_all(&trash) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(internal(format!("removing {}", trash.display()), e))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// The record of a new sandbox for `spec`.
+    pub(crate) fn new_record(&self, id: &str, spec: &SandboxSpec) -> Result<Record> {
+        let layout = self
+            .layout(id)
+            .ok_or_else(|| Error::sandbox_not_found(id))?;
+        let network = match (&spec.network, &self.bwrap, &self.pasta) {
+            (_, None, _) => Network::Host,
+            (Some(NetworkPolicy::BlockAll | NetworkPolicy::AllowList { .. }), _, _) => {
+                Network::Blocked
+            }
+            (_, Some(_), Some(_)) => Network::Outbound,
+            (Some(NetworkPolicy::AllowAll), Some(_), None) => {
+                return Err(Error::unsupported(
+                    crate::NAME,
+                    "outbound network (it needs `pasta`, from Debian's `passt` package)",
+                ));
+            }
+            // Declared: without pasta the default is loopback only, never the host's.
+            (None, Some(_), None) => Network::Blocked,
+        };
+        let workdir = match (&self.bwrap, spec.workdir.as_deref()) {
+            (Some(_), Some(workdir)) => normalized(workdir)?,
+            (Some(_), None) => PathBuf::from(DEFAULT_WORKDIR),
+            (None, workdir) => {
+                let inside = normalized(workdir.unwrap_or("/"))?;
+                match inside.strip_prefix("/") {
+                    Ok(below) if !below.as_os_str().is_empty() => layout.layer.join(below),
+                    _ => layout.layer.clone(),
+                }
+            }
+        };
+        let now = unix_now();
+        let lifetime_secs = spec.lifetime_secs.unwrap_or(self.default_lifetime_secs);
+        Ok(Record {
+            id: id.to_owned(),
+            name: spec.name.clone(),
+            tags: spec.tags.clone(),
+            created_at_unix_secs: now,
+            expires_at_unix_secs: now.saturating_add(lifetime_secs),
+            workdir,
+            isolation: match &self.bwrap {
+                Some(bwrap) => Isolated::Bubblewrap {
+                    bwrap: bwrap.clone(),
+                },
+                None => Isolated::None,
+            },
+            network,
+            image: None,
+            env: spec.env.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            phase: Phase::Provisioning,
+            paused: false,
+            init: None,
+            supervisor: None,
+            network_helper: None,
+        })
+    }
+
+    /// Everything after the directory exists: secrets, snapshot, the running sandbox,
+    /// network, files, entrypoint. Failure leaves cleanup to the caller.
+    pub(crate) async fn provision(&self, mut record: Record, spec: &SandboxSpec) -> Result<Record> {
+        let layout = self
+            .layout(&record.id)
+            .ok_or_else(|| Error::sandbox_not_found(&record.id))?;
+        if !spec.secrets.is_empty() {
+            self.store.write_secrets(&record.id, &spec.secrets)?;
+        }
+        if let Some(ImageSource::Snapshot { id }) = &spec.image {
+            let archive = self
+                .store
+                .snapshot_path(id)
+                .filter(|path| path.is_file())
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("snapshot `{id}`"),
+                })?;
+            let layer = layout.layer.clone();
+            blocking(move || restore_snapshot(&archive, &layer)).await?;
+        }
+        let (prepared, layout_for_prepare) = (record.clone(), layout.clone());
+        blocking(move || launch::prepare(&prepared, &layout_for_prepare)).await?;
+
+        // Started and recorded under the lock, so a concurrent terminate finds what to
+        // kill.
+        let store = self.store.clone();
+        let (state_dir, agent_path) = (self.store.dir().to_path_buf(), self.agent.clone());
+        let (starting, start_layout) = (record.clone(), layout.clone());
+        record = blocking(move || {
+            let _lock = store.lock()?;
+            let mut current = store
+                .read(&starting.id)?
+                .ok_or_else(|| Error::sandbox_not_found(&starting.id))?;
+            let started = launch::start(&state_dir, &starting, &start_layout, &agent_path)?;
+            current.supervisor = Some(started.supervisor);
+            current.init = Some(started.init);
+            store.write(&current)?;
+            Ok(current)
+        })
+        .await?;
+        if record.network == Network::Outbound
+            && let (Some(pasta), Some(init)) = (self.pasta.clone(), record.init)
+        {
+            let network_layout = layout.clone();
+            let helper =
+                blocking(move || launch::start_network(&pasta, &network_layout, &init)).await?;
+            record = self
+                .update(&record.id, move |current| {
+                    current.network_helper = Some(helper);
+                    Ok(())
+                })
+                .await?;
+        }
+        if !spec.files.is_empty() {
+            let fs = {
+                let (record, layout) = (record.clone(), layout.clone());
+                blocking(move || sandbox_fs(&record, &layout)).await?
+            };
+            let initial = spec.files.clone();
+            blocking(move || {
+                initial
+                    .iter()
+                    .try_for_each(|file| fs.write(&file.path, &file.contents))
+            })
+            .await?;
+        }
+        if !record.entrypoint.is_empty() {
+            self.start_entrypoint(&record, &layout).await?;
+        }
+        self.update(&record.id, |current| {
+            current.phase = Phase::Running;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start_entrypoint(&self, record: &Record, layout: &Layout) -> Result<()> {
+        let env = launch::environment(
+            record,
+            layout,
+            self.store.read_secrets(&record.id)?,
+            &BTreeMap::new(),
+        );
+        let request = SpawnRequest {
+            argv: record.entrypoint.clone(),
+            env: env.into_iter().collect(),
+            cwd: record.workdir.display().to_string(),
+            timeout_ms: None,
+            main: true,
+        };
+        let (socket, log_path) = (layout.socket.clone(), layout.dir.join("entrypoint.log"));
+        blocking(move || {
+            let log = std::fs::File::create(&log_path)
+                .map_err(|e| internal("creating the entrypoint log", e))?;
+            let null = agent::dev_null()?;
+            agent::spawn(&socket, request, agent::stdio(&null, &log, &log))
+        })
+        .await
+        .map_err(|error| Error::CreationFailed {
+            message: format!("entrypoint: {error}"),
+        })?;
+        Ok(())
+    }
+}
+
+/// The files of a sandbox: its root as its init sees it (under bubblewrap, through
+/// `/proc/PID/root` of a `/proc/PID` handle checked against the recorded start time),
+/// or its layer directory without.
+pub(crate) fn sandbox_fs(record: &Record, layout: &Layout) -> Result<SandboxFs> {
+    let gone = || Error::sandbox_not_found(&record.id);
+    let root = if record.bubblewrap() {
+        let init = record.init.ok_or_else(gone)?;
+        let proc_dir = init.open_proc_dir().map_err(|_| gone())?;
+        rustix::fs::openat(
+            &proc_dir,
+            "root",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|_| gone())?
+    } else {
+        rustix::fs::open(
+            &layout.layer,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|_| gone())?
+    };
+    Ok(SandboxFs::new(
+        root,
+        layout.seen_root(record),
+        record.workdir.clone(),
+    ))
+}
+
+/// An absolute in-sandbox path, without `.` and `..`.
+fn normalized(path: &str) -> Result<PathBuf> {
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Err(Error::invalid_spec("workdir", "must be an absolute path"));
+    }
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(Error::invalid_spec("workdir", "must not contain `..`"));
+    }
+    Ok(path.components().collect())
+}
+
+/// Archives a sandbox's writable layer into `archive` (written beside it, then renamed).
+pub(crate) fn write_snapshot(layer: &Path, archive: &Path) -> Result<()> {
+    let temporary = archive.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let dir = rustix::fs::open(
+            layer,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let out = std::fs::File::create(&temporary)?;
+        crate::files::pack_dir(
+            std::os::fd::AsFd::as_fd(&dir),
+            std::io::BufWriter::new(&out),
+        )?;
+        out.sync_all()?;
+        std::fs::rename(&temporary, archive)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        internal(format!("writing snapshot {}", archive.display()), e)
+    })
+}
+
+/// Unpacks a snapshot into a new sandbox's (empty) layer.
+fn restore_snapshot(archive: &Path, layer: &Path) -> Result<()> {
+    std::fs::create_dir_all(layer)
+        .map_err(|e| internal(format!("creating {}", layer.display()), e))?;
+    let root = rustix::fs::open(
+        layer,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| internal(format!("opening {}", layer.display()), e.into()))?;
+    let fs = SandboxFs::new(root, PathBuf::from("/"), PathBuf::from("/"));
+    let file = std::fs::File::open(archive)
+        .map_err(|e| internal(format!("opening {}", archive.display()), e))?;
+    fs.unpack_archive("/", std::io::BufReader::new(file), Trust::Snapshot)
+}

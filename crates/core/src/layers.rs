@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::capabilities::{Capabilities, PauseSupport, TimeoutEnforcement};
 use crate::error::{Error, Result};
-use crate::exec::{ExecProcess, ExecRequest};
+use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::ownership::{Ownership, unix_now};
 use crate::provider::{
     Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
@@ -203,6 +203,32 @@ impl SandboxProvider for Checked {
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
         self.inner.terminate(id).await
     }
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.require(self.caps().files, "file operations")?;
+        self.inner.read_file_stream(id, path).await
+    }
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        contents: ByteStream,
+    ) -> Result<()> {
+        self.require(self.caps().files, "file operations")?;
+        self.inner.write_file_stream(id, path, contents).await
+    }
+    async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.require(self.caps().batch_transfer, "batch download")?;
+        self.inner.download_archive_stream(id, path).await
+    }
+    async fn upload_archive_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        tar: ByteStream,
+    ) -> Result<()> {
+        self.require(self.caps().batch_transfer, "batch upload")?;
+        self.inner.upload_archive_stream(id, path, tar).await
+    }
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
         self.require(self.caps().batch_transfer, "batch upload")?;
         self.inner.upload_archive(id, path, tar).await
@@ -385,6 +411,32 @@ impl SandboxProvider for Retrying {
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
         self.idempotent(|| self.inner.terminate(id)).await
     }
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        // Opening is retried; a stream that fails half-way is the caller's to restart.
+        self.idempotent(|| self.inner.read_file_stream(id, path))
+            .await
+    }
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        contents: ByteStream,
+    ) -> Result<()> {
+        // A stream is consumed once: never retried.
+        self.inner.write_file_stream(id, path, contents).await
+    }
+    async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.idempotent(|| self.inner.download_archive_stream(id, path))
+            .await
+    }
+    async fn upload_archive_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        tar: ByteStream,
+    ) -> Result<()> {
+        self.inner.upload_archive_stream(id, path, tar).await
+    }
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
         self.idempotent(|| self.inner.upload_archive(id, path, tar.clone()))
             .await
@@ -563,6 +615,48 @@ impl SandboxProvider for Traced {
             self.emit(LifecycleKind::Terminated, &info);
         }
         Ok(())
+    }
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.traced(
+            "read_file_stream",
+            Some(id),
+            self.inner.read_file_stream(id, path),
+        )
+        .await
+    }
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        contents: ByteStream,
+    ) -> Result<()> {
+        self.traced(
+            "write_file_stream",
+            Some(id),
+            self.inner.write_file_stream(id, path, contents),
+        )
+        .await
+    }
+    async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.traced(
+            "download_archive_stream",
+            Some(id),
+            self.inner.download_archive_stream(id, path),
+        )
+        .await
+    }
+    async fn upload_archive_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        tar: ByteStream,
+    ) -> Result<()> {
+        self.traced(
+            "upload_archive_stream",
+            Some(id),
+            self.inner.upload_archive_stream(id, path, tar),
+        )
+        .await
     }
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
         self.traced(

@@ -41,7 +41,7 @@ pub use ownership::{Ownership, ReapFilter, ReapReport, reap};
 pub use pool::{Pool, PoolConfig, PoolsFile};
 pub use provider::{
     Capacity, DirEntry, FileKind, FileStat, ListFilter, Sandbox, SandboxId, SandboxInfo,
-    SandboxProvider, SandboxProviderExt, SandboxState, Snapshot, Tunnel,
+    SandboxProvider, SandboxProviderExt, SandboxState, Snapshot, Tunnel, collect,
 };
 pub use registry::{ProviderFactory, ProviderRegistration};
 pub use requirements::{Rejection, Requirements, Selection, Unmet, select};

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
-use crate::exec::{ExecOutput, ExecProcess, ExecRequest};
+use crate::exec::{ByteStream, ExecOutput, ExecProcess, ExecRequest};
 use crate::spec::{GpuRequest, SandboxSpec};
 
 /// A sandbox's id at its provider.
@@ -295,6 +295,47 @@ pub trait SandboxProvider: Send + Sync + 'static {
     /// id is `Ok`.
     async fn terminate(&self, id: &SandboxId) -> Result<()>;
 
+    /// Reads a file as a stream of chunks, so a large (or sparse) file is never held
+    /// whole (needs `files`). Errors about the path come before the first chunk. The
+    /// default reads the file whole with [`SandboxProvider::read_file`]; providers that
+    /// can stream override it.
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let contents = self.read_file(id, path).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(contents) })))
+    }
+
+    /// Creates or replaces a file from a stream of chunks (needs `files`). The default
+    /// collects the stream and calls [`SandboxProvider::write_file`].
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        contents: ByteStream,
+    ) -> Result<()> {
+        let contents = collect(contents).await?;
+        self.write_file(id, path, contents).await
+    }
+
+    /// A tar archive of `path` as a stream (needs `batch_transfer`). The default builds
+    /// it whole with [`SandboxProvider::download_archive`].
+    async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let tar = self.download_archive(id, path).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(tar) })))
+    }
+
+    /// Writes a tar archive, given as a stream, under directory `path` (needs
+    /// `batch_transfer`). The default collects it and calls
+    /// [`SandboxProvider::upload_archive`].
+    async fn upload_archive_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        tar: ByteStream,
+    ) -> Result<()> {
+        let tar = collect(tar).await?;
+        self.upload_archive(id, path, tar).await
+    }
+
     /// Writes a tar archive's entries under directory `path` (needs `batch_transfer`).
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
         let _ = (id, path, tar);
@@ -489,4 +530,14 @@ impl Sandbox {
     pub async fn terminate(self) -> Result<()> {
         self.provider.terminate(&self.info.id).await
     }
+}
+
+/// Collects a stream of chunks into one buffer.
+pub async fn collect(mut stream: ByteStream) -> Result<Bytes> {
+    use futures::StreamExt;
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        buffer.extend_from_slice(&chunk?);
+    }
+    Ok(buffer.freeze())
 }

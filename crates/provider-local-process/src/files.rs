@@ -139,8 +139,8 @@ impl SandboxFs {
             .map_err(|e| file(shown, &e))
     }
 
-    /// Reads a whole regular file.
-    pub fn read(&self, path: &str) -> Result<Bytes> {
+    /// Opens a regular file for reading; returns it with its size.
+    pub fn open_read(&self, path: &str) -> Result<(File, u64)> {
         let relative = self.relative(path)?;
         let fd = self
             .open(
@@ -150,15 +150,21 @@ impl SandboxFs {
             )
             .map_err(|e| file(path, &e))?;
         let size = regular_file(&fd, path)?;
+        Ok((File::from(fd), size))
+    }
+
+    /// Reads a whole regular file.
+    pub fn read(&self, path: &str) -> Result<Bytes> {
+        let (mut opened, size) = self.open_read(path)?;
         let mut contents = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 26));
-        File::from(fd)
+        opened
             .read_to_end(&mut contents)
             .map_err(|e| file(path, &e))?;
         Ok(contents.into())
     }
 
-    /// Creates or replaces a regular file, creating missing parents.
-    pub fn write(&self, path: &str, contents: &[u8]) -> Result<()> {
+    /// Creates (or truncates) a regular file for writing, creating missing parents.
+    pub fn open_write(&self, path: &str) -> Result<File> {
         let relative = self.relative(path)?;
         if relative.as_os_str().is_empty() {
             return Err(Error::file(path, FileErrorKind::IsADirectory));
@@ -175,7 +181,12 @@ impl SandboxFs {
             .map_err(|e| file(path, &e))?;
         regular_file(&fd, path)?;
         rustix::fs::ftruncate(&fd, 0).map_err(|e| file(path, &e.into()))?;
-        File::from(fd)
+        Ok(File::from(fd))
+    }
+
+    /// Creates or replaces a regular file, creating missing parents.
+    pub fn write(&self, path: &str, contents: &[u8]) -> Result<()> {
+        self.open_write(path)?
             .write_all(contents)
             .map_err(|e| file(path, &e))
     }
@@ -291,6 +302,14 @@ impl SandboxFs {
     /// A tar archive of `path` and everything under it. Entries are named from the last
     /// component of `path` (`dir/...`), or relative to the root when `path` is the root.
     pub fn pack_archive(&self, path: &str) -> Result<Bytes> {
+        let mut out = Vec::new();
+        self.open_archive(path)?.write_to(&mut out)?;
+        Ok(out.into())
+    }
+
+    /// Opens what [`SandboxFs::pack_archive`] packs, checking it before any byte is
+    /// written (a FIFO or device is refused here).
+    pub fn open_archive(&self, path: &str) -> Result<ArchiveSource> {
         let relative = self.relative(path)?;
         let fd = self
             .open(
@@ -301,24 +320,16 @@ impl SandboxFs {
             .map_err(|e| file(path, &e))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| file(path, &e.into()))?;
         refuse_kernel_files(&fd, path)?;
-        let mut builder = tar::Builder::new(Vec::new());
-        let name = relative.file_name().map(PathBuf::from);
-        let packed = match (FileType::from_raw_mode(stat.st_mode), name) {
-            (FileType::Directory, None) => pack_tree(&mut builder, &fd, Path::new("")),
-            (FileType::Directory, Some(name)) => {
-                append_header(&mut builder, &name, &stat, tar::EntryType::Directory, None)
-                    .and_then(|()| pack_tree(&mut builder, &fd, &name))
-            }
-            (FileType::RegularFile, name) => {
-                let name = name.unwrap_or_else(|| PathBuf::from("file"));
-                append_file(&mut builder, &name, &stat, File::from(fd))
-            }
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Directory | FileType::RegularFile => {}
             _ => return Err(not_regular(path)),
-        };
-        packed
-            .and_then(|()| builder.into_inner())
-            .map(Bytes::from)
-            .map_err(|e| file(path, &e))
+        }
+        Ok(ArchiveSource {
+            fd,
+            stat,
+            name: relative.file_name().map(PathBuf::from),
+            shown: path.to_owned(),
+        })
     }
 
     /// Unpacks a tar archive under directory `path` (created when missing). Entries with
@@ -420,6 +431,40 @@ impl SandboxFs {
             made.map_err(|e| file(&shown, &e))?;
         }
         Ok(())
+    }
+}
+
+/// A checked file or directory, ready to be archived.
+pub(crate) struct ArchiveSource {
+    fd: OwnedFd,
+    stat: rustix::fs::Stat,
+    name: Option<PathBuf>,
+    shown: String,
+}
+
+impl ArchiveSource {
+    /// Writes the archive to `out`.
+    pub fn write_to(self, out: impl Write) -> Result<()> {
+        let mut builder = tar::Builder::new(out);
+        let shown = self.shown.clone();
+        let packed = match (FileType::from_raw_mode(self.stat.st_mode), self.name) {
+            (FileType::Directory, None) => pack_tree(&mut builder, &self.fd, Path::new("")),
+            (FileType::Directory, Some(name)) => append_header(
+                &mut builder,
+                &name,
+                &self.stat,
+                tar::EntryType::Directory,
+                None,
+            )
+            .and_then(|()| pack_tree(&mut builder, &self.fd, &name)),
+            (_, name) => {
+                let name = name.unwrap_or_else(|| PathBuf::from("file"));
+                append_file(&mut builder, &name, &self.stat, File::from(self.fd))
+            }
+        };
+        packed
+            .and_then(|()| builder.into_inner()?.flush())
+            .map_err(|e| file(&shown, &e))
     }
 }
 

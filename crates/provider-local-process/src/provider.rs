@@ -29,6 +29,9 @@ use crate::state::{Phase, Record, Store};
 /// Output is read in chunks of this size: large enough for fast bulk output.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Streamed files and archives move in chunks of this size, a few at a time.
+const STREAM_CHUNK_BYTES: usize = 256 * 1024;
+
 /// The embedded default provider: each sandbox is a private directory and a small agent
 /// (its init) that starts its commands, in bubblewrap's namespaces when available.
 ///
@@ -419,6 +422,73 @@ impl SandboxProvider for LocalProcessProvider {
         self.destroy(id.as_str()).await
     }
 
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let fs = self.files_of(id).await?;
+        let shown = path.to_owned();
+        let (file, _) = blocking(move || fs.open_read(&shown)).await?;
+        let shown = path.to_owned();
+        let reader = tokio::fs::File::from_std(file);
+        Ok(ReaderStream::with_capacity(reader, STREAM_CHUNK_BYTES)
+            .map(move |chunk| chunk.map_err(|e| crate::error::file(&shown, &e)))
+            .boxed())
+    }
+
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        mut contents: ByteStream,
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let fs = self.files_of(id).await?;
+        let shown = path.to_owned();
+        let file = blocking(move || fs.open_write(&shown)).await?;
+        let mut out = tokio::fs::File::from_std(file);
+        while let Some(chunk) = contents.next().await {
+            out.write_all(&chunk?)
+                .await
+                .map_err(|e| crate::error::file(path, &e))?;
+        }
+        out.flush().await.map_err(|e| crate::error::file(path, &e))
+    }
+
+    async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let fs = self.files_of(id).await?;
+        let shown = path.to_owned();
+        let source = blocking(move || fs.open_archive(&shown)).await?;
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            let writer = ChunkWriter {
+                sender: sender.clone(),
+                buffer: Vec::with_capacity(STREAM_CHUNK_BYTES),
+            };
+            if let Err(error) = source.write_to(writer) {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        Ok(
+            futures::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|chunk| (chunk, receiver))
+            })
+            .boxed(),
+        )
+    }
+
+    async fn upload_archive_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        tar: ByteStream,
+    ) -> Result<()> {
+        let fs = self.files_of(id).await?;
+        let path = path.to_owned();
+        let reader = tokio_util::io::StreamReader::new(
+            tar.map(|chunk| chunk.map_err(std::io::Error::other)),
+        );
+        let bridge = tokio_util::io::SyncIoBridge::new(reader);
+        blocking(move || fs.unpack_archive(&path, bridge, Trust::Upload)).await
+    }
+
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
         let fs = self.files_of(id).await?;
         let path = path.to_owned();
@@ -521,5 +591,42 @@ impl ProviderFactory for LocalProcessProvider {
         tokio::task::spawn_blocking(move || Self::new(config))
             .await
             .map_err(|e| internal("building the provider", std::io::Error::other(e)))?
+    }
+}
+
+/// A `Write` that hands its bytes to a bounded channel in chunks, so an archive is built
+/// while it is read, never whole.
+struct ChunkWriter {
+    sender: tokio::sync::mpsc::Sender<Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(STREAM_CHUNK_BYTES),
+        ));
+        self.sender
+            .blocking_send(Ok(chunk))
+            // The reader went away: stop packing.
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= STREAM_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
     }
 }

@@ -196,20 +196,41 @@ enum CopyOut {
     Refused(Error),
 }
 
-/// Copies `path` out the only way the trait allows today without a whole-file read: as an
-/// archive. (A streaming read would count chunks here instead, holding one at a time.)
+/// Copies `path` out through the streaming API (a file read, or an archive when the
+/// provider has no file operations), consuming it chunk by chunk: what counts is the
+/// largest chunk held at once.
 async fn copy_out(cx: &Cx, id: &SandboxId, path: &str) -> Result<CopyOut> {
-    let call = cx.bare().download_archive(id, path);
-    match tokio::time::timeout(Duration::from_secs(180), call).await {
-        Err(_) => bail!("download_archive `{path}` did not finish within 180 s"),
-        Ok(Ok(bytes)) => Ok(CopyOut::Held(bytes.len() as u64)),
+    use futures::StreamExt;
+    let copy = async {
+        let mut stream = if cx.caps().files {
+            cx.bare().read_file_stream(id, path).await?
+        } else {
+            cx.bare().download_archive_stream(id, path).await?
+        };
+        let (mut largest, mut total) = (0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            largest = largest.max(chunk.len() as u64);
+            total += chunk.len() as u64;
+        }
+        Ok::<_, Error>((largest, total))
+    };
+    match tokio::time::timeout(Duration::from_secs(180), copy).await {
+        Err(_) => bail!("copying `{path}` out did not finish within 180 s"),
+        Ok(Ok((largest, total))) => {
+            ensure!(
+                total >= SPARSE_BYTES || !cx.caps().files,
+                "streaming `{path}` out gave {total} bytes, expected {SPARSE_BYTES}"
+            );
+            Ok(CopyOut::Held(largest))
+        }
         Ok(Err(
             error @ (Error::FileOperation { .. }
             | Error::ResourceLimitExceeded { .. }
             | Error::InvalidSpec { .. }),
         )) => Ok(CopyOut::Refused(error)),
         Ok(Err(error)) => bail!(
-            "download_archive `{path}`: expected the archive or a typed refusal, got {} error: {error}",
+            "copying `{path}` out: expected the contents or a typed refusal, got {} error: {error}",
             error.kind()
         ),
     }
@@ -253,7 +274,7 @@ pub(crate) async fn sparse_1gib_copy_out(cx: Cx) -> Result<()> {
             if let Error::FileOperation { kind, .. } = &error {
                 ensure!(
                     *kind != FileErrorKind::NotFound,
-                    "the sparse file exists, but download_archive says: {error}"
+                    "the sparse file exists, but copying it out says: {error}"
                 );
             }
         }
@@ -261,7 +282,7 @@ pub(crate) async fn sparse_1gib_copy_out(cx: Cx) -> Result<()> {
             note(
                 &cx,
                 format!(
-                    "download_archive returned {} MiB at once; peak RSS grew {grew_text}",
+                    "the largest chunk held at once was {} MiB; peak RSS grew {grew_text}",
                     held >> 20
                 ),
             );

@@ -15,7 +15,7 @@ use crate::error::internal;
 use crate::files::{SandboxFs, Trust};
 use crate::launch::{self, DEFAULT_WORKDIR, Layout};
 use crate::provider::{LocalProcessProvider, blocking};
-use crate::state::{Isolated, Network, Phase, Record};
+use crate::state::{ImageRef, Isolated, Network, Phase, Record};
 
 impl LocalProcessProvider {
     pub(crate) fn layout(&self, id: &str) -> Option<Layout> {
@@ -182,19 +182,36 @@ impl LocalProcessProvider {
         if !spec.secrets.is_empty() {
             self.store.write_secrets(&record.id, &spec.secrets)?;
         }
-        if let Some(ImageSource::Snapshot { id }) = &spec.image {
-            let archive = self
-                .store
-                .snapshot_path(id)
-                .filter(|path| path.is_file())
-                .ok_or_else(|| Error::NotFound {
-                    what: format!("snapshot `{id}`"),
-                })?;
-            let layer = layout.layer.clone();
-            blocking(move || restore_snapshot(&archive, &layer)).await?;
+        match &spec.image {
+            Some(ImageSource::Snapshot { id }) => {
+                let archive = self
+                    .store
+                    .snapshot_path(id)
+                    .filter(|path| path.is_file())
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("snapshot `{id}`"),
+                    })?;
+                // A snapshot of an image sandbox is its layer: it goes back onto the
+                // same base.
+                if let Some(base) = read_snapshot_base(&archive)? {
+                    record = self
+                        .with_image(record, &base.reference, Some(&base.digest), spec)
+                        .await?;
+                }
+                let layer = layout.layer.clone();
+                blocking(move || restore_snapshot(&archive, &layer)).await?;
+            }
+            Some(ImageSource::Registry { reference }) => {
+                record = self.with_image(record, reference, None, spec).await?;
+            }
+            Some(ImageSource::Dockerfile { .. }) | None => {}
         }
         let (prepared, layout_for_prepare) = (record.clone(), layout.clone());
         blocking(move || launch::prepare(&prepared, &layout_for_prepare)).await?;
+        if let Some(image) = record.image.clone() {
+            let layout = layout.clone();
+            blocking(move || mount_image(&image.rootfs, &layout)).await?;
+        }
 
         // Started and recorded under the lock, so a concurrent terminate finds what to
         // kill.
@@ -244,6 +261,49 @@ impl LocalProcessProvider {
         }
         self.update(&record.id, |current| {
             current.phase = Phase::Running;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pulls (or finds) the image and records it: its environment under the spec's, its
+    /// working directory unless the spec names one.
+    async fn with_image(
+        &self,
+        record: Record,
+        reference: &str,
+        digest: Option<&str>,
+        spec: &SandboxSpec,
+    ) -> Result<Record> {
+        let image = self.images.ensure(reference).await?;
+        if let Some(digest) = digest
+            && image.digest != digest
+        {
+            return Err(Error::NotFound {
+                what: format!(
+                    "image `{reference}` at {digest} (the registry now has {})",
+                    image.digest
+                ),
+            });
+        }
+        let workdir = match (&spec.workdir, &image.config.working_dir) {
+            (None, Some(dir)) if dir.starts_with('/') => Some(normalized(dir)?),
+            _ => None,
+        };
+        let image_env: BTreeMap<String, String> = image.config.env.iter().cloned().collect();
+        let reference = reference.to_owned();
+        self.update(&record.id, move |current| {
+            let mut env = image_env;
+            env.extend(std::mem::take(&mut current.env));
+            current.env = env;
+            if let Some(workdir) = workdir {
+                current.workdir = workdir;
+            }
+            current.image = Some(ImageRef {
+                reference,
+                digest: image.digest,
+                rootfs: image.rootfs,
+            });
             Ok(())
         })
         .await
@@ -360,4 +420,64 @@ fn restore_snapshot(archive: &Path, layer: &Path) -> Result<()> {
     let file = std::fs::File::open(archive)
         .map_err(|e| internal(format!("opening {}", archive.display()), e))?;
     fs.unpack_archive("/", std::io::BufReader::new(file), Trust::Snapshot)
+}
+
+/// Where a snapshot records the image it was taken on, beside its archive.
+pub(crate) fn snapshot_base_path(archive: &Path) -> PathBuf {
+    archive.with_extension("json")
+}
+
+fn read_snapshot_base(archive: &Path) -> Result<Option<ImageRef>> {
+    match std::fs::read(snapshot_base_path(archive)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| internal("reading a snapshot's base image", e.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(internal("reading a snapshot's base image", e)),
+    }
+}
+
+/// The image's root filesystem, read-only, under the sandbox's layer: an overlay where
+/// the kernel lets this process mount one (as root), a copy of the image otherwise.
+fn mount_image(rootfs: &Path, layout: &Layout) -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            rootfs.display(),
+            layout.layer.display(),
+            layout.overlay_work.display()
+        );
+        return rustix::mount::mount(
+            "overlay",
+            &layout.rootfs,
+            "overlay",
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+            std::ffi::CString::new(options)
+                .map_err(|e| internal("mounting the image's overlay", std::io::Error::other(e)))?
+                .as_c_str(),
+        )
+        .map_err(|e| internal("mounting the image's overlay", e.into()));
+    }
+    // Copy-up by hand: the image's files, then whatever the layer already holds (a
+    // restored snapshot) on top.
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rootfs.display()))
+        .arg(&layout.rootfs)
+        .status()
+        .map_err(|e| internal("copying the image", e))?;
+    let layered = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", layout.layer.display()))
+        .arg(&layout.rootfs)
+        .status()
+        .map_err(|e| internal("copying the image", e))?;
+    if status.success() && layered.success() {
+        Ok(())
+    } else {
+        Err(internal(
+            "copying the image",
+            std::io::Error::other("cp failed"),
+        ))
+    }
 }

@@ -43,6 +43,7 @@ pub struct LocalProcessProvider {
     pub(crate) bwrap: Option<PathBuf>,
     pub(crate) pasta: Option<PathBuf>,
     pub(crate) agent: PathBuf,
+    pub(crate) images: crate::image::ImageCache,
     pub(crate) default_lifetime_secs: u64,
     warn_unisolated: bool,
     capabilities: Capabilities,
@@ -91,6 +92,8 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,
+        // An image becomes the sandbox's root, which only a mount namespace can give.
+        image_registry: bubblewrap,
         batch_transfer: true,
         secrets: true,
         tags: true,
@@ -140,7 +143,9 @@ impl LocalProcessProvider {
             .and(launch::pasta(config.pasta_path.as_deref()));
         let store = Store::open(&config.resolved_state_dir())?;
         let agent = agent::install(store.dir())?;
+        let images = crate::image::ImageCache::new(store.dir().join("images"));
         Ok(Self {
+            images,
             store,
             capabilities: capabilities(
                 bwrap.is_some(),
@@ -502,12 +507,26 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
-        let (_, layout) = self.live(id).await?;
+        let (record, layout) = self.live(id).await?;
         let snapshot_id = format!("lps-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let archive = self.store.snapshot_path(&snapshot_id).ok_or_else(|| {
             internal("naming a snapshot", std::io::ErrorKind::InvalidInput.into())
         })?;
-        blocking(move || write_snapshot(&layout.layer, &archive)).await?;
+        let base = record.image.clone();
+        blocking(move || {
+            write_snapshot(&layout.layer, &archive)?;
+            if let Some(base) = base {
+                let json = serde_json::to_vec(&base)
+                    .map_err(|e| internal("recording a snapshot's base image", e.into()))?;
+                crate::state::write_atomically(
+                    &crate::lifecycle::snapshot_base_path(&archive),
+                    &json,
+                    0o644,
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
         Ok(Snapshot {
             id: snapshot_id,
             source: id.clone(),
@@ -518,6 +537,7 @@ impl SandboxProvider for LocalProcessProvider {
         let Some(archive) = self.store.snapshot_path(snapshot_id) else {
             return Ok(());
         };
+        let _ = std::fs::remove_file(crate::lifecycle::snapshot_base_path(&archive));
         match std::fs::remove_file(&archive) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(internal(format!("deleting snapshot {snapshot_id}"), e))

@@ -844,3 +844,59 @@ async fn concurrent_commands_and_sandboxes_on_one_thread() {
     provider.terminate(&id).await.unwrap();
     assert!(provider.list(&ListFilter::all()).await.unwrap().is_empty());
 }
+
+/// The busybox test image in the local registry that `scripts/registry.sh` starts.
+const REGISTRY_IMAGE: &str = "127.0.0.1:5000/sandkit-test-busybox:latest";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_from_a_registry_is_the_root_and_snapshots_keep_their_base() {
+    let (_dir, provider) = provider(Isolation::Bubblewrap);
+    assert!(provider.capabilities().image_registry);
+    let spec = SandboxSpec::new().image(REGISTRY_IMAGE);
+    let info = match provider.create(&spec).await {
+        Ok(info) => info,
+        Err(error) => panic!("{error} (is the local registry up? run scripts/registry.sh)"),
+    };
+    // The image's own busybox, not the host's /usr: its shell is busybox's.
+    let output = run(
+        &provider,
+        &info.id,
+        &["sh", "-c", "readlink -f /bin/sh; pwd"],
+    )
+    .await;
+    assert_eq!(
+        output.stdout_lossy(),
+        "/bin/busybox\n/workspace\n",
+        "{output:?}"
+    );
+    // The base is the image's, writable through the sandbox's own layer.
+    run(
+        &provider,
+        &info.id,
+        &["sh", "-c", "echo mine > /etc/marker"],
+    )
+    .await;
+    let snapshot = provider.snapshot(&info.id).await.unwrap();
+    provider.terminate(&info.id).await.unwrap();
+    let restored = provider
+        .create(&SandboxSpec::new().from_snapshot(&snapshot.id))
+        .await
+        .unwrap();
+    let output = run(
+        &provider,
+        &restored.id,
+        &["sh", "-c", "cat /etc/marker; readlink -f /bin/sh"],
+    )
+    .await;
+    assert_eq!(output.stdout_lossy(), "mine\n/bin/busybox\n");
+    provider.terminate(&restored.id).await.unwrap();
+    provider.delete_snapshot(&snapshot.id).await.unwrap();
+    // A fresh sandbox of the same image does not see the other's changes.
+    let fresh = provider.create(&spec).await.unwrap();
+    let output = provider
+        .run(&fresh.id, ExecRequest::new(["cat", "/etc/marker"]))
+        .await
+        .unwrap();
+    assert_ne!(output.status.code, 0);
+    provider.terminate(&fresh.id).await.unwrap();
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's: installs what the tests
-# need (bubblewrap, busybox, Docker Engine, the official `modal` Python client), starts the
-# engine, runs lint, docs and every test (each provider through the conformance suite), and
-# fails if any sandbox, container or image this run created is left behind.
+# need (bubblewrap, passt, busybox, Docker Engine, a local OCI registry, the official
+# `modal` Python client), starts the engine and the registry, runs lint, docs and every
+# test (each provider through the conformance suite and the security referee), and fails
+# if any sandbox, container or image this run created is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step "system packages"
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v pasta >/dev/null || missing+=(passt)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v python3 >/dev/null || missing+=(python3)
@@ -31,6 +33,10 @@ fi
 
 step "Docker Engine and the busybox test image"
 scripts/docker-engine.sh
+
+step "a local OCI registry on 127.0.0.1:5000 with the busybox test image"
+# For local-process's daemonless image pulls and local-docker's pull path.
+scripts/registry.sh
 
 step "Python venv with the official modal client"
 export SANDKIT_MODAL_VENV="${SANDKIT_MODAL_VENV:-$PWD/.venv/modal}"

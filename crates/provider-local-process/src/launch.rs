@@ -496,13 +496,17 @@ fn start_pasta(pasta: &Path, layout: &Layout, init: &Proc) -> Result<Proc> {
         .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
         .arg("--netns")
         .arg(format!("/proc/{}/ns/net", init.pid))
-        .arg("--netns-only")
         .arg("--pid")
         .arg(&pid_file);
     if rustix::process::geteuid().is_root() {
         // pasta drops root to `nobody` unless told otherwise; as nobody it cannot open
-        // the sandbox's namespace.
-        command.args(["--runas", "0"]);
+        // the sandbox's namespace. Root needs no user namespace to enter it.
+        command.args(["--netns-only", "--runas", "0"]);
+    } else {
+        // Unprivileged bubblewrap made a user namespace, which owns the network one.
+        command
+            .arg("--userns")
+            .arg(format!("/proc/{}/ns/user", init.pid));
     }
     let status = command
         .stdin(Stdio::null())

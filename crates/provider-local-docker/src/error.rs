@@ -142,6 +142,26 @@ fn map_status(status: u16, message: String, subject: Subject<'_>) -> Error {
         (_, _) if lower.contains("no space left on device") => Error::ResourceLimitExceeded {
             message: format!("the engine's disk is full: {message}"),
         },
+        (400 | 500, Subject::Path { path, .. }) if lower.contains("file name too long") => {
+            Error::file(path, FileErrorKind::Other("file name too long".to_owned()))
+        }
+        (400 | 500, Subject::Path { path, .. })
+            if lower.contains("too many links") || lower.contains("too many levels") =>
+        {
+            Error::file(
+                path,
+                FileErrorKind::Other("too many levels of symbolic links".to_owned()),
+            )
+        }
+        // Any other refusal of a path: a file error, with the engine's reason but not
+        // its host paths (`lstat /var/lib/docker/overlay2/...: reason`).
+        (400 | 500, Subject::Path { path, .. }) => Error::file(
+            path,
+            FileErrorKind::Other(format!(
+                "the engine refused the path: {}",
+                message.rsplit(": ").next().unwrap_or_default().trim()
+            )),
+        ),
         (400 | 500, Subject::NewSandbox(_) | Subject::Image(_)) => {
             Error::CreationFailed { message }
         }
@@ -218,6 +238,30 @@ mod tests {
         }
         let error = map(server(404, "No such container: abc"), path);
         assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn engine_refusals_of_a_path_are_file_errors_without_host_paths() {
+        let path = Subject::Path {
+            sandbox: "abc",
+            path: "long-aaaa",
+        };
+        for message in [
+            "lstat /var/lib/docker/overlay2/5df9/merged/long-aaaa: file name too long",
+            "evalSymlinksInScope: too many links in /var/lib/docker/overlay2/5df9/merged/deep",
+            "lstat /var/lib/docker/overlay2/5df9/merged/x: invalid argument",
+        ] {
+            match map(server(500, message), path) {
+                Error::FileOperation {
+                    path,
+                    kind: FileErrorKind::Other(reason),
+                } => {
+                    assert_eq!(path, "long-aaaa");
+                    assert!(!reason.contains("/var/lib/docker"), "{reason}");
+                }
+                other => panic!("expected a file error for {message:?}, got {other:?}"),
+            }
+        }
     }
 
     #[test]

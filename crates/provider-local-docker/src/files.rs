@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
 };
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -21,7 +20,7 @@ use crate::error::{self, Subject};
 use crate::sandbox::Meta;
 
 /// How many symlinks a read or write follows before giving up (as the kernel's ELOOP).
-const MAX_SYMLINK_HOPS: usize = 16;
+pub(crate) const MAX_SYMLINK_HOPS: usize = 16;
 
 // Go's `os.FileMode` bits, which the engine reports in a path's stat.
 const GO_MODE_DIR: u32 = 1 << 31;
@@ -34,6 +33,32 @@ const GO_MODE_SETGID: u32 = 1 << 22;
 const GO_MODE_CHAR_DEVICE: u32 = 1 << 21;
 const GO_MODE_STICKY: u32 = 1 << 20;
 const GO_MODE_IRREGULAR: u32 = 1 << 19;
+
+/// Paths of this many bytes or more are refused, as the kernel refuses them (`PATH_MAX`
+/// counts the terminating NUL).
+pub(crate) const PATH_MAX: usize = 4096;
+
+/// Refuses what no file operation may send to the engine: a NUL byte (Go would cut the
+/// path there, or fail with a host path in the message) and paths of [`PATH_MAX`] bytes or
+/// more. Both are [`Error::FileOperation`] naming the path.
+pub(crate) fn check_path(path: &str) -> Result<()> {
+    if path.contains('\0') {
+        return Err(Error::file(
+            path,
+            FileErrorKind::Other("the path contains a NUL byte".to_owned()),
+        ));
+    }
+    if path.len() >= PATH_MAX {
+        return Err(Error::file(
+            path,
+            FileErrorKind::Other(format!(
+                "the path is {} bytes; paths must be shorter than {PATH_MAX}",
+                path.len()
+            )),
+        ));
+    }
+    Ok(())
+}
 
 /// A path's metadata as the engine reports it, without following a final symlink.
 #[derive(Debug, Clone)]
@@ -49,11 +74,27 @@ pub(crate) struct Files<'a> {
 }
 
 impl Files<'_> {
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.meta.container_id
     }
 
-    fn subject<'p>(&'p self, shown: &'p str) -> Subject<'p> {
+    /// `path` made absolute, once [`check_path`] accepts it.
+    pub(crate) fn absolute_checked(&self, path: &str) -> Result<String> {
+        check_path(path)?;
+        let absolute = self.meta.absolute(path);
+        check_path(&absolute).map_err(|_| {
+            Error::file(
+                path,
+                FileErrorKind::Other(format!(
+                    "the path resolves to {} bytes; paths must be shorter than {PATH_MAX}",
+                    absolute.len()
+                )),
+            )
+        })?;
+        Ok(absolute)
+    }
+
+    pub(crate) fn subject<'p>(&'p self, shown: &'p str) -> Subject<'p> {
         Subject::Path {
             sandbox: self.id(),
             path: shown,
@@ -141,27 +182,15 @@ impl Files<'_> {
         ))
     }
 
-    /// Reads a whole regular file, following symlinks.
+    /// Reads a whole regular file, following symlinks (through
+    /// [`Files::read_stream`], so only the contents are held, not the engine's archive).
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        let mut current = self.meta.absolute(path);
-        for _ in 0..MAX_SYMLINK_HOPS {
-            let archive = self.download(&current, path).await?;
-            match single_entry(&archive, path)? {
-                Entry::File(range) => return Ok(archive.slice(range)),
-                Entry::Directory => return Err(Error::file(path, FileErrorKind::IsADirectory)),
-                Entry::Symlink(target) => current = link_destination(&current, &target),
-                Entry::Other => {
-                    return Err(Error::file(
-                        path,
-                        FileErrorKind::Other("not a regular file".to_owned()),
-                    ));
-                }
-            }
+        let (size, mut stream) = self.read_stream_sized(path).await?;
+        let mut contents = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            contents.extend_from_slice(&chunk?);
         }
-        Err(Error::file(
-            path,
-            FileErrorKind::Other("too many levels of symbolic links".to_owned()),
-        ))
+        Ok(contents.freeze())
     }
 
     /// Creates or replaces a file (mode 0644), creating missing parent directories.
@@ -171,39 +200,13 @@ impl Files<'_> {
     /// no stat is needed first. Like tar, it replaces a symlink at the path with the
     /// file rather than writing through it.
     pub async fn write(&self, path: &str, contents: Bytes) -> Result<()> {
-        let target = self.meta.absolute(path);
-        let (parent, name) = split_parent(&target);
-        if name.is_empty() || name == ".." {
-            return Err(Error::file(path, FileErrorKind::IsADirectory));
-        }
-        let archive = file_archive(name, &contents, path)?;
-        match self.upload_file(parent, archive.clone(), path).await {
-            Err(Error::FileOperation {
-                kind: FileErrorKind::NotFound,
-                ..
-            }) => {
-                self.make_dir_absolute(parent, path).await?;
-                self.upload_file(parent, archive, path).await
-            }
-            other => other,
-        }
-    }
-
-    async fn upload_file(&self, directory: &str, tar: Bytes, shown: &str) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default()
-            .path(directory)
-            .no_overwrite_dir_non_dir("true")
-            .build();
-        self.engine
-            .docker
-            .upload_to_container(self.id(), Some(options), bollard::body_full(tar))
+        self.write_contents(path, crate::transfer::Contents::Memory(contents))
             .await
-            .map_err(|e| error::map(e, self.subject(shown)))
     }
 
     /// Metadata of a path, not following a final symlink.
     pub async fn stat(&self, path: &str) -> Result<FileStat> {
-        self.lstat(&self.meta.absolute(path), path)
+        self.lstat(&self.absolute_checked(path)?, path)
             .await?
             .map(|stat| stat.stat)
             .ok_or_else(|| Error::file(path, FileErrorKind::NotFound))
@@ -212,7 +215,7 @@ impl Files<'_> {
     /// Entries of a directory, sorted by name. The archive of the directory is read as
     /// it streams, keeping only the names of its direct entries.
     pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
-        let absolute = self.meta.absolute(path);
+        let absolute = self.absolute_checked(path)?;
         // `dir/.` makes the engine follow a symlinked directory and name entries `./x`.
         let request = if absolute == "/" {
             "/.".to_owned()
@@ -234,11 +237,11 @@ impl Files<'_> {
 
     /// Creates a directory and its missing parents; an existing directory is fine.
     pub async fn make_dir(&self, path: &str) -> Result<()> {
-        self.make_dir_absolute(&self.meta.absolute(path), path)
+        self.make_dir_absolute(&self.absolute_checked(path)?, path)
             .await
     }
 
-    async fn make_dir_absolute(&self, absolute: &str, shown: &str) -> Result<()> {
+    pub(crate) async fn make_dir_absolute(&self, absolute: &str, shown: &str) -> Result<()> {
         let parts: Vec<&str> = absolute.split('/').filter(|p| !p.is_empty()).collect();
         // Find the deepest existing ancestor, then unpack the missing chain into it:
         // unpacking `a/b/` into `/` would replace a symlinked `/a` with a directory.
@@ -253,7 +256,7 @@ impl Files<'_> {
                 Some(FileKind::Directory) if existing == parts.len() => return Ok(()),
                 Some(FileKind::Directory) => {
                     let archive = directories_archive(&parts[existing..], shown)?;
-                    return self.upload(&ancestor, archive, shown).await;
+                    return self.upload_bytes(&ancestor, archive, shown).await;
                 }
                 Some(_) if existing == parts.len() => {
                     return Err(Error::file(shown, FileErrorKind::AlreadyExists));
@@ -267,7 +270,7 @@ impl Files<'_> {
 
     /// Removes a file, a symlink, or a directory (with its contents when `recursive`).
     pub async fn remove(&self, path: &str, recursive: bool) -> Result<()> {
-        let absolute = self.meta.absolute(path);
+        let absolute = self.absolute_checked(path)?;
         if absolute == "/" {
             return Err(Error::file(path, FileErrorKind::PermissionDenied));
         }
@@ -318,30 +321,23 @@ impl Files<'_> {
 
     /// Unpacks a tar archive under directory `path`, created when missing.
     pub async fn upload_archive(&self, path: &str, tar: Bytes) -> Result<()> {
-        let absolute = self.meta.absolute(path);
-        self.make_dir_absolute(&absolute, path).await?;
-        self.upload(&absolute, tar, path).await
+        self.upload_archive_stream(path, Box::pin(futures::stream::once(async { Ok(tar) })))
+            .await
     }
 
     /// A tar archive of `path` and everything under it, entries named from its last
     /// component (`dir/...`).
     pub async fn download_archive(&self, path: &str) -> Result<Bytes> {
-        self.download(&self.meta.absolute(path), path).await
-    }
-
-    async fn upload(&self, directory: &str, tar: Bytes, shown: &str) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default()
-            .path(directory)
-            .build();
-        self.engine
-            .docker
-            .upload_to_container(self.id(), Some(options), bollard::body_full(tar))
-            .await
-            .map_err(|e| error::map(e, self.subject(shown)))
+        let mut stream = self.download_archive_stream(path).await?;
+        let mut archive = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(&chunk?);
+        }
+        Ok(archive.freeze())
     }
 
     /// The engine's archive of `absolute`, with an error before the first byte mapped.
-    async fn download_stream(
+    pub(crate) async fn download_stream(
         &self,
         absolute: &str,
         shown: &str,
@@ -362,61 +358,6 @@ impl Files<'_> {
         };
         Ok(futures::stream::iter(first).chain(stream))
     }
-
-    async fn download(&self, absolute: &str, shown: &str) -> Result<Bytes> {
-        let mut stream = Box::pin(self.download_stream(absolute, shown).await?);
-        let mut archive = BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| error::map(e, self.subject(shown)))?;
-            archive.extend_from_slice(&chunk);
-        }
-        Ok(archive.freeze())
-    }
-}
-
-/// The first entry of an archive the engine sent for one path.
-enum Entry {
-    File(std::ops::Range<usize>),
-    Directory,
-    Symlink(String),
-    Other,
-}
-
-fn single_entry(archive: &Bytes, shown: &str) -> Result<Entry> {
-    let bad = |e: std::io::Error| {
-        Error::file(
-            shown,
-            FileErrorKind::Other(format!("unreadable archive from the engine: {e}")),
-        )
-    };
-    let mut reader = tar::Archive::new(&archive[..]);
-    let mut entries = reader.entries().map_err(bad)?;
-    let entry = entries
-        .next()
-        .ok_or_else(|| Error::file(shown, FileErrorKind::NotFound))?
-        .map_err(bad)?;
-    let header = entry.header();
-    Ok(match header.entry_type() {
-        tar::EntryType::Regular | tar::EntryType::Continuous => {
-            let start = usize::try_from(entry.raw_file_position())
-                .map_err(|_| Error::file(shown, FileErrorKind::TooLarge))?;
-            let size = usize::try_from(entry.size())
-                .map_err(|_| Error::file(shown, FileErrorKind::TooLarge))?;
-            if start + size > archive.len() {
-                return Err(bad(std::io::Error::other("truncated")));
-            }
-            Entry::File(start..start + size)
-        }
-        tar::EntryType::Directory => Entry::Directory,
-        tar::EntryType::Symlink => Entry::Symlink(
-            entry
-                .link_name()
-                .map_err(bad)?
-                .map(|link| link.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        ),
-        _ => Entry::Other,
-    })
 }
 
 /// The direct entries of the directory archived as `./...`.
@@ -502,7 +443,7 @@ fn file_stat(go_mode: u32, size: i64, modified: Option<&str>) -> FileStat {
 }
 
 /// Where a symlink at `link` pointing to `target` leads.
-fn link_destination(link: &str, target: &str) -> String {
+pub(crate) fn link_destination(link: &str, target: &str) -> String {
     if target.starts_with('/') {
         crate::sandbox::absolute("/", target)
     } else {
@@ -512,7 +453,7 @@ fn link_destination(link: &str, target: &str) -> String {
 }
 
 /// `/a/b/c` -> (`/a/b`, `c`); `/c` -> (`/`, `c`).
-fn split_parent(absolute: &str) -> (&str, &str) {
+pub(crate) fn split_parent(absolute: &str) -> (&str, &str) {
     match absolute.rsplit_once('/') {
         Some(("", name)) => ("/", name),
         Some((parent, name)) => (parent, name),
@@ -520,25 +461,10 @@ fn split_parent(absolute: &str) -> (&str, &str) {
     }
 }
 
-fn now_unix_secs() -> u64 {
+pub(crate) fn now_unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// A tar archive holding one regular file.
-fn file_archive(name: &str, contents: &[u8], shown: &str) -> Result<Bytes> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(contents.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(now_unix_secs());
-    let mut builder = tar::Builder::new(Vec::with_capacity(contents.len() + 2048));
-    builder
-        .append_data(&mut header, name, contents)
-        .and_then(|()| builder.into_inner())
-        .map(Bytes::from)
-        .map_err(|e| Error::file(shown, FileErrorKind::Other(format!("archiving: {e}"))))
 }
 
 /// A tar archive holding the directory chain `parts[0]/parts[1]/...`.
@@ -584,15 +510,6 @@ mod tests {
         assert_eq!(link_destination("/bin/sh", "/bin/busybox"), "/bin/busybox");
         assert_eq!(link_destination("/a/b/link", "../c"), "/a/b/../c");
         assert_eq!(link_destination("/link", "target"), "/target");
-    }
-
-    #[test]
-    fn one_file_archives_round_trip() {
-        let archive = file_archive("data.bin", b"\xff\x00abc", "data.bin").unwrap();
-        match single_entry(&archive, "data.bin").unwrap() {
-            Entry::File(range) => assert_eq!(&archive[range], b"\xff\x00abc"),
-            _ => panic!("expected a file"),
-        }
     }
 
     #[test]

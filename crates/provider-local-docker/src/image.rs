@@ -73,7 +73,18 @@ pub(crate) async fn snapshot_image(engine: &Engine, id: &str) -> Result<ImageIns
     let not_found = || Error::NotFound {
         what: format!("snapshot `{id}`"),
     };
-    if !id.starts_with(&format!("{SNAPSHOT_REPOSITORY}:")) {
+    // Only `sandkit-snapshot:TAG` with a tag in the engine's grammar goes into a URL.
+    let tag = id
+        .strip_prefix(SNAPSHOT_REPOSITORY)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or_default();
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !tag_ok {
         return Err(not_found());
     }
     let inspect = engine

@@ -15,6 +15,7 @@ mod files;
 mod image;
 mod provider;
 mod sandbox;
+mod transfer;
 
 pub use config::{DEFAULT_CAPABILITIES, LocalDockerConfig};
 pub use provider::{LocalDockerProvider, PROVIDER_NAME};

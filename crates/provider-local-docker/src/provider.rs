@@ -34,10 +34,10 @@ use futures::StreamExt;
 use sandkit_core::ownership::RESERVED_TAG_PREFIX;
 use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{
-    Arch, BillingModel, Capabilities, Capacity, DirEntry, EgressDefault, Error, ExecProcess,
-    ExecRequest, FileStat, IdleCost, ImageSource, Isolation, ListFilter, NetworkPolicy, Os,
-    PauseSupport, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, Snapshot,
-    TimeoutEnforcement, Transport, Tunnel,
+    Arch, BillingModel, ByteStream, Capabilities, Capacity, DirEntry, EgressDefault, Error,
+    ExecProcess, ExecRequest, FileStat, IdleCost, ImageSource, Isolation, ListFilter,
+    NetworkPolicy, Os, PauseSupport, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
+    Snapshot, TimeoutEnforcement, Transport, Tunnel,
 };
 
 use crate::client::Engine;
@@ -106,6 +106,9 @@ impl LocalDockerProvider {
 
     /// What the provider knows about sandbox `id`, inspecting it when it has not seen it.
     async fn meta(&self, id: &SandboxId) -> Result<Meta> {
+        if !sandbox::is_sandbox_id(id.as_str()) {
+            return Err(Error::sandbox_not_found(id));
+        }
         if let Some(meta) = self.known_meta(id.as_str()) {
             return Ok(meta);
         }
@@ -174,6 +177,9 @@ impl LocalDockerProvider {
 
     /// Inspects a container; `NotFound` unless it is ours.
     async fn inspect_ours(&self, id: &str) -> Result<ContainerInspectResponse> {
+        if !sandbox::is_sandbox_id(id) {
+            return Err(Error::sandbox_not_found(id));
+        }
         let inspect = self
             .engine
             .docker
@@ -860,6 +866,10 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
+        // An id of another shape was never one of ours: nothing to end.
+        if !sandbox::is_sandbox_id(id.as_str()) {
+            return Ok(());
+        }
         // A sandbox this instance knows is ours: no need to ask the engine first.
         if let Some(meta) = self.known_meta(id.as_str()) {
             self.discard(&meta.container_id, &meta.leftovers).await?;
@@ -899,6 +909,38 @@ impl SandboxProvider for LocalDockerProvider {
     async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
         self.with_files(id, async |files| files.download_archive(path).await)
             .await
+    }
+
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.with_files(id, async |files| files.read_stream(path).await)
+            .await
+    }
+
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        contents: ByteStream,
+    ) -> Result<()> {
+        self.with_files(id, async |files| files.write_stream(path, contents).await)
+            .await
+    }
+
+    async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.with_files(id, async |files| files.download_archive_stream(path).await)
+            .await
+    }
+
+    async fn upload_archive_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        tar: ByteStream,
+    ) -> Result<()> {
+        self.with_files(id, async |files| {
+            files.upload_archive_stream(path, tar).await
+        })
+        .await
     }
 
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
@@ -1044,6 +1086,9 @@ impl SandboxProvider for LocalDockerProvider {
         let not_found = || Error::NotFound {
             what: format!("sandbox named `{name}`"),
         };
+        if !sandbox::is_container_name(name) {
+            return Err(not_found());
+        }
         // The engine also resolves id prefixes; only an exact name counts.
         let inspect = match self.engine.docker.inspect_container(name, None).await {
             Ok(inspect) => inspect,

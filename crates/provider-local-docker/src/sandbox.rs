@@ -99,6 +99,29 @@ pub(crate) fn absolute(workdir: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// Length of the container ids this provider hands out as sandbox ids.
+const CONTAINER_ID_LEN: usize = 64;
+
+/// Whether `id` has the shape of a sandbox id this provider hands out: a full container id,
+/// 64 lowercase hexadecimal digits. Nothing else ever reaches an engine URL as a sandbox:
+/// the engine would resolve names, id prefixes and path-shaped strings (`x/../y`, `.`, a
+/// query) to other containers or other endpoints.
+pub(crate) fn is_sandbox_id(id: &str) -> bool {
+    id.len() == CONTAINER_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `name` is a container name the engine could have given out (its own grammar,
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at most 255 bytes), so it can go into a URL.
+pub(crate) fn is_container_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() >= 2
+        && bytes.len() <= 255
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// The value internal labels carry when set. Snapshot images blank them (an image's
 /// labels are inherited by containers made from it, and cannot be removed, only
 /// overridden), so only this value counts.
@@ -217,6 +240,31 @@ fn state_of(inspect: &ContainerInspectResponse) -> SandboxState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_full_container_ids_are_sandbox_ids() {
+        let real = "ae14d0e81ab857d165bc77667a569aac2dc7a59e4285811629cc26ec06f04bb7";
+        assert!(is_sandbox_id(real));
+        for hostile in [
+            "",
+            ".",
+            "..",
+            "/etc/passwd",
+            "ae14d0e81ab8",
+            &format!("{real}/"),
+            &format!("./{real}"),
+            &format!("{real}/../{real}"),
+            &format!("{real}?all=1"),
+            &format!("{real}\0"),
+            &real.to_ascii_uppercase(),
+        ] {
+            assert!(!is_sandbox_id(hostile), "{hostile:?}");
+        }
+        assert!(is_container_name("sandkit-1a2b"));
+        for hostile in ["", "a", ".", "..", "-x", "a/b", "a?b", "a\0", "../x"] {
+            assert!(!is_container_name(hostile), "{hostile:?}");
+        }
+    }
     use bollard::models::{ContainerConfig, ContainerState, HostConfig};
 
     #[test]

@@ -20,7 +20,7 @@
 //!   a hang; a 1 GiB sparse file copied out does not blow up host memory.
 //!
 //! Each attack declares what it needs from the provider's
-//! [`Capabilities`](sandkit_core::Capabilities) (`files`, `batch_transfer`, isolation); an
+//! [`Capabilities`] (`files`, `batch_transfer`, isolation); an
 //! attack that does not apply is reported as ignored with the reason, never silently
 //! dropped. Counts (race attempts, swaps made, which swap loop ran) go to standard error.
 //!

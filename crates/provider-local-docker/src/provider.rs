@@ -701,7 +701,9 @@ fn blocks_network(spec: &SandboxSpec) -> bool {
     }
 }
 
-/// What the provider can do with `config`, on `engine` when connected.
+/// What the provider can do with `config`, on `engine` when connected. Anything not
+/// named here (capabilities core adds later) is off until this provider implements it.
+#[allow(clippy::needless_update)]
 fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) -> Capabilities {
     let gpus = engine.is_some_and(Engine::has_nvidia_runtime);
     let isolation = match config.runtime.as_deref() {
@@ -766,6 +768,7 @@ fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) -> Capabili
         tags: true,
         list_by_tags: true,
         lookup_by_name: true,
+        ..Capabilities::default()
     }
 }
 

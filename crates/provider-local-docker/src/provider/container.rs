@@ -1,0 +1,357 @@
+//! How a spec becomes a container: checks, the container's configuration, creation and
+//! start; and what the provider can do.
+
+use super::*;
+
+impl LocalDockerProvider {
+    pub(super) fn check_spec(&self, spec: &SandboxSpec) -> Result<()> {
+        let unsupported = |feature: &str| Err(Error::unsupported(PROVIDER_NAME, feature));
+        if spec.idle_timeout_secs.is_some() {
+            return unsupported("idle timeouts");
+        }
+        if spec.region.is_some() {
+            return unsupported("regions");
+        }
+        if let Some(NetworkPolicy::AllowList { cidrs, domains }) = &spec.network
+            && !(cidrs.is_empty() && domains.is_empty())
+        {
+            return unsupported("network allowlists");
+        }
+        if let Some(gpu) = &spec.gpu
+            && !self.capabilities.offers_gpu(gpu.kind, gpu.count)
+        {
+            return unsupported(&format!("{} x {}", gpu.count, gpu.kind));
+        }
+        if let Some(memory) = spec.memory_mib
+            && memory < MIN_MEMORY_MIB
+        {
+            return Err(Error::invalid_spec(
+                "memory_mib",
+                format!("the Docker Engine needs at least {MIN_MEMORY_MIB} MiB"),
+            ));
+        }
+        if blocks_network(spec) && !spec.ports.is_empty() {
+            return Err(Error::invalid_spec(
+                "ports",
+                "ports cannot be exposed from a sandbox whose network is blocked",
+            ));
+        }
+        for (index, file) in spec.files.iter().enumerate() {
+            if sandbox::absolute("/", &file.path) == "/" {
+                return Err(Error::invalid_spec(
+                    format!("files[{index}].path"),
+                    "must name a file",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The container the spec describes.
+    fn container_body(
+        &self,
+        spec: &SandboxSpec,
+        image: &image::ReadyImage,
+        workdir: &str,
+    ) -> ContainerCreateBody {
+        let mut labels: HashMap<String, String> = spec
+            .tags
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let keys: Vec<&str> = spec.tags.keys().map(String::as_str).collect();
+        labels.insert(LABEL_SANDBOX.to_owned(), LABEL_SET.to_owned());
+        labels.insert(LABEL_TAG_KEYS.to_owned(), keys.join(","));
+        // Blank values override what a snapshot image would otherwise hand down.
+        let set_or_blank = |present: bool| if present { LABEL_SET } else { "" }.to_owned();
+        labels.insert(LABEL_NAMED.to_owned(), set_or_blank(spec.name.is_some()));
+        labels.insert(
+            LABEL_LIFETIME_SECS.to_owned(),
+            spec.lifetime_secs
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        );
+        labels.insert(
+            LABEL_GPU.to_owned(),
+            spec.gpu
+                .map(|gpu| format!("{}:{}", gpu.kind, gpu.count))
+                .unwrap_or_default(),
+        );
+        labels.insert(
+            LABEL_BUILT_IMAGE.to_owned(),
+            image.built_tag.clone().unwrap_or_default(),
+        );
+        let from_snapshot = match &spec.image {
+            Some(ImageSource::Snapshot { id }) => id.clone(),
+            _ => String::new(),
+        };
+        labels.insert(LABEL_FROM_SNAPSHOT.to_owned(), from_snapshot);
+
+        let lifetime = spec.lifetime_secs.map(|secs| secs.to_string());
+        let entrypoint = match (spec.entrypoint.is_empty(), lifetime) {
+            (true, lifetime) => vec![
+                "sleep".to_owned(),
+                lifetime.unwrap_or_else(|| FOREVER_SECS.to_string()),
+            ],
+            (false, Some(lifetime)) => ["timeout", "-s", "KILL", &lifetime]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(spec.entrypoint.iter().cloned())
+                .collect(),
+            (false, None) => spec.entrypoint.clone(),
+        };
+        let env: Vec<String> = spec
+            .env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .chain(
+                spec.secrets
+                    .iter()
+                    .map(|(name, value)| format!("{name}={}", value.expose())),
+            )
+            .collect();
+        let ports: Vec<String> = spec
+            .ports
+            .iter()
+            .map(|port| format!("{port}/tcp"))
+            .collect();
+        let port_bindings = ports
+            .iter()
+            .map(|port| {
+                let binding = PortBinding {
+                    host_ip: Some("127.0.0.1".to_owned()),
+                    host_port: Some(String::new()),
+                };
+                (port.clone(), Some(vec![binding]))
+            })
+            .collect();
+        let host_config = HostConfig {
+            auto_remove: Some(false),
+            init: Some(self.config.init),
+            nano_cpus: spec.cpu.map(|cores| (cores * 1e9).round() as i64),
+            memory: spec.memory_mib.map(|mib| mib as i64 * MIB),
+            // No swap beyond the limit, or the limit would not bound anything.
+            memory_swap: spec.memory_mib.map(|mib| mib as i64 * MIB),
+            pids_limit: Some(i64::from(self.config.pids_limit)),
+            network_mode: blocks_network(spec).then(|| "none".to_owned()),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(self.config.capabilities.clone()),
+            runtime: self.config.runtime.clone(),
+            device_requests: spec.gpu.map(|gpu| {
+                vec![DeviceRequest {
+                    driver: Some("nvidia".to_owned()),
+                    count: Some(i64::from(gpu.count)),
+                    capabilities: Some(vec![vec!["gpu".to_owned()]]),
+                    ..Default::default()
+                }]
+            }),
+            mounts: (!spec.volumes.is_empty()).then(|| {
+                spec.volumes
+                    .iter()
+                    .map(|volume| Mount {
+                        typ: Some(MountType::VOLUME),
+                        source: Some(volume.name.clone()),
+                        target: Some(volume.mount_path.clone()),
+                        read_only: Some(volume.read_only),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            port_bindings: (!ports.is_empty()).then_some(port_bindings),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(image.reference.clone()),
+            entrypoint: Some(entrypoint),
+            env: (!env.is_empty()).then_some(env),
+            working_dir: Some(workdir.to_owned()),
+            labels: Some(labels),
+            exposed_ports: (!ports.is_empty()).then_some(ports),
+            attach_stdin: Some(false),
+            attach_stdout: Some(false),
+            attach_stderr: Some(false),
+            tty: Some(false),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+
+    /// Creates, fills and starts the container; on failure removes what it made.
+    pub(super) async fn create_container(
+        &self,
+        spec: &SandboxSpec,
+        image: &image::ReadyImage,
+    ) -> Result<SandboxInfo> {
+        let workdir = spec
+            .workdir
+            .clone()
+            .or_else(|| image.working_dir.clone())
+            .map_or_else(|| "/".to_owned(), |w| sandbox::absolute("/", &w));
+        let name = spec.name.clone().unwrap_or_else(|| {
+            format!(
+                "sandkit-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            )
+        });
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .engine
+            .docker
+            .create_container(Some(options), self.container_body(spec, image, &workdir))
+            .await
+            .map_err(
+                |e| match error::map(e, Subject::NewSandbox(spec.name.as_deref())) {
+                    Error::CreationFailed { message } => Error::CreationFailed {
+                        message: format!("creating the container: {message}"),
+                    },
+                    other => other,
+                },
+            )?;
+        let id = created.id;
+        let result = self.fill_and_start(&id, spec, &workdir).await;
+        if result.is_err() {
+            let _ = self.remove_container(&id).await;
+            self.forget(&id);
+        }
+        result
+    }
+
+    async fn fill_and_start(
+        &self,
+        id: &str,
+        spec: &SandboxSpec,
+        workdir: &str,
+    ) -> Result<SandboxInfo> {
+        let meta = Meta {
+            container_id: id.to_owned(),
+            workdir: workdir.to_owned(),
+            memory_limited: spec.memory_mib.is_some(),
+            leftovers: Leftovers::default(),
+        };
+        // Written before the start, so the entrypoint already sees them.
+        let files = Files {
+            engine: &self.engine,
+            meta: &meta,
+        };
+        for file in &spec.files {
+            files
+                .write(&file.path, Bytes::from(file.contents.clone()))
+                .await
+                .map_err(|e| Error::CreationFailed {
+                    message: format!("writing initial file `{}`: {e}", file.path),
+                })?;
+        }
+        self.engine
+            .docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| Error::CreationFailed {
+                message: format!(
+                    "starting the container: {}{}",
+                    error::map(e, Subject::Sandbox(id)),
+                    if spec.entrypoint.is_empty() {
+                        " (sandboxes without an entrypoint run `sleep`; the image must have it)"
+                    } else {
+                        ""
+                    }
+                ),
+            })?;
+        let inspect = self.inspect_ours(id).await?;
+        let info = sandbox::info_from(&inspect);
+        if !info.state.is_finished() {
+            self.remember(&inspect);
+            return Ok(info);
+        }
+        if spec.entrypoint.is_empty() {
+            return Err(Error::CreationFailed {
+                message: format!(
+                    "the sandbox ended at once ({}); sandboxes without an entrypoint run `sleep <lifetime>`, which the image must have",
+                    info.state
+                ),
+            });
+        }
+        // An entrypoint that ended at once: the sandbox is already over.
+        Ok(info)
+    }
+}
+
+/// Whether the spec asks for no network at all (an empty allowlist allows nothing).
+fn blocks_network(spec: &SandboxSpec) -> bool {
+    match &spec.network {
+        Some(NetworkPolicy::BlockAll) => true,
+        Some(NetworkPolicy::AllowList { cidrs, domains }) => cidrs.is_empty() && domains.is_empty(),
+        Some(NetworkPolicy::AllowAll) | None => false,
+    }
+}
+
+/// What the provider can do with `config`, on `engine` when connected. Anything not
+/// named here (capabilities core adds later) is off until this provider implements it.
+#[allow(clippy::needless_update)]
+pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) -> Capabilities {
+    let gpus = engine.is_some_and(Engine::has_nvidia_runtime);
+    let isolation = match config.runtime.as_deref() {
+        Some("runsc") => Isolation::UserSpaceKernel,
+        Some("kata" | "kata-runtime" | "io.containerd.kata.v2") => Isolation::MicroVm,
+        _ => Isolation::Container,
+    };
+    Capabilities {
+        transport: Transport::Local,
+        isolation,
+        fs_snapshot: true,
+        pause: PauseSupport::Yes,
+        pause_keeps_memory: true,
+        capacity_query: true,
+        max_concurrent: None,
+        max_lifetime_secs: Some(FOREVER_SECS),
+        default_lifetime_secs: config.default_lifetime_secs,
+        idle_timeout: false,
+        os: vec![Os::Linux],
+        arch: Arch::host(),
+        regions: Vec::new(),
+        cpu_limit: true,
+        memory_limit: true,
+        max_cpu: engine.map(|e| f64::from(e.ncpu)).filter(|n| *n > 0.0),
+        max_memory_mib: engine
+            .map(|e| e.mem_total_bytes / (1024 * 1024))
+            .filter(|n| *n > 0),
+        gpu_kinds: if gpus {
+            config.gpu_kinds.clone()
+        } else {
+            Vec::new()
+        },
+        max_gpu_count: if gpus { config.gpu_count } else { 0 },
+        network_block_all: true,
+        network_cidr_allowlist: false,
+        network_domain_allowlist: false,
+        egress_default: EgressDefault::AllowAll,
+        idle_cost: IdleCost::Zero,
+        billing: BillingModel::None,
+        price_sheet: None,
+        image_registry: true,
+        image_dockerfile: true,
+        entrypoint: true,
+        exec_stdin: true,
+        exec_pty: false,
+        exec_run_as_user: true,
+        // Timeouts kill through this host's /proc; an engine elsewhere offers none.
+        exec_timeout: if engine.is_none_or(|e| e.shares_processes) {
+            TimeoutEnforcement::Client
+        } else {
+            TimeoutEnforcement::None
+        },
+        exec_separate_stderr: true,
+        files: true,
+        container_paths: true,
+        // The container's root filesystem is its own, writable copy.
+        read_only_base: false,
+        batch_transfer: true,
+        tunnels: true,
+        volumes: true,
+        secrets: true,
+        tags: true,
+        list_by_tags: true,
+        lookup_by_name: true,
+        ..Capabilities::default()
+    }
+}

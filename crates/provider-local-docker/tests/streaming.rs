@@ -138,7 +138,10 @@ async fn reading_a_missing_path_or_a_directory_fails_before_any_chunk() {
         ("/", FileErrorKind::IsADirectory),
     ] {
         match provider.read_file_stream(&id, path).await {
-            Err(Error::FileOperation { path: shown, kind: got }) => {
+            Err(Error::FileOperation {
+                path: shown,
+                kind: got,
+            }) => {
                 assert_eq!(shown, path);
                 assert_eq!(got, kind, "{path}");
             }
@@ -245,7 +248,12 @@ async fn archives_stream_both_ways_and_bad_ids_are_not_found() {
     names.sort();
     assert_eq!(
         names,
-        ["unpacked/", "unpacked/a.txt", "unpacked/sub/", "unpacked/sub/b.txt"]
+        [
+            "unpacked/",
+            "unpacked/a.txt",
+            "unpacked/sub/",
+            "unpacked/sub/b.txt"
+        ]
     );
     assert!(matches!(
         provider.download_archive_stream(&id, "nope").await,

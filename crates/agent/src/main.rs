@@ -28,6 +28,10 @@ const ENDED: u8 = 137;
 /// as having ended by itself.
 static ENDING: AtomicBool = AtomicBool::new(false);
 
+/// Leases held (open lease connections), and a count of releases, so a timer started by
+/// one release knows whether another came since.
+static LEASES: Mutex<(u64, u64)> = Mutex::new((0, 0));
+
 /// The running commands, by pid, each with where its exit status goes.
 #[derive(Default)]
 struct Children {
@@ -254,6 +258,10 @@ fn serve(agent: &Agent, stream: UnixStream) {
                 (None, _) => error(ErrorKind::BadRequest, "no command on this connection"),
                 (_, None) => error(ErrorKind::BadRequest, format!("no signal {signal}")),
             },
+            Request::Lease { grace_secs } => {
+                hold_lease(&stream, grace_secs, &reply);
+                return;
+            }
             Request::Pause => {
                 signal_all(Signal::STOP);
                 Reply::Done
@@ -271,6 +279,35 @@ fn serve(agent: &Agent, stream: UnixStream) {
             return;
         }
     }
+}
+
+/// Holds a lease until its connection closes; then, unless another lease is taken within
+/// the grace period, ends the sandbox.
+fn hold_lease(
+    stream: &UnixStream,
+    grace_secs: u64,
+    reply: &dyn Fn(&Reply) -> Result<(), FrameError>,
+) {
+    LEASES.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+    let _ = reply(&Reply::Done);
+    // Whatever arrives on a lease connection is ignored; only its end counts.
+    while !matches!(
+        protocol::receive::<Request>(stream),
+        Err(FrameError::Closed | FrameError::Io(_) | FrameError::Malformed(_))
+    ) {}
+    let release = {
+        let mut leases = LEASES.lock().unwrap_or_else(|e| e.into_inner());
+        leases.0 -= 1;
+        leases.1 += 1;
+        leases.1
+    };
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(grace_secs));
+        let leases = *LEASES.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.0 == 0 && leases.1 == release {
+            end_sandbox(ENDED);
+        }
+    });
 }
 
 fn reply(stream: &UnixStream, message: &Reply) -> Result<(), FrameError> {

@@ -40,6 +40,13 @@ pub enum Request {
         /// The signal number.
         signal: i32,
     },
+    /// Holds a lease on the sandbox for as long as this connection stays open (the
+    /// kernel closes it when the holder dies). When the last lease closes and none is
+    /// taken again within `grace_secs`, the agent ends the sandbox.
+    Lease {
+        /// Seconds to wait for a new lease before ending the sandbox.
+        grace_secs: u64,
+    },
     /// Stops every process of the sandbox.
     Pause,
     /// Continues every process of the sandbox.

@@ -63,6 +63,12 @@ pub struct SpecArgs {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub idle_timeout_secs: Option<u64>,
 
+    /// End the sandbox this many seconds after this process stops renewing its lease
+    /// (5 to 3600; providers with `client_lease`). `run` takes a 15 s lease unless
+    /// `--keep` is given, so a killed `run` leaves nothing behind.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub lease_secs: Option<u64>,
+
     /// No network besides loopback.
     #[arg(long, conflicts_with_all = ["allow_cidr", "allow_domain"])]
     pub block_network: bool,
@@ -125,6 +131,7 @@ impl SpecArgs {
         spec.gpu = self.gpu.or(spec.gpu);
         spec.lifetime_secs = self.lifetime_secs.or(spec.lifetime_secs);
         spec.idle_timeout_secs = self.idle_timeout_secs.or(spec.idle_timeout_secs);
+        spec.lease_secs = self.lease_secs.or(spec.lease_secs);
         if self.block_network {
             spec = spec.network(NetworkPolicy::BlockAll);
         } else if !self.allow_cidr.is_empty() || !self.allow_domain.is_empty() {

@@ -313,6 +313,9 @@ pub struct Capabilities {
     pub default_lifetime_secs: Option<u64>,
     /// Sandboxes can be ended after a period without activity.
     pub idle_timeout: bool,
+    /// A sandbox can hold a lease that its creator renews, and ends soon after the
+    /// creator dies ([`SandboxSpec::lease_secs`](crate::SandboxSpec::lease_secs)).
+    pub client_lease: bool,
 
     /// Operating systems sandboxes run.
     pub os: Vec<Os>,

@@ -21,6 +21,8 @@ pub struct Requirements {
     pub lifetime_secs: Option<u64>,
     /// Idle timeouts.
     pub idle_timeout: bool,
+    /// A lease renewed by the creator.
+    pub client_lease: bool,
     /// Block-all network.
     pub network_block_all: bool,
     /// CIDR allowlists.
@@ -97,6 +99,7 @@ impl Requirements {
             gpu_count: spec.gpu.map_or(0, |gpu| gpu.count),
             lifetime_secs: spec.lifetime_secs,
             idle_timeout: spec.idle_timeout_secs.is_some(),
+            client_lease: spec.lease_secs.is_some(),
             region: spec.region.clone(),
             cpu: spec.cpu,
             memory_mib: spec.memory_mib,
@@ -166,8 +169,14 @@ impl Requirements {
                 format!("needs a lifetime of {wanted} s; at most {max} s"),
             );
         }
-        let flags: [(bool, bool, &str, &str); 20] = [
+        let flags: [(bool, bool, &str, &str); 21] = [
             (self.files, caps.files, "files", "file operations"),
+            (
+                self.client_lease,
+                caps.client_lease,
+                "client_lease",
+                "a lease that ends the sandbox when its creator dies",
+            ),
             (
                 self.idle_timeout,
                 caps.idle_timeout,
@@ -353,6 +362,7 @@ impl Requirements {
             gpu_count: self.gpu_count.max(other.gpu_count),
             lifetime_secs: max_opt(self.lifetime_secs, other.lifetime_secs),
             idle_timeout: self.idle_timeout || other.idle_timeout,
+            client_lease: self.client_lease || other.client_lease,
             network_block_all: self.network_block_all || other.network_block_all,
             network_cidr_allowlist: self.network_cidr_allowlist || other.network_cidr_allowlist,
             network_domain_allowlist: self.network_domain_allowlist

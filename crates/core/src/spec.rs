@@ -158,6 +158,11 @@ pub struct SandboxSpec {
     pub lifetime_secs: Option<u64>,
     /// Seconds without activity after which the sandbox is terminated.
     pub idle_timeout_secs: Option<u64>,
+    /// The sandbox lives only while the process that created it does: it holds a lease
+    /// that its creator keeps renewing, and ends this many seconds after the renewals
+    /// stop (the creator was killed, say), whatever its lifetime says. Needs
+    /// `client_lease`.
+    pub lease_secs: Option<u64>,
     /// Network policy; `None` means the provider's default egress.
     pub network: Option<NetworkPolicy>,
     /// Volumes to mount.
@@ -259,6 +264,13 @@ impl SandboxSpec {
         self
     }
 
+    /// Ends the sandbox `secs` seconds after its creator stops renewing its lease (see
+    /// [`SandboxSpec::lease_secs`]).
+    pub fn lease_secs(mut self, secs: u64) -> Self {
+        self.lease_secs = Some(secs);
+        self
+    }
+
     /// Sets the network policy.
     pub fn network(mut self, policy: NetworkPolicy) -> Self {
         self.network = Some(policy);
@@ -344,6 +356,7 @@ impl SandboxSpec {
             gpu: self.gpu.or(defaults.gpu),
             lifetime_secs: self.lifetime_secs.or(defaults.lifetime_secs),
             idle_timeout_secs: self.idle_timeout_secs.or(defaults.idle_timeout_secs),
+            lease_secs: self.lease_secs.or(defaults.lease_secs),
             network: self.network.clone().or_else(|| defaults.network.clone()),
             volumes: joined(&defaults.volumes, &self.volumes),
             files: joined(&defaults.files, &self.files),
@@ -436,6 +449,14 @@ impl SandboxSpec {
         }
         validate_duration_secs("lifetime_secs", self.lifetime_secs)?;
         validate_duration_secs("idle_timeout_secs", self.idle_timeout_secs)?;
+        if let Some(secs) = self.lease_secs
+            && !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&secs)
+        {
+            return Err(Error::invalid_spec(
+                "lease_secs",
+                format!("must be {MIN_LEASE_SECS} to {MAX_LEASE_SECS} seconds, got {secs}"),
+            ));
+        }
         if let Some(NetworkPolicy::AllowList { cidrs, domains }) = &self.network {
             for (index, cidr) in cidrs.iter().enumerate() {
                 validate_cidr(&format!("network.cidrs[{index}]"), cidr)?;
@@ -521,6 +542,11 @@ pub(crate) fn validate_argv(field: &str, argv: &[String], may_be_empty: bool) ->
 }
 
 /// Checks a number of seconds: at least 1, at most [`MAX_LIFETIME_SECS`].
+/// The shortest lease: renewals every few seconds must fit in it.
+pub const MIN_LEASE_SECS: u64 = 5;
+/// The longest lease.
+pub const MAX_LEASE_SECS: u64 = 3600;
+
 fn validate_duration_secs(field: &str, secs: Option<u64>) -> Result<()> {
     match secs {
         Some(0) => Err(Error::invalid_spec(field, "must be at least 1 second")),

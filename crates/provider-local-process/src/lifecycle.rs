@@ -73,6 +73,10 @@ impl LocalProcessProvider {
     /// then kills every process of its pid namespace), its network helper, and removes the
     /// directory. Costs the same however many other sandboxes exist. Unknown ids are fine.
     pub(crate) async fn destroy(&self, id: &str) -> Result<()> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         let store = self.store.clone();
         let key = id.to_owned();
         let detached = blocking(move || {

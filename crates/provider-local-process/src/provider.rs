@@ -44,6 +44,11 @@ pub struct LocalProcessProvider {
     pub(crate) pasta: Option<PathBuf>,
     pub(crate) agent: PathBuf,
     pub(crate) images: crate::image::ImageCache,
+    /// Lease connections of the sandboxes this provider created with a lease: held open
+    /// while this process lives, closed by the kernel when it dies.
+    pub(crate) leases: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::os::unix::net::UnixStream>>,
+    >,
     pub(crate) default_lifetime_secs: u64,
     warn_unisolated: bool,
     capabilities: Capabilities,
@@ -72,6 +77,9 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         max_lifetime_secs: None,
         default_lifetime_secs: Some(default_lifetime_secs),
         idle_timeout: false,
+        // The agent ends a sandbox once its creator's lease connection has been closed
+        // for the lease's seconds.
+        client_lease: true,
         os: Os::host(),
         arch: Arch::host(),
         cpu_limit: false,
@@ -146,6 +154,7 @@ impl LocalProcessProvider {
         let images = crate::image::ImageCache::new(store.dir().join("images"));
         Ok(Self {
             images,
+            leases: Default::default(),
             store,
             capabilities: capabilities(
                 bwrap.is_some(),
@@ -283,7 +292,13 @@ impl SandboxProvider for LocalProcessProvider {
             return Err(error);
         }
 
-        match self.provision(record, spec).await {
+        let provisioned = match (self.provision(record, spec).await, spec.lease_secs) {
+            (Ok(record), Some(grace_secs)) => {
+                self.take_lease(&record, grace_secs).await.map(|()| record)
+            }
+            (provisioned, _) => provisioned,
+        };
+        match provisioned {
             Ok(record) => Ok(Self::info_of(&record)),
             Err(error) => {
                 if let Err(cleanup) = self.destroy(&id).await {
@@ -566,6 +581,28 @@ impl SandboxProvider for LocalProcessProvider {
 }
 
 impl LocalProcessProvider {
+    /// Takes the sandbox's lease and keeps its connection for as long as this provider
+    /// (and so this process) lives.
+    async fn take_lease(&self, record: &Record, grace_secs: u64) -> Result<()> {
+        let socket = self
+            .layout(&record.id)
+            .ok_or_else(|| Error::sandbox_not_found(&record.id))?
+            .socket;
+        let lease = blocking(move || {
+            let stream = agent::connect(&socket)?;
+            sandkit_agent::protocol::send(&stream, &Request::Lease { grace_secs }, &[])
+                .and_then(|()| sandkit_agent::protocol::receive::<Reply>(&stream))
+                .map_err(|e| internal("taking the lease", std::io::Error::other(e.to_string())))?;
+            Ok(stream)
+        })
+        .await?;
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.id.clone(), lease);
+        Ok(())
+    }
+
     async fn pause_or_resume(&self, id: &SandboxId, pause: bool) -> Result<()> {
         let (_, layout) = self.live(id).await?;
         let request = if pause {

@@ -734,9 +734,13 @@ async fn creator_process() {
         _ => Isolation::Bubblewrap,
     };
     let provider = provider_at(Path::new(&state_dir), isolation);
-    let spec = SandboxSpec::new()
-        .lifetime_secs(2)
-        .entrypoint(["sleep", "1000"]);
+    // Either a short lifetime, or a long one with a short lease.
+    let spec = if std::env::var("SANDKIT_TEST_CREATOR_LEASE").is_ok() {
+        SandboxSpec::new().lifetime_secs(3600).lease_secs(5)
+    } else {
+        SandboxSpec::new().lifetime_secs(2)
+    }
+    .entrypoint(["sleep", "1000"]);
     let id = provider.create(&spec).await.unwrap().id;
     let _command = provider
         .exec(&id, ExecRequest::new(["sleep", "1001"]))
@@ -747,6 +751,17 @@ async fn creator_process() {
 }
 
 async fn lifetime_holds_after_the_creator_is_killed(isolation: Isolation) {
+    sandbox_ends_after_its_creator_is_killed(isolation, false).await
+}
+
+async fn a_leased_sandbox_ends_soon_after_its_creator_is_killed(isolation: Isolation) {
+    sandbox_ends_after_its_creator_is_killed(isolation, true).await
+}
+
+/// A creator process makes a sandbox (with a 2 s lifetime, or a 1 h lifetime and a 5 s
+/// lease) and runs a command in it, then is SIGKILLed: the sandbox, its processes and its
+/// directory must be gone within 15 s.
+async fn sandbox_ends_after_its_creator_is_killed(isolation: Isolation, lease: bool) {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut creator = std::process::Command::new(std::env::current_exe().unwrap())
@@ -766,6 +781,7 @@ async fn lifetime_holds_after_the_creator_is_killed(isolation: Isolation) {
                 "bubblewrap"
             },
         )
+        .envs(lease.then_some(("SANDKIT_TEST_CREATOR_LEASE", "1")))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -796,7 +812,10 @@ async fn lifetime_holds_after_the_creator_is_killed(isolation: Isolation) {
     }
 }
 
-in_both_modes!(lifetime_holds_after_the_creator_is_killed);
+in_both_modes!(
+    lifetime_holds_after_the_creator_is_killed,
+    a_leased_sandbox_ends_soon_after_its_creator_is_killed
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_workdir_is_taken_inside_the_root() {

@@ -33,6 +33,9 @@ pub struct RunArgs {
     pub argv: Vec<String>,
 }
 
+/// The lease `run` takes on providers that offer one.
+const RUN_LEASE_SECS: u64 = 15;
+
 /// Creates, runs, terminates; exits with the command's exit code.
 pub async fn run(context: &Context, args: RunArgs) -> Result<i32, CliError> {
     // Bad flags are reported before anything is built or created.
@@ -43,6 +46,12 @@ pub async fn run(context: &Context, args: RunArgs) -> Result<i32, CliError> {
 
     let mut interrupts = Interrupts::catch()?;
     let provider = context.open().await?;
+    let mut spec = spec;
+    // The sandbox lives only as long as this process: killed, it leaves nothing behind
+    // for long.
+    if !args.keep && spec.lease_secs.is_none() && provider.capabilities().client_lease {
+        spec.lease_secs = Some(RUN_LEASE_SECS);
+    }
     let info = {
         let _spinner = Spinner::start(
             format!("creating a sandbox on {}", provider.name()),

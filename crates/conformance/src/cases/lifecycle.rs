@@ -471,6 +471,24 @@ pub(crate) async fn idle_timeout_ends_idle_sandbox(cx: Cx) -> Result<()> {
     await_gone(&cx, &id, Duration::from_secs(120), "an idle timeout of 3 s").await
 }
 
+/// The lease is renewed while the creator (this process) lives, so the sandbox outlasts
+/// it. (Its end after the creator dies is proven per provider, by killing a creator
+/// process.)
+pub(crate) async fn lease_holds_while_its_creator_lives(cx: Cx) -> Result<()> {
+    let id = cx.create(&cx.spec().lease_secs(5)).await?.id;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let output = cx.sh(&id, "echo alive").await?;
+    ensure!(output.trim_end() == "alive", "the leased sandbox answered {output:?}");
+    Ok(())
+}
+
+pub(crate) async fn lease_unsupported(cx: Cx) -> Result<()> {
+    expect_unsupported(
+        cx.provider().create(&cx.spec().lease_secs(30)).await,
+        "a lease",
+    )
+}
+
 pub(crate) async fn idle_timeout_unsupported(cx: Cx) -> Result<()> {
     expect_unsupported(
         cx.provider().create(&cx.spec().idle_timeout_secs(60)).await,

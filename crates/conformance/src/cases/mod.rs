@@ -95,6 +95,12 @@ needs!(
 );
 needs!(TUNNELS, NO_TUNNELS, |c| c.tunnels, "`tunnels`");
 needs!(
+    CLIENT_LEASE,
+    NO_CLIENT_LEASE,
+    |c| c.client_lease,
+    "`client_lease`"
+);
+needs!(
     IDLE_TIMEOUT,
     NO_IDLE_TIMEOUT,
     |c| c.idle_timeout,
@@ -298,6 +304,16 @@ pub(crate) static CASES: &[Case] = &[
         lifecycle::idle_timeout_ends_idle_sandbox,
         IDLE_TIMEOUT,
         "a sandbox with an idle timeout ends when left idle"
+    ),
+    case!(
+        lifecycle::lease_holds_while_its_creator_lives,
+        CLIENT_LEASE,
+        "a sandbox with a 5 s lease still runs 8 s later while its creator lives"
+    ),
+    case!(
+        lifecycle::lease_unsupported,
+        NO_CLIENT_LEASE,
+        "a lease is Unsupported without client_lease"
     ),
     case!(
         lifecycle::idle_timeout_unsupported,

@@ -120,6 +120,8 @@ pub fn capabilities() -> Capabilities {
         max_lifetime_secs: Some(MAX_LIFETIME_SECS),
         default_lifetime_secs: Some(DEFAULT_LIFETIME_SECS),
         idle_timeout: true,
+        // No call extends a running sandbox's timeout, so a lease cannot be renewed.
+        client_lease: false,
         os: vec![Os::Linux],
         arch: vec![Arch::X86_64, Arch::Aarch64],
         regions: DEFAULT_REGIONS.iter().map(|r| (*r).to_owned()).collect(),

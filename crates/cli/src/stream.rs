@@ -64,13 +64,34 @@ pub async fn create_interruptible(
     }
 }
 
+/// With [`Sink::Collect`], at most this many bytes of each of stdout and stderr are kept;
+/// the rest is read (so the command never blocks) and counted, not kept.
+pub const COLLECT_LIMIT_BYTES: usize = 16 << 20;
+
 /// Where a command's output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
     /// Straight to our stdout and stderr, chunk by chunk.
     Terminal,
-    /// Kept in memory (for `--json`).
+    /// Kept in memory (for `--json`), up to [`COLLECT_LIMIT_BYTES`] per stream.
     Collect,
+}
+
+/// One output stream as collected.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The first [`COLLECT_LIMIT_BYTES`] bytes (empty unless the sink was
+    /// [`Sink::Collect`]).
+    pub kept: Vec<u8>,
+    /// How many bytes the stream carried in all.
+    pub total_bytes: u64,
+}
+
+impl Collected {
+    /// Whether bytes were dropped because of [`COLLECT_LIMIT_BYTES`].
+    pub fn truncated(&self) -> bool {
+        self.total_bytes > self.kept.len() as u64
+    }
 }
 
 /// How a driven command ended.
@@ -81,9 +102,9 @@ pub enum Outcome {
         /// Its exit status.
         status: ExitStatus,
         /// Collected standard output.
-        stdout: Vec<u8>,
+        stdout: Collected,
         /// Collected standard error.
-        stderr: Vec<u8>,
+        stderr: Collected,
     },
     /// A signal arrived; the command was killed.
     Interrupted {
@@ -149,20 +170,26 @@ async fn forward_stdin(mut writer: StdinWriter) {
     let _ = writer.shutdown().await;
 }
 
-/// Reads a stream to its end, writing or keeping each chunk. Once our own output is
-/// closed (`sandkit run ... | head -1`) the rest is read and dropped, so the command is
-/// never blocked on a full pipe.
+/// Reads a stream to its end, writing or keeping each chunk (up to
+/// [`COLLECT_LIMIT_BYTES`]). Once our own output is closed (`sandkit run ... | head -1`)
+/// the rest is read and dropped, so the command is never blocked on a full pipe.
 async fn pump(
     mut stream: ByteStream,
     sink: Sink,
     mut terminal: impl AsyncWrite + Unpin,
-) -> Result<Vec<u8>, CliError> {
-    let mut kept = Vec::new();
+) -> Result<Collected, CliError> {
+    let mut collected = Collected::default();
     let mut terminal_open = true;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
+        collected.total_bytes += chunk.len() as u64;
         match sink {
-            Sink::Collect => kept.extend_from_slice(&chunk),
+            Sink::Collect => {
+                let room = COLLECT_LIMIT_BYTES.saturating_sub(collected.kept.len());
+                collected
+                    .kept
+                    .extend_from_slice(&chunk[..room.min(chunk.len())]);
+            }
             Sink::Terminal if terminal_open => {
                 let written = async {
                     terminal.write_all(&chunk).await?;
@@ -173,7 +200,7 @@ async fn pump(
             Sink::Terminal => {}
         }
     }
-    Ok(kept)
+    Ok(collected)
 }
 
 /// Terminates `id`, warning (not failing) when that does not work: the command's own

@@ -4,14 +4,22 @@
 //! source is copied into it under its own name; otherwise it is copied to that path.
 //! Directories travel as one tar archive when the provider has batch transfer, and file
 //! by file otherwise.
+//!
+//! Everything streams: files are read and written in chunks through the provider's
+//! stream methods, and archives are built and unpacked as they travel, so memory stays
+//! flat whatever the size.
 
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clap::Args;
-use sandkit_core::{Error, FileErrorKind, FileKind, SandboxId, SandboxProvider};
+use futures::StreamExt;
+use sandkit_core::{ByteStream, Error, FileErrorKind, FileKind, SandboxId, SandboxProvider};
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use super::{Context, JsonFlag};
 use crate::error::CliError;
@@ -127,11 +135,7 @@ async fn upload(
     };
 
     if metadata.is_file() {
-        let contents = tokio::fs::read(local)
-            .await
-            .map_err(|error| CliError::io(local, error))?;
-        let bytes = contents.len() as u64;
-        provider.write_file(id, &target, contents.into()).await?;
+        let bytes = upload_file(provider, local, id, &target).await?;
         return Ok(Copied {
             files: 1,
             bytes,
@@ -158,11 +162,7 @@ async fn upload(
     }
     provider.make_dir(id, &target).await?;
     if provider.capabilities().batch_transfer {
-        let root = local.to_owned();
-        let archive = tokio::task::spawn_blocking(move || build_archive(&root, &entries))
-            .await
-            .map_err(|error| CliError::Failed(format!("building the archive: {error}")))??;
-        provider.upload_archive(id, &target, archive).await?;
+        upload_directory_archive(provider, local, entries, id, &target).await?;
         return Ok(copied);
     }
     for entry in &entries {
@@ -170,13 +170,7 @@ async fn upload(
         match entry.kind {
             LocalKind::Directory => provider.make_dir(id, &remote_path).await?,
             LocalKind::File { .. } => {
-                let path = local.join(&entry.relative);
-                let contents = tokio::fs::read(&path)
-                    .await
-                    .map_err(|error| CliError::io(&path, error))?;
-                provider
-                    .write_file(id, &remote_path, Bytes::from(contents))
-                    .await?;
+                upload_file(provider, &local.join(&entry.relative), id, &remote_path).await?;
             }
             LocalKind::Symlink => warn(format_args!(
                 "skipped symlink `{}`: {} has no batch transfer to carry it",
@@ -186,6 +180,163 @@ async fn upload(
         }
     }
     Ok(copied)
+}
+
+/// Bytes read from a local file per chunk, and per piece of an archive built on the fly.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Chunks in flight between a blocking archive task and the provider.
+const QUEUE_CHUNKS: usize = 8;
+
+/// Where a local I/O error met while a provider consumed our stream is kept, so it is
+/// reported as the local error it is (the provider only sees that the stream failed).
+#[derive(Clone, Default)]
+struct LocalFailure(Arc<Mutex<Option<std::io::Error>>>);
+
+impl LocalFailure {
+    /// Keeps `error`, and gives the provider a stand-in for it.
+    fn keep(&self, error: std::io::Error) -> Error {
+        let stand_in = Error::FileOperation {
+            path: "(local side of the copy)".to_owned(),
+            kind: FileErrorKind::from_io(&error),
+        };
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+        stand_in
+    }
+
+    fn take(&self) -> Option<std::io::Error> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// A local file as a stream of chunks.
+fn local_file_stream(file: tokio::fs::File, failure: &LocalFailure) -> ByteStream {
+    let failure = failure.clone();
+    Box::pin(futures::stream::try_unfold(file, move |mut file| {
+        let failure = failure.clone();
+        async move {
+            let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
+            match file.read_buf(&mut chunk).await {
+                Ok(0) => Ok(None),
+                Ok(_) => Ok(Some((chunk.freeze(), file))),
+                Err(error) => Err(failure.keep(error)),
+            }
+        }
+    }))
+}
+
+/// Streams one local file to `remote`; returns its size.
+async fn upload_file(
+    provider: &Arc<dyn SandboxProvider>,
+    local: &Path,
+    id: &SandboxId,
+    remote: &str,
+) -> Result<u64, CliError> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|error| CliError::io(local, error))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|error| CliError::io(local, error))?
+        .len();
+    let failure = LocalFailure::default();
+    let result = provider
+        .write_file_stream(id, remote, local_file_stream(file, &failure))
+        .await;
+    if let Some(error) = failure.take() {
+        return Err(CliError::io(local, error));
+    }
+    result?;
+    Ok(size)
+}
+
+/// Chunks written by a blocking task (a tar builder) into a queue the provider reads.
+struct QueueWriter {
+    queue: mpsc::Sender<Result<Bytes, Error>>,
+    pending: Vec<u8>,
+}
+
+impl QueueWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.pending,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        self.queue.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the provider stopped reading the archive",
+            )
+        })
+    }
+}
+
+impl Write for QueueWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// A queue's receiving end as a stream.
+fn queue_stream(queue: mpsc::Receiver<Result<Bytes, Error>>) -> ByteStream {
+    Box::pin(futures::stream::unfold(queue, |mut queue| async move {
+        queue.recv().await.map(|item| (item, queue))
+    }))
+}
+
+/// Builds the tar archive of `entries` while the provider unpacks it.
+async fn upload_directory_archive(
+    provider: &Arc<dyn SandboxProvider>,
+    local: &Path,
+    entries: Vec<LocalEntry>,
+    id: &SandboxId,
+    target: &str,
+) -> Result<(), CliError> {
+    let (sender, receiver) = mpsc::channel(QUEUE_CHUNKS);
+    let root = local.to_owned();
+    let build = tokio::task::spawn_blocking(move || {
+        let writer = QueueWriter {
+            queue: sender.clone(),
+            pending: Vec::with_capacity(CHUNK_BYTES),
+        };
+        let built = build_archive(&root, &entries, writer)
+            .and_then(|mut writer| writer.flush().map_err(|error| CliError::io(&root, error)));
+        if let Err(error) = &built {
+            // The provider must not take a cut-off archive for a whole one.
+            let _ = sender.blocking_send(Err(Error::FileOperation {
+                path: root.display().to_string(),
+                kind: FileErrorKind::Other(format!("building the archive failed: {error}")),
+            }));
+        }
+        built.map(drop)
+    });
+    let uploaded = provider
+        .upload_archive_stream(id, target, queue_stream(receiver))
+        .await;
+    let built = build
+        .await
+        .map_err(|error| CliError::Failed(format!("building the archive: {error}")))?;
+    match (built, uploaded) {
+        (Ok(()), uploaded) => Ok(uploaded?),
+        // The builder stopped because the provider did: the provider's error says why.
+        (Err(CliError::Io { source, .. }), Err(error))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Err(error.into())
+        }
+        (Err(error), _) => Err(error),
+    }
 }
 
 /// Whether `path` is an existing directory in the sandbox.
@@ -265,9 +416,10 @@ fn walk_local(root: &Path) -> Result<Vec<LocalEntry>, CliError> {
     Ok(entries)
 }
 
-/// A tar archive of `entries`, named relative to `root`; symlinks are stored as links.
-fn build_archive(root: &Path, entries: &[LocalEntry]) -> Result<Bytes, CliError> {
-    let mut builder = tar::Builder::new(Vec::new());
+/// Writes a tar archive of `entries`, named relative to `root`, to `writer`; symlinks
+/// are stored as links.
+fn build_archive<W: Write>(root: &Path, entries: &[LocalEntry], writer: W) -> Result<W, CliError> {
+    let mut builder = tar::Builder::new(writer);
     builder.follow_symlinks(false);
     for entry in entries {
         let path = root.join(&entry.relative);
@@ -279,10 +431,9 @@ fn build_archive(root: &Path, entries: &[LocalEntry]) -> Result<Bytes, CliError>
         };
         added.map_err(|error| CliError::io(&path, error))?;
     }
-    let archive = builder
+    builder
         .into_inner()
-        .map_err(|error| CliError::io(root, error))?;
-    Ok(Bytes::from(archive))
+        .map_err(|error| CliError::io(root, error))
 }
 
 fn remote_relative(relative: &Path) -> Result<String, CliError> {
@@ -336,25 +487,16 @@ async fn download(
     };
 
     if stat.kind != FileKind::Directory {
-        let contents = provider.read_file(id, remote).await?;
-        tokio::fs::write(&target, &contents)
-            .await
-            .map_err(|error| CliError::io(&target, error))?;
+        let bytes = download_file(provider, id, remote, &target).await?;
         return Ok(Copied {
             files: 1,
-            bytes: contents.len() as u64,
+            bytes,
             ..Copied::default()
         });
     }
 
     if provider.capabilities().batch_transfer {
-        let archive = provider.download_archive(id, remote).await?;
-        let name = remote_name(remote);
-        return tokio::task::spawn_blocking(move || {
-            unpack_archive(&archive, name.as_deref(), &target)
-        })
-        .await
-        .map_err(|error| CliError::Failed(format!("unpacking the archive: {error}")))?;
+        return download_directory_archive(provider, id, remote, target).await;
     }
 
     let mut copied = Copied::default();
@@ -370,12 +512,8 @@ async fn download(
                     pending.push((remote_path, local_path));
                 }
                 FileKind::File => {
-                    let contents = provider.read_file(id, &remote_path).await?;
-                    tokio::fs::write(&local_path, &contents)
-                        .await
-                        .map_err(|error| CliError::io(&local_path, error))?;
+                    copied.bytes += download_file(provider, id, &remote_path, &local_path).await?;
                     copied.files += 1;
-                    copied.bytes += contents.len() as u64;
                 }
                 FileKind::Symlink | FileKind::Other => warn(format_args!(
                     "skipped `{remote_path}`: only files and directories are copied without batch transfer"
@@ -384,6 +522,102 @@ async fn download(
         }
     }
     Ok(copied)
+}
+
+/// Streams one sandbox file to `local` (created or truncated once the sandbox has said
+/// the file is there); returns its size. A copy cut off midway removes the partial file.
+async fn download_file(
+    provider: &Arc<dyn SandboxProvider>,
+    id: &SandboxId,
+    remote: &str,
+    local: &Path,
+) -> Result<u64, CliError> {
+    let mut stream = provider.read_file_stream(id, remote).await?;
+    let file = tokio::fs::File::create(local)
+        .await
+        .map_err(|error| CliError::io(local, error))?;
+    let mut writer = tokio::io::BufWriter::with_capacity(CHUNK_BYTES, file);
+    let copied = async {
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|error| CliError::io(local, error))?;
+            bytes += chunk.len() as u64;
+        }
+        writer
+            .shutdown()
+            .await
+            .map_err(|error| CliError::io(local, error))?;
+        Ok::<_, CliError>(bytes)
+    }
+    .await;
+    if copied.is_err() {
+        let _ = tokio::fs::remove_file(local).await;
+    }
+    copied
+}
+
+/// A blocking reader over chunks a queue brings (for unpacking while downloading).
+struct QueueReader {
+    queue: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for QueueReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.queue.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.current.len());
+        buffer[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Unpacks the sandbox's archive of directory `remote` into `target` as it downloads.
+async fn download_directory_archive(
+    provider: &Arc<dyn SandboxProvider>,
+    id: &SandboxId,
+    remote: &str,
+    target: PathBuf,
+) -> Result<Copied, CliError> {
+    let mut stream = provider.download_archive_stream(id, remote).await?;
+    let (sender, receiver) = mpsc::channel(QUEUE_CHUNKS);
+    let name = remote_name(remote);
+    let unpack = tokio::task::spawn_blocking(move || {
+        let reader = QueueReader {
+            queue: receiver,
+            current: Bytes::new(),
+        };
+        unpack_archive(reader, name.as_deref(), &target)
+    });
+    let mut failed = None;
+    while let Some(chunk) = stream.next().await {
+        let item = chunk.map_err(|error| {
+            let message = error.to_string();
+            failed = Some(error);
+            std::io::Error::other(message)
+        });
+        let stop = item.is_err();
+        // A closed queue: the unpacking failed, and says why below.
+        if sender.send(item).await.is_err() || stop {
+            break;
+        }
+    }
+    drop(sender);
+    let unpacked = unpack
+        .await
+        .map_err(|error| CliError::Failed(format!("unpacking the archive: {error}")))?;
+    match failed {
+        Some(error) => Err(error.into()),
+        None => unpacked,
+    }
 }
 
 /// A directory entry name from the sandbox, refused when it could step out of `local`.
@@ -405,7 +639,11 @@ fn create_dir(path: &Path) -> Result<(), CliError> {
 /// and local-process build it), or its entries directly when the directory has no name
 /// (`.`, `/`). It goes through a temporary directory next to `target`, so `tar`'s checks
 /// keep every entry inside it.
-fn unpack_archive(archive: &[u8], name: Option<&str>, target: &Path) -> Result<Copied, CliError> {
+fn unpack_archive(
+    archive: impl Read,
+    name: Option<&str>,
+    target: &Path,
+) -> Result<Copied, CliError> {
     let parent = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -545,12 +783,12 @@ mod tests {
         let entries = walk_local(source.path()).unwrap();
         let names: Vec<_> = entries.iter().map(|e| e.remote_relative.as_str()).collect();
         assert_eq!(names, ["d", "top.txt", "d/e", "d/e/f.txt"]);
-        let archive = build_archive(source.path(), &entries).unwrap();
+        let archive = build_archive(source.path(), &entries, Vec::new()).unwrap();
 
         let destination = tempfile::tempdir().unwrap();
         std::fs::create_dir(destination.path().join("out")).unwrap();
         std::fs::write(destination.path().join("out/kept.txt"), b"kept").unwrap();
-        let copied = unpack_archive(&archive, None, &destination.path().join("out")).unwrap();
+        let copied = unpack_archive(&archive[..], None, &destination.path().join("out")).unwrap();
         assert_eq!((copied.files, copied.bytes), (2, 7));
         let out = destination.path().join("out");
         assert_eq!(std::fs::read(out.join("d/e/f.txt")).unwrap(), b"deep");
@@ -569,10 +807,10 @@ mod tests {
         std::fs::create_dir_all(source.path().join("data")).unwrap();
         std::fs::write(source.path().join("data/a.txt"), b"a").unwrap();
         let entries = walk_local(source.path()).unwrap();
-        let archive = build_archive(source.path(), &entries).unwrap();
+        let archive = build_archive(source.path(), &entries, Vec::new()).unwrap();
         let destination = tempfile::tempdir().unwrap();
         let target = destination.path().join("copy");
-        unpack_archive(&archive, Some("data"), &target).unwrap();
+        unpack_archive(&archive[..], Some("data"), &target).unwrap();
         assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"a");
     }
 }

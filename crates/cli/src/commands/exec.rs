@@ -11,11 +11,11 @@ use super::{Context, JsonFlag};
 use crate::args::parse_env;
 use crate::error::CliError;
 use crate::output::print_json;
-use crate::stream::{Interrupts, Outcome, Sink, drive};
+use crate::stream::{COLLECT_LIMIT_BYTES, Interrupts, Outcome, Sink, drive};
 
 /// How the command runs; shared by `run` and `exec`.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Command")]
+#[command(next_help_heading = "Command", after_help = JSON_OUTPUT_HELP)]
 pub struct CommandArgs {
     /// Working directory: absolute, or relative to the sandbox's working directory.
     #[arg(long, value_name = "PATH")]
@@ -49,6 +49,17 @@ impl CommandArgs {
         request
     }
 }
+
+/// What `--help` of `run` and `exec` says about `--json` output (keep in step with
+/// [`COLLECT_LIMIT_BYTES`]).
+const JSON_OUTPUT_HELP: &str = "With --json, the output is one JSON document after the command ends, holding at \
+most the first 16 MiB of each of stdout and stderr; `stdout_truncated`/`stderr_truncated` \
+say when more came and `stdout_bytes`/`stderr_bytes` count all of it. Without --json, \
+output streams live with no limit.";
+const _: () = assert!(
+    COLLECT_LIMIT_BYTES == 16 << 20,
+    "JSON_OUTPUT_HELP names 16 MiB"
+);
 
 /// Flags of `sandkit exec`.
 #[derive(Debug, Args)]
@@ -90,8 +101,9 @@ pub async fn run(context: &Context, args: ExecArgs) -> Result<i32, CliError> {
     }
 }
 
-/// The `--json` result of `run` and `exec`. Output is text with invalid UTF-8 replaced;
-/// use the human mode (raw bytes on stdout) for binary output.
+/// The `--json` result of `run` and `exec`. Output is text with invalid UTF-8 replaced,
+/// at most [`COLLECT_LIMIT_BYTES`] of each stream; use the human mode (raw bytes on
+/// stdout, no limit) for binary or larger output.
 #[derive(Serialize)]
 struct ExecReport<'a> {
     provider: &'a str,
@@ -100,6 +112,14 @@ struct ExecReport<'a> {
     signal: Option<i32>,
     stdout: String,
     stderr: String,
+    /// Whether stdout went past what is kept ([`COLLECT_LIMIT_BYTES`]).
+    stdout_truncated: bool,
+    /// Whether stderr went past what is kept.
+    stderr_truncated: bool,
+    /// All the bytes stdout carried.
+    stdout_bytes: u64,
+    /// All the bytes stderr carried.
+    stderr_bytes: u64,
 }
 
 /// Drives a started command to its end and reports it: output streamed live (or one
@@ -132,8 +152,12 @@ pub async fn report(
                     sandbox: id,
                     exit_code: status.code,
                     signal: status.signal,
-                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                    stdout: String::from_utf8_lossy(&stdout.kept).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr.kept).into_owned(),
+                    stdout_truncated: stdout.truncated(),
+                    stderr_truncated: stderr.truncated(),
+                    stdout_bytes: stdout.total_bytes,
+                    stderr_bytes: stderr.total_bytes,
                 })?;
             }
             // Exit codes are 0..=255 on every platform we run on.

@@ -23,7 +23,9 @@ mod proxy;
 mod replay;
 
 pub use cassette::{Cassette, Exchange};
-pub use emulator::{Credentials, EmulatorOptions, RouterScheme, backend, serve_emulator};
+pub use emulator::{
+    Credentials, EmulatorOptions, RegistryImages, RouterScheme, backend, serve_emulator,
+};
 pub use error::{Error, Result};
 pub use faults::FaultConfig;
 pub use listener::ServerHandle;

@@ -1,7 +1,7 @@
 //! `modal-fake`: a Modal-compatible gRPC server for tests.
 //!
 //! ```text
-//! modal-fake emulate --port 0 [--backend local-process] [--faults ...]
+//! modal-fake emulate --port 0 [--backend local-process|local-docker] [--registry-images default|pull] [--faults ...]
 //! modal-fake record --upstream https://api.modal.com --cassette FILE --port 0
 //! modal-fake replay --cassette FILE --port 0
 //! ```
@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sandkit_modal_fake::{
-    Credentials, EmulatorOptions, FaultConfig, RecordOptions, ReplayOptions, RouterScheme,
-    ServerHandle, UpstreamKind,
+    Credentials, EmulatorOptions, FaultConfig, RecordOptions, RegistryImages, ReplayOptions,
+    RouterScheme, ServerHandle, UpstreamKind,
 };
 
 // Link the providers the emulator can run on, so the registry knows them.
+use sandkit_provider_local_docker as _;
 use sandkit_provider_local_process as _;
 
 #[derive(Parser)]
@@ -46,6 +47,10 @@ enum Mode {
         /// The backend's configuration as JSON (default: its defaults).
         #[arg(long, value_name = "JSON")]
         backend_config: Option<String>,
+        /// What images starting from a registry tag run as: `default` (the backend's
+        /// default image; no network needed) or `pull` (the backend pulls the tag).
+        #[arg(long, default_value_t = RegistryImages::BackendDefault)]
+        registry_images: RegistryImages,
         /// Sandboxes per `SandboxList` page.
         #[arg(long, default_value_t = 10)]
         list_page_size: usize,
@@ -115,6 +120,7 @@ async fn start(mode: Mode) -> Result<ServerHandle, String> {
             common,
             backend,
             backend_config,
+            registry_images,
             list_page_size,
             token_id,
             token_secret,
@@ -131,6 +137,7 @@ async fn start(mode: Mode) -> Result<ServerHandle, String> {
             options.faults = common.faults.clone();
             options.router_scheme = common.router_scheme;
             options.list_page_size = list_page_size;
+            options.registry_images = registry_images;
             options.credentials =
                 token_id
                     .zip(token_secret)

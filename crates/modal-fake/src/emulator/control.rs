@@ -5,22 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message as _;
-use sandkit_core::{
-    GpuKind, GpuRequest, ImageSource as SpecImage, NetworkPolicy, SandboxSpec, SecretString,
-    VolumeMount,
-};
 use sandkit_provider_modal::proto::client::{
     self as pb, ObjectCreationType, generic_result::GenericStatus,
-    modal_client_server::ModalClient, network_access::NetworkAccessType,
-    sandbox_get_command_router_access_request::Target,
+    modal_client_server::ModalClient, sandbox_get_command_router_access_request::Target,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use super::spec::modal_workdir;
 use super::{
-    Emulator, IMAGE_BUILDER_VERSION, ImageSource, SandboxRecord, environment_name, host_and_port,
-    lock, result, status_of,
+    Emulator, IMAGE_BUILDER_VERSION, SandboxRecord, environment_name, host_and_port, lock, result,
+    status_of,
 };
 use crate::ids;
 
@@ -28,10 +23,6 @@ type StreamOf<T> = tonic::codegen::BoxStream<T>;
 
 /// Longest a long poll (`SandboxWait`, `SandboxGetTaskId`) is held, as Modal's server does.
 const MAX_LONG_POLL: Duration = Duration::from_secs(55);
-/// Headroom past a sandbox's Modal timeout before the backend's own lifetime ends it: the
-/// emulator's timer ends it first (with a TIMEOUT result); the backend's lifetime only
-/// matters if the emulator dies.
-const BACKEND_LIFETIME_GRACE_SECS: u64 = 60;
 /// Modal's maximum sandbox lifetime.
 const MAX_TIMEOUT_SECS: u32 = 24 * 60 * 60;
 /// Modal's default sandbox lifetime.
@@ -63,173 +54,7 @@ async fn wait_for_result(record: &SandboxRecord, limit: Duration) -> Option<pb::
     record.result()
 }
 
-/// The registry tag an image definition starts from (`FROM <tag>`).
-fn registry_tag(image: &pb::Image) -> Option<String> {
-    image.dockerfile_commands.first().and_then(|command| {
-        let rest = command.trim().strip_prefix("FROM ")?;
-        let tag = rest.split_whitespace().next()?;
-        (tag != "base").then(|| tag.to_owned())
-    })
-}
-
 impl Emulator {
-    fn gpu_request(config: &pb::GpuConfig) -> Result<Option<GpuRequest>, Status> {
-        if config.count == 0 && config.gpu_type.is_empty() {
-            return Ok(None);
-        }
-        let kind: GpuKind = config
-            .gpu_type
-            .parse()
-            .map_err(|error: sandkit_core::Error| Status::invalid_argument(error.to_string()))?;
-        Ok(Some(GpuRequest {
-            kind,
-            count: config.count.max(1),
-        }))
-    }
-
-    /// The backend spec for a Modal sandbox definition.
-    fn spec_for(&self, definition: &pb::Sandbox, timeout_secs: u32) -> Result<SandboxSpec, Status> {
-        let backend_caps = self.backend().capabilities().clone();
-        let mut spec = SandboxSpec::new();
-        spec.entrypoint = definition.entrypoint_args.clone();
-        spec.workdir = definition.workdir.clone().filter(|dir| !dir.is_empty());
-        let lifetime = u64::from(timeout_secs) + BACKEND_LIFETIME_GRACE_SECS;
-        spec.lifetime_secs = Some(match backend_caps.max_lifetime_secs {
-            Some(max) => lifetime.min(max),
-            None => lifetime,
-        });
-        // A backend without idle timeouts gets none: the emulator enforces them itself.
-        if backend_caps.idle_timeout {
-            spec.idle_timeout_secs = definition.idle_timeout_secs.map(u64::from);
-        }
-        {
-            let state = self.state();
-            if !definition.image_id.is_empty() {
-                match state.images.get(&definition.image_id) {
-                    Some(ImageSource::Snapshot { backend_id }) => {
-                        spec.image = Some(SpecImage::Snapshot {
-                            id: backend_id.clone(),
-                        });
-                    }
-                    // A backend that pulls images runs the tag asked for; others run
-                    // their default image.
-                    Some(ImageSource::Default {
-                        registry: Some(reference),
-                    }) if backend_caps.image_registry => {
-                        spec.image = Some(SpecImage::Registry {
-                            reference: reference.clone(),
-                        });
-                    }
-                    Some(ImageSource::Default { .. }) => {}
-                    None => {
-                        return Err(Status::not_found(format!(
-                            "Image `{}` not found",
-                            definition.image_id
-                        )));
-                    }
-                }
-            }
-            for secret_id in &definition.secret_ids {
-                let values = state
-                    .secrets
-                    .get(secret_id)
-                    .ok_or_else(|| Status::not_found(format!("Secret `{secret_id}` not found")))?;
-                for (name, value) in values {
-                    spec.secrets.insert(name.clone(), SecretString::new(value));
-                }
-            }
-            if let Some(variables) = &definition.environment_variables {
-                for (name, value) in &variables.contents {
-                    spec.env.insert(name.clone(), value.clone());
-                }
-            }
-            for mount in &definition.volume_mounts {
-                let name = state.volumes.get(&mount.volume_id).ok_or_else(|| {
-                    Status::not_found(format!("Volume `{}` not found", mount.volume_id))
-                })?;
-                spec.volumes.push(VolumeMount {
-                    name: name.clone(),
-                    mount_path: mount.mount_path.clone(),
-                    read_only: mount.read_only,
-                });
-            }
-        }
-        if let Some(resources) = &definition.resources {
-            // Requests the backend cannot enforce are recorded, not refused: Modal always
-            // honours them, and refusing would make most clients unusable here.
-            if resources.milli_cpu > 0 && backend_caps.cpu_limit {
-                spec.cpu = Some(f64::from(resources.milli_cpu) / 1000.0);
-            }
-            if resources.memory_mb > 0 && backend_caps.memory_limit {
-                spec.memory_mib = Some(u64::from(resources.memory_mb));
-            }
-            if let Some(gpu) = &resources.gpu_config {
-                spec.gpu = Self::gpu_request(gpu)?;
-            }
-        }
-        let access = definition.network_access.as_ref();
-        let access_type = access
-            .and_then(|access| NetworkAccessType::try_from(access.network_access_type).ok())
-            .unwrap_or(NetworkAccessType::Unspecified);
-        spec.network = match access_type {
-            NetworkAccessType::Blocked => Some(NetworkPolicy::BlockAll),
-            NetworkAccessType::Allowlist => Some(NetworkPolicy::AllowList {
-                cidrs: access.map(|a| a.allowed_cidrs.clone()).unwrap_or_default(),
-                domains: access
-                    .map(|a| a.allowed_domains.clone())
-                    .unwrap_or_default(),
-            }),
-            _ if definition.block_network => Some(NetworkPolicy::BlockAll),
-            _ => None,
-        };
-        if let Some(pb::sandbox::OpenPortsOneof::OpenPorts(ports)) = &definition.open_ports_oneof {
-            for port in &ports.ports {
-                let port = u16::try_from(port.port).map_err(|_| {
-                    Status::invalid_argument(format!("port {} is out of range", port.port))
-                })?;
-                spec.ports.push(port);
-            }
-        }
-        if definition.pty_info.as_ref().is_some_and(|pty| pty.enabled) {
-            return Err(Status::unimplemented(
-                "modal-fake does not run sandbox entrypoints on a PTY",
-            ));
-        }
-        Ok(spec)
-    }
-
-    /// Whether the backend's file operations see `/` as Modal's clients do. A backend that
-    /// refuses `/` as outside the sandbox keeps each sandbox under a private root; Modal's
-    /// paths are then mapped into that root, which is the working directory minus the
-    /// spec's workdir (the backend takes an absolute workdir inside its root).
-    async fn probe_path_root(
-        &self,
-        info: &sandkit_core::SandboxInfo,
-        workdir: Option<&str>,
-    ) -> Option<String> {
-        match self.backend().stat(&info.id, "/").await {
-            Err(sandkit_core::Error::FileOperation {
-                kind: sandkit_core::FileErrorKind::OutsideSandbox,
-                ..
-            }) => {}
-            _ => return None,
-        }
-        let full = info.workdir.trim_end_matches('/');
-        let inner = workdir.unwrap_or("").trim_matches('/');
-        let root = if inner.is_empty() {
-            full
-        } else {
-            full.strip_suffix(inner)
-                .map(|root| root.trim_end_matches('/'))
-                .unwrap_or(full)
-        };
-        Some(if root.is_empty() {
-            "/".to_owned()
-        } else {
-            root.to_owned()
-        })
-    }
-
     fn sandbox_info(record: &SandboxRecord) -> pb::SandboxInfo {
         let result = record.result();
         let finished_at = lock(&record.finished_at).unwrap_or(0.0);
@@ -404,91 +229,28 @@ impl ModalClient for Emulator {
         &self,
         request: Request<pb::ImageDeleteRequest>,
     ) -> Result<Response<()>, Status> {
-        self.check_credentials(request.metadata())?;
-        let image_id = request.into_inner().image_id;
-        let removed = self.state().images.remove(&image_id);
-        match removed {
-            Some(ImageSource::Snapshot { backend_id }) => {
-                self.backend()
-                    .delete_snapshot(&backend_id)
-                    .await
-                    .map_err(status_of)?;
-                self.state()
-                    .backend_snapshots
-                    .retain(|id| *id != backend_id);
-                Ok(Response::new(()))
-            }
-            Some(ImageSource::Default { .. }) => Ok(Response::new(())),
-            None => Err(Status::not_found(format!("Image `{image_id}` not found"))),
-        }
+        self.delete_image(request).await
     }
 
     async fn image_from_id(
         &self,
         request: Request<pb::ImageFromIdRequest>,
     ) -> Result<Response<pb::ImageFromIdResponse>, Status> {
-        self.check_credentials(request.metadata())?;
-        let image_id = request.into_inner().image_id;
-        if !self.state().images.contains_key(&image_id) {
-            return Err(Status::not_found(format!("Image `{image_id}` not found")));
-        }
-        Ok(Response::new(pb::ImageFromIdResponse {
-            image_id,
-            metadata: Some(image_metadata()),
-        }))
+        self.image_by_id(request).await
     }
 
     async fn image_get_or_create(
         &self,
         request: Request<pb::ImageGetOrCreateRequest>,
     ) -> Result<Response<pb::ImageGetOrCreateResponse>, Status> {
-        self.check_credentials(request.metadata())?;
-        let request = request.into_inner();
-        let image = request.image.clone().unwrap_or_default();
-        let mut state = self.state();
-        // Layers inherit their base's filesystem; build steps themselves are not run.
-        let source = match image.base_images.first() {
-            Some(base) => state.images.get(&base.image_id).cloned().ok_or_else(|| {
-                Status::not_found(format!("base Image `{}` not found", base.image_id))
-            })?,
-            None => ImageSource::Default {
-                registry: registry_tag(&image),
-            },
-        };
-        if image.dockerfile_commands.len() > 1 {
-            tracing::info!(
-                commands = image.dockerfile_commands.len() - 1,
-                "image build steps are not run by modal-fake"
-            );
-        }
-        let mut seed = image.encode_to_vec();
-        seed.extend_from_slice(request.builder_version.as_bytes());
-        let image_id = ids::derived("im", &seed);
-        state.images.entry(image_id.clone()).or_insert(source);
-        Ok(Response::new(pb::ImageGetOrCreateResponse {
-            image_id,
-            result: Some(result(GenericStatus::Success, 0, "")),
-            metadata: Some(image_metadata()),
-        }))
+        self.get_or_create_image(request).await
     }
 
     async fn image_join_streaming(
         &self,
         request: Request<pb::ImageJoinStreamingRequest>,
     ) -> Result<Response<StreamOf<pb::ImageJoinStreamingResponse>>, Status> {
-        self.check_credentials(request.metadata())?;
-        let image_id = request.into_inner().image_id;
-        if !self.state().images.contains_key(&image_id) {
-            return Err(Status::not_found(format!("Image `{image_id}` not found")));
-        }
-        let done = pb::ImageJoinStreamingResponse {
-            result: Some(result(GenericStatus::Success, 0, "")),
-            entry_id: "1".to_owned(),
-            eof: true,
-            metadata: Some(image_metadata()),
-            ..Default::default()
-        };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(done)]))))
+        self.join_image(request).await
     }
 
     async fn sandbox_create(
@@ -560,6 +322,7 @@ impl ModalClient for Emulator {
             }
         };
         let path_root = self.probe_path_root(&info, spec.workdir.as_deref()).await;
+        let workdir = modal_workdir(&info.workdir, path_root.as_deref());
         let mut state = self.state();
         let record = Arc::new(SandboxRecord {
             id: ids::sandbox_id(),
@@ -578,6 +341,7 @@ impl ModalClient for Emulator {
                 .unwrap_or_default(),
             has_ports: !spec.ports.is_empty(),
             path_root,
+            workdir,
             emulated_idle_timeout: definition
                 .idle_timeout_secs
                 .filter(|_| !self.backend().capabilities().idle_timeout),
@@ -1027,12 +791,5 @@ impl ModalClient for Emulator {
         } else {
             Err(Status::not_found(format!("Volume `{volume_id}` not found")))
         }
-    }
-}
-
-fn image_metadata() -> pb::ImageMetadata {
-    pb::ImageMetadata {
-        image_builder_version: Some(IMAGE_BUILDER_VERSION.to_owned()),
-        ..Default::default()
     }
 }

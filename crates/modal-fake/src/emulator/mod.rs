@@ -3,8 +3,10 @@
 //! on its side (apps, names, tags, images, secrets, lifetimes, results) is kept here.
 //!
 //! Limits, all reported to clients as errors rather than pretended:
-//! - images: registry images run as the backend's default image (the backend cannot pull
-//!   them); filesystem snapshots are the backend's snapshots; build steps are not run;
+//! - images: registry images run as the backend's default image unless
+//!   [`RegistryImages::Pull`] is chosen and the backend pulls images; filesystem snapshots
+//!   are the backend's snapshots; build steps are not run; an image's working directory is
+//!   the backend's, learned once per image;
 //! - the entrypoint's own stdout/stderr/stdin (`SandboxGetLogs`, `SandboxStdinWrite`) are
 //!   not reachable through the provider API: logs end at once, stdin is unimplemented;
 //! - CPU and memory requests are passed on when the backend enforces limits and only
@@ -16,7 +18,9 @@
 mod control;
 pub mod exec;
 pub mod fs_tools;
+mod images;
 mod router;
+mod spec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -82,6 +86,49 @@ impl std::str::FromStr for RouterScheme {
     }
 }
 
+/// What a sandbox whose Modal image starts from a registry tag (`FROM debian:bookworm-slim`,
+/// Modal's `debian_slim()`, ...) runs at the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegistryImages {
+    /// The backend's default image, whatever the tag (the tag is only recorded): no network
+    /// is needed, so Modal code runs offline. Local processes run the host's system
+    /// directories (read-only under bubblewrap); Docker runs its configured default image.
+    #[default]
+    BackendDefault,
+    /// The tag itself, pulled by the backend (`image_registry`); a backend that cannot
+    /// pull images runs its default image.
+    Pull,
+}
+
+impl RegistryImages {
+    fn as_str(self) -> &'static str {
+        match self {
+            RegistryImages::BackendDefault => "default",
+            RegistryImages::Pull => "pull",
+        }
+    }
+}
+
+impl std::fmt::Display for RegistryImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RegistryImages {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "default" => Ok(RegistryImages::BackendDefault),
+            "pull" => Ok(RegistryImages::Pull),
+            other => Err(format!(
+                "registry images must be `default` or `pull`, got `{other}`"
+            )),
+        }
+    }
+}
+
 /// The token id and secret the emulator insists on; without them any are accepted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -115,6 +162,8 @@ pub struct EmulatorOptions {
     pub credentials: Option<Credentials>,
     /// Lifetime of the JWTs handed out (auth tokens and router tokens).
     pub jwt_lifetime: Duration,
+    /// What registry-tag images run as.
+    pub registry_images: RegistryImages,
 }
 
 impl EmulatorOptions {
@@ -127,6 +176,7 @@ impl EmulatorOptions {
             list_page_size: 10,
             credentials: None,
             jwt_lifetime: Duration::from_secs(3600),
+            registry_images: RegistryImages::default(),
         }
     }
 }
@@ -139,6 +189,7 @@ impl std::fmt::Debug for EmulatorOptions {
             .field("router_scheme", &self.router_scheme)
             .field("list_page_size", &self.list_page_size)
             .field("credentials", &self.credentials)
+            .field("registry_images", &self.registry_images)
             .finish_non_exhaustive()
     }
 }
@@ -168,8 +219,10 @@ pub async fn serve_emulator(addr: SocketAddr, options: EmulatorOptions) -> Resul
         list_page_size: options.list_page_size.max(1),
         credentials: options.credentials.clone(),
         jwt_lifetime: options.jwt_lifetime,
+        registry_images: options.registry_images,
         state: Mutex::new(State::default()),
         issued_jwts: Mutex::new(HashSet::new()),
+        image_workdirs: Mutex::new(HashMap::new()),
     }));
     let routes = tonic::service::Routes::new(
         ModalClientServer::new(emulator.clone())
@@ -191,8 +244,11 @@ pub async fn serve_emulator(addr: SocketAddr, options: EmulatorOptions) -> Resul
 pub(crate) enum ImageSource {
     /// The backend's default image; `registry` is the tag the client asked for.
     Default { registry: Option<String> },
-    /// A backend snapshot.
-    Snapshot { backend_id: String },
+    /// A backend snapshot; `workdir` is the one of the sandbox it was taken from.
+    Snapshot {
+        backend_id: String,
+        workdir: Option<String>,
+    },
 }
 
 /// A sandbox as Modal knows it.
@@ -211,6 +267,8 @@ pub(crate) struct SandboxRecord {
     /// Where Modal's `/` lies at the backend, for backends whose file operations take
     /// paths inside a private root (local-process); `None` when paths are native.
     pub path_root: Option<String>,
+    /// The working directory commands start in, as a Modal path.
+    pub workdir: String,
     /// The idle timeout the emulator enforces itself (the backend has none).
     pub emulated_idle_timeout: Option<u32>,
     /// Last activity (an exec starting or ending, stdin written), for the idle timeout.
@@ -294,8 +352,12 @@ pub(crate) struct Shared {
     pub list_page_size: usize,
     pub credentials: Option<Credentials>,
     pub jwt_lifetime: Duration,
+    pub registry_images: RegistryImages,
     pub state: Mutex<State>,
     pub issued_jwts: Mutex<HashSet<String>>,
+    /// The working directory of each image kind the backend was asked about (`""`: its
+    /// default image; otherwise a registry reference); `None` when it could not say.
+    pub image_workdirs: Mutex<HashMap<String, Option<String>>>,
 }
 
 /// The emulator; cheap to clone.

@@ -96,9 +96,12 @@ impl Emulator {
             .exec(&record.backend_id, exec)
             .await
             .map_err(|error| match error {
-                // The program could not start: say so as an argument error (Modal's worker
-                // refuses the exec the same way), naming the program.
-                CoreError::ExecFailed { .. } => Status::invalid_argument(error.to_string()),
+                // The program could not start (missing, not executable, or its working
+                // directory is missing or not a directory): say so as an argument error, as
+                // Modal's worker refuses such an exec.
+                CoreError::ExecFailed { .. } | CoreError::FileOperation { .. } => {
+                    Status::invalid_argument(error.to_string())
+                }
                 other => status_of(other),
             })?;
         let stdout = std::mem::replace(&mut process.stdout, Box::pin(futures::stream::empty()));
@@ -581,6 +584,7 @@ impl TaskCommandRouter for Emulator {
             image_id.clone(),
             ImageSource::Snapshot {
                 backend_id: snapshot.id.clone(),
+                workdir: Some(record.workdir.clone()),
             },
         );
         state.backend_snapshots.push(snapshot.id);

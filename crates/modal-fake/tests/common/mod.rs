@@ -15,7 +15,9 @@ use sandkit_core::{
     Capabilities, Capacity, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter,
     Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SecretString, Snapshot, Tunnel,
 };
-use sandkit_modal_fake::{EmulatorOptions, FaultConfig, ServerHandle, serve_emulator};
+use sandkit_modal_fake::{
+    EmulatorOptions, FaultConfig, RegistryImages, ServerHandle, serve_emulator,
+};
 use sandkit_provider_local_docker as _;
 use sandkit_provider_local_process as _;
 use sandkit_provider_modal::{ModalConfig, ModalProvider};
@@ -51,8 +53,23 @@ pub async fn emulator(name: &str, faults: FaultConfig) -> Result<ServerHandle> {
     serve(backend, faults).await
 }
 
-/// The emulator over the local Docker Engine, its default image the busybox test image;
-/// also returns the backend's capabilities. Fails, naming the script, without an engine.
+/// The emulator over local processes isolated with bubblewrap (state under
+/// `state_dir(name)`), registry tags running as the host's system (no network needed);
+/// also returns the backend's capabilities. Fails when bubblewrap cannot run here.
+pub async fn bubblewrap_emulator(name: &str) -> Result<(ServerHandle, Capabilities)> {
+    let backend = sandkit_modal_fake::backend(
+        "local-process",
+        serde_json::json!({ "state_dir": state_dir(name), "isolation": "bubblewrap" }),
+    )
+    .await?;
+    let capabilities = backend.capabilities().clone();
+    Ok((serve(backend, FaultConfig::default()).await?, capabilities))
+}
+
+/// The emulator over the local Docker Engine, its default image the busybox test image,
+/// running registry tags as the engine's images (`RegistryImages::Pull`: the suite's spec
+/// names the busybox image, which the engine has); also returns the backend's
+/// capabilities. Fails, naming the script, without an engine.
 pub async fn docker_emulator(faults: FaultConfig) -> Result<(ServerHandle, Capabilities)> {
     let backend = sandkit_modal_fake::backend(
         "local-docker",
@@ -65,12 +82,24 @@ pub async fn docker_emulator(faults: FaultConfig) -> Result<(ServerHandle, Capab
         ),
     })?;
     let capabilities = backend.capabilities().clone();
-    Ok((serve(backend, faults).await?, capabilities))
+    Ok((
+        serve_with(backend, faults, RegistryImages::Pull).await?,
+        capabilities,
+    ))
 }
 
 async fn serve(backend: Arc<dyn SandboxProvider>, faults: FaultConfig) -> Result<ServerHandle> {
+    serve_with(backend, faults, RegistryImages::BackendDefault).await
+}
+
+async fn serve_with(
+    backend: Arc<dyn SandboxProvider>,
+    faults: FaultConfig,
+    registry_images: RegistryImages,
+) -> Result<ServerHandle> {
     let mut options = EmulatorOptions::new(backend);
     options.faults = faults;
+    options.registry_images = registry_images;
     // Small pages, so listing really pages.
     options.list_page_size = 3;
     serve_emulator(any_port(), options)

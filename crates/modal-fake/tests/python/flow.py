@@ -12,6 +12,10 @@ import modal
 
 RUN = uuid.uuid4().hex[:10]
 APP_NAME = "sandkit-python-flow"
+# Files go under /tmp, writable in every sandbox: on Modal and Docker the whole root is
+# writable, but local processes under bubblewrap keep system directories (and `/`) read-only.
+BASE_DIR = "/tmp"
+FLOW_DIR = f"{BASE_DIR}/flow"
 
 
 def step(name):
@@ -64,31 +68,31 @@ def main():
     p.wait()
 
     step("files: write and read")
-    sb.filesystem.write_text("hello file\n", "/flow/hello.txt")
-    assert sb.filesystem.read_text("/flow/hello.txt") == "hello file\n"
-    sb.filesystem.write_bytes(b"\x00\x01binary", "/flow/data.bin")
-    assert sb.filesystem.read_bytes("/flow/data.bin") == b"\x00\x01binary"
-    info = sb.filesystem.stat("/flow/hello.txt")
+    sb.filesystem.write_text("hello file\n", f"{FLOW_DIR}/hello.txt")
+    assert sb.filesystem.read_text(f"{FLOW_DIR}/hello.txt") == "hello file\n"
+    sb.filesystem.write_bytes(b"\x00\x01binary", f"{FLOW_DIR}/data.bin")
+    assert sb.filesystem.read_bytes(f"{FLOW_DIR}/data.bin") == b"\x00\x01binary"
+    info = sb.filesystem.stat(f"{FLOW_DIR}/hello.txt")
     assert info.size == len("hello file\n") and info.is_file(), info
-    names = sorted(entry.name for entry in sb.filesystem.list_files("/flow"))
+    names = sorted(entry.name for entry in sb.filesystem.list_files(FLOW_DIR))
     assert names == ["data.bin", "hello.txt"], names
 
     step("files: errors map to the client's exceptions")
     try:
-        sb.filesystem.read_text("/flow/missing.txt")
+        sb.filesystem.read_text(f"{FLOW_DIR}/missing.txt")
     except modal.exception.SandboxFilesystemNotFoundError:
         pass
     else:
         raise AssertionError("reading a missing file did not fail")
 
     step("files: what exec wrote is readable and vice versa")
-    p = sb.exec("cat", "flow/hello.txt")
+    p = sb.exec("cat", "flow/hello.txt", workdir=BASE_DIR)
     assert p.stdout.read() == "hello file\n"
     assert p.wait() == 0
-    p = sb.exec("sh", "-c", "mkdir -p made && echo from-exec > made/by-exec.txt")
+    p = sb.exec("sh", "-c", "mkdir -p made && echo from-exec > made/by-exec.txt", workdir=BASE_DIR)
     assert p.wait() == 0
-    assert sb.filesystem.read_text("/made/by-exec.txt") == "from-exec\n"
-    sb.filesystem.remove("/made", recursive=True)
+    assert sb.filesystem.read_text(f"{BASE_DIR}/made/by-exec.txt") == "from-exec\n"
+    sb.filesystem.remove(f"{BASE_DIR}/made", recursive=True)
 
     step("list by tags")
     listed = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"run": RUN})]
@@ -114,7 +118,7 @@ def main():
     image = sb.snapshot_filesystem()
     assert image.object_id.startswith("im-"), image.object_id
     restored = modal.Sandbox.create(app=app, image=image, tags={"run": RUN, "restored": "yes"})
-    assert restored.filesystem.read_text("/flow/hello.txt") == "hello file\n"
+    assert restored.filesystem.read_text(f"{FLOW_DIR}/hello.txt") == "hello file\n"
     restored.terminate()
 
     step("terminate")

@@ -9,6 +9,9 @@ impl LocalDockerProvider {
         if spec.idle_timeout_secs.is_some() {
             return unsupported("idle timeouts");
         }
+        if spec.lease_secs.is_some() {
+            return unsupported("client leases");
+        }
         if spec.region.is_some() {
             return unsupported("regions");
         }

@@ -45,7 +45,7 @@ struct Agent {
 }
 
 fn main() -> ExitCode {
-    let (expires_at, watch_dir) = match parse_args() {
+    let (expires_at, watch_file) = match parse_args() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("sandkit-agent: {message}");
@@ -82,16 +82,24 @@ fn main() -> ExitCode {
             end_sandbox(ENDED);
         });
     }
-    if let Some(dir) = watch_dir {
-        // Without a mount namespace the agent sees the host: when the sandbox's directory
-        // is gone (removed by hand, or by a terminate that could not reach the agent),
-        // nothing of the sandbox may stay.
-        std::thread::spawn(move || {
-            while dir.is_dir() {
-                std::thread::sleep(Duration::from_secs(2));
+    if let Some(path) = watch_file {
+        // The sandbox's marker file on the host (bound in read-only under bubblewrap):
+        // once it is unlinked (the sandbox's directory removed behind sandkit's back),
+        // nothing of the sandbox may stay. An open handle sees that as a link count of 0.
+        match std::fs::File::open(&path) {
+            Ok(marker) => {
+                std::thread::spawn(move || {
+                    while rustix::fs::fstat(&marker).is_ok_and(|stat| stat.st_nlink > 0) {
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                    end_sandbox(ENDED);
+                });
             }
-            end_sandbox(ENDED);
-        });
+            Err(error) => {
+                eprintln!("sandkit-agent: cannot open {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        }
     }
     for connection in listener.incoming() {
         match connection {
@@ -121,7 +129,7 @@ fn main() -> ExitCode {
 fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
     let mut args = std::env::args_os().skip(1);
     let mut expires_at = None;
-    let mut watch_dir = None;
+    let mut watch_file = None;
     while let Some(arg) = args.next() {
         match arg.to_str().unwrap_or_default() {
             "--expires-at" => {
@@ -133,8 +141,8 @@ fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
                         .map_err(|_| format!("--expires-at: `{value}` is not a Unix time"))?,
                 );
             }
-            "--watch-dir" => {
-                watch_dir = Some(args.next().ok_or("--watch-dir needs a value")?.into());
+            "--watch-file" => {
+                watch_file = Some(args.next().ok_or("--watch-file needs a value")?.into());
             }
             "--version" => {
                 println!("sandkit-agent protocol {PROTOCOL_VERSION}");
@@ -143,7 +151,7 @@ fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
             _ => return Err(format!("unknown argument `{}`", arg.to_string_lossy())),
         }
     }
-    Ok((expires_at, watch_dir))
+    Ok((expires_at, watch_file))
 }
 
 fn unix_now() -> u64 {

@@ -26,6 +26,9 @@ pub(crate) const DEFAULT_PATH: &str =
 /// Where a bubblewrap sandbox sees the agent.
 const AGENT_IN_SANDBOX: &str = "/.sandkit/agent";
 
+/// Where a bubblewrap sandbox's agent sees the sandbox's marker file.
+const MARKER_IN_SANDBOX: &str = "/.sandkit/alive";
+
 /// The working directory of a sandbox whose spec names none.
 pub(crate) const DEFAULT_WORKDIR: &str = "/workspace";
 
@@ -139,6 +142,9 @@ pub(crate) struct Layout {
     pub overlay_work: PathBuf,
     /// The agent's socket.
     pub socket: PathBuf,
+    /// A file that exists as long as the directory does: the agent ends the sandbox
+    /// once it is unlinked.
+    pub marker: PathBuf,
 }
 
 impl Layout {
@@ -150,6 +156,7 @@ impl Layout {
             rootfs: dir.join("rootfs"),
             overlay_work: dir.join("overlay-work"),
             socket: dir.join("agent.sock"),
+            marker: dir.join("alive"),
             dir,
         }
     }
@@ -330,31 +337,21 @@ fn bwrap_args(record: &Record, layout: &Layout, agent: &Path) -> Vec<OsString> {
     }
     push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
     push(&[&"--ro-bind", &agent, &AGENT_IN_SANDBOX]);
+    push(&[&"--ro-bind", &layout.marker, &MARKER_IN_SANDBOX]);
     if record.image.is_none() {
         push(&[&"--remount-ro", &"/"]);
     }
     push(&[&"--chdir", &record.workdir, &"--", &AGENT_IN_SANDBOX]);
+    push(&[&"--watch-file", &MARKER_IN_SANDBOX]);
     args
 }
 
 /// Runs the sandbox, then removes it once it has ended (an entrypoint's end leaves the
-/// directory, with its exit code, for the provider to read and remove). While it runs,
-/// it checks every few seconds that the sandbox's directory still exists: a sandbox
-/// whose directory was removed behind sandkit's back is ended (bubblewrap's
-/// `--die-with-parent` ends the namespace with it).
+/// directory, with its exit code, for the provider to read and remove).
 const SUPERVISOR: &str = r#"
 dir=$1 state=$2 id=$3
 shift 3
-# A background command's stdin is /dev/null unless redirected from a saved copy.
-exec 3<&0
-"$@" <&3 3<&- &
-child=$!
-exec 3<&- 0</dev/null
-while kill -0 "$child" 2>/dev/null; do
-  [ -d "$dir" ] || kill -9 "$child" 2>/dev/null
-  sleep 3
-done
-wait "$child"
+"$@"
 [ -d "$dir" ] || exit 0
 if [ -f "$dir/pasta.pid" ]; then
   p=$(cat "$dir/pasta.pid")
@@ -386,6 +383,8 @@ pub(crate) fn start(
     layout: &Layout,
     agent: &Path,
 ) -> Result<Started> {
+    std::fs::write(&layout.marker, b"")
+        .map_err(|e| internal(format!("creating {}", layout.marker.display()), e))?;
     let listener = UnixListener::bind(&layout.socket)
         .map_err(|e| internal(format!("binding {}", layout.socket.display()), e))?;
     let out = std::fs::File::create(layout.dir.join(AGENT_OUT_FILE))
@@ -408,8 +407,8 @@ pub(crate) fn start(
         Isolated::None => {
             command
                 .arg(agent)
-                .arg("--watch-dir")
-                .arg(&layout.dir)
+                .arg("--watch-file")
+                .arg(&layout.marker)
                 .current_dir(&record.workdir);
         }
     }
@@ -434,7 +433,7 @@ pub(crate) fn start(
     for _ in 0..500 {
         let mut pid = supervisor_pid;
         for _ in 0..depth {
-            // The supervisor's other children are its `sleep`s.
+            // Skip anything that is not the sandbox (a shell between fork and exec).
             let child = process::children(pid).into_iter().find(|child| {
                 std::fs::read_to_string(format!("/proc/{child}/comm"))
                     .is_ok_and(|comm| comm.trim() != "sleep")

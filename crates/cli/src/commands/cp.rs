@@ -11,15 +11,22 @@
 
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Args;
 use futures::StreamExt;
-use sandkit_core::{ByteStream, Error, FileErrorKind, FileKind, SandboxId, SandboxProvider};
+use sandkit_core::{Error, FileErrorKind, FileKind, SandboxId, SandboxProvider};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+mod pipe;
+
+use pipe::{
+    CHUNK_BYTES, LocalFailure, QUEUE_CHUNKS, QueueReader, QueueWriter, local_file_stream,
+    queue_stream,
+};
 
 use super::{Context, JsonFlag};
 use crate::error::CliError;
@@ -182,48 +189,6 @@ async fn upload(
     Ok(copied)
 }
 
-/// Bytes read from a local file per chunk, and per piece of an archive built on the fly.
-const CHUNK_BYTES: usize = 256 << 10;
-/// Chunks in flight between a blocking archive task and the provider.
-const QUEUE_CHUNKS: usize = 8;
-
-/// Where a local I/O error met while a provider consumed our stream is kept, so it is
-/// reported as the local error it is (the provider only sees that the stream failed).
-#[derive(Clone, Default)]
-struct LocalFailure(Arc<Mutex<Option<std::io::Error>>>);
-
-impl LocalFailure {
-    /// Keeps `error`, and gives the provider a stand-in for it.
-    fn keep(&self, error: std::io::Error) -> Error {
-        let stand_in = Error::FileOperation {
-            path: "(local side of the copy)".to_owned(),
-            kind: FileErrorKind::from_io(&error),
-        };
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
-        stand_in
-    }
-
-    fn take(&self) -> Option<std::io::Error> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-/// A local file as a stream of chunks.
-fn local_file_stream(file: tokio::fs::File, failure: &LocalFailure) -> ByteStream {
-    let failure = failure.clone();
-    Box::pin(futures::stream::try_unfold(file, move |mut file| {
-        let failure = failure.clone();
-        async move {
-            let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
-            match file.read_buf(&mut chunk).await {
-                Ok(0) => Ok(None),
-                Ok(_) => Ok(Some((chunk.freeze(), file))),
-                Err(error) => Err(failure.keep(error)),
-            }
-        }
-    }))
-}
-
 /// Streams one local file to `remote`; returns its size.
 async fn upload_file(
     provider: &Arc<dyn SandboxProvider>,
@@ -248,51 +213,6 @@ async fn upload_file(
     }
     result?;
     Ok(size)
-}
-
-/// Chunks written by a blocking task (a tar builder) into a queue the provider reads.
-struct QueueWriter {
-    queue: mpsc::Sender<Result<Bytes, Error>>,
-    pending: Vec<u8>,
-}
-
-impl QueueWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.pending,
-            Vec::with_capacity(CHUNK_BYTES),
-        ));
-        self.queue.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the provider stopped reading the archive",
-            )
-        })
-    }
-}
-
-impl Write for QueueWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(bytes);
-        if self.pending.len() >= CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-/// A queue's receiving end as a stream.
-fn queue_stream(queue: mpsc::Receiver<Result<Bytes, Error>>) -> ByteStream {
-    Box::pin(futures::stream::unfold(queue, |mut queue| async move {
-        queue.recv().await.map(|item| (item, queue))
-    }))
 }
 
 /// Builds the tar archive of `entries` while the provider unpacks it.
@@ -558,26 +478,6 @@ async fn download_file(
         let _ = tokio::fs::remove_file(local).await;
     }
     copied
-}
-
-/// A blocking reader over chunks a queue brings (for unpacking while downloading).
-struct QueueReader {
-    queue: mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for QueueReader {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.queue.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = buffer.len().min(self.current.len());
-        buffer[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
 
 /// Unpacks the sandbox's archive of directory `remote` into `target` as it downloads.

@@ -75,6 +75,8 @@ pub struct LocalDockerProvider {
     /// Sandboxes this instance has seen, by container id: spares an inspect per exec and
     /// file operation. Only ever holds containers carrying this provider's label.
     known: Mutex<HashMap<String, Meta>>,
+    /// The renewal tasks of the leased sandboxes this instance created.
+    leases: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for LocalDockerProvider {
@@ -87,6 +89,41 @@ impl std::fmt::Debug for LocalDockerProvider {
 }
 
 impl LocalDockerProvider {
+    /// Renews a sandbox's lease from a background task of this process: `SIGUSR1` to the
+    /// container's main process every third of the lease, until the container is gone.
+    fn renew_lease(&self, id: &str, lease_secs: u64) {
+        let docker = self.engine.docker.clone();
+        let container = id.to_owned();
+        let every = std::time::Duration::from_millis(lease_secs * 1000 / 3);
+        let renewal = tokio::spawn(async move {
+            let options = bollard::query_parameters::KillContainerOptionsBuilder::new()
+                .signal("USR1")
+                .build();
+            loop {
+                tokio::time::sleep(every).await;
+                match docker
+                    .kill_container(&container, Some(options.clone()))
+                    .await
+                {
+                    Ok(()) => {}
+                    // Gone, or no longer running: nothing left to keep.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404 | 409,
+                        ..
+                    }) => return,
+                    // The engine may be restarting: the next renewal may get through.
+                    Err(error) => {
+                        tracing::debug!(sandbox = %container, %error, "lease renewal failed")
+                    }
+                }
+            }
+        });
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), renewal.abort_handle());
+    }
+
     /// Connects to the engine named by `config` (negotiating the API version).
     pub async fn connect(config: LocalDockerConfig) -> Result<Self> {
         let engine = Engine::connect(&config).await?;
@@ -95,6 +132,7 @@ impl LocalDockerProvider {
             engine,
             config,
             capabilities,
+            leases: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
         })
     }
@@ -322,6 +360,9 @@ impl SandboxProvider for LocalDockerProvider {
             self.remove_image_quietly(tag, false).await;
         }
         let info = result?;
+        if let Some(lease_secs) = spec.lease_secs {
+            self.renew_lease(info.id.as_str(), lease_secs);
+        }
         tracing::debug!(sandbox = %info.id, "created");
         Ok(info)
     }
@@ -395,6 +436,14 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
+        if let Some(renewal) = self
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id.as_str())
+        {
+            renewal.abort();
+        }
         // An id of another shape was never one of ours: nothing to end.
         if !sandbox::is_sandbox_id(id.as_str()) {
             return Ok(());

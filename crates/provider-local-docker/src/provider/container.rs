@@ -3,14 +3,33 @@
 
 use super::*;
 
+/// The main process of a leased sandbox: it ends the container (and so every process in
+/// it) once no renewal (`SIGUSR1`, sent by the creator every third of the lease) has come
+/// for the lease's seconds, when the lifetime runs out, or when the entrypoint (if any)
+/// ends, with its exit code. `$1` lease seconds, `$2` lifetime seconds, then the
+/// entrypoint.
+const LEASE_KEEPER: &str = r#"
+lease=$1
+end=$(( $(date +%s) + $2 ))
+shift 2
+renewed=$(date +%s)
+trap 'renewed=$(date +%s)' USR1
+child=""
+if [ $# -gt 0 ]; then "$@" & child=$!; fi
+while :; do
+  if [ -n "$child" ] && ! kill -0 "$child" 2>/dev/null; then wait "$child"; exit $?; fi
+  now=$(date +%s)
+  [ $((now - renewed)) -ge "$lease" ] && exit 137
+  [ "$now" -ge "$end" ] && exit 137
+  sleep 1
+done
+"#;
+
 impl LocalDockerProvider {
     pub(super) fn check_spec(&self, spec: &SandboxSpec) -> Result<()> {
         let unsupported = |feature: &str| Err(Error::unsupported(PROVIDER_NAME, feature));
         if spec.idle_timeout_secs.is_some() {
             return unsupported("idle timeouts");
-        }
-        if spec.lease_secs.is_some() {
-            return unsupported("client leases");
         }
         if spec.region.is_some() {
             return unsupported("regions");
@@ -91,17 +110,32 @@ impl LocalDockerProvider {
         labels.insert(LABEL_FROM_SNAPSHOT.to_owned(), from_snapshot);
 
         let lifetime = spec.lifetime_secs.map(|secs| secs.to_string());
-        let entrypoint = match (spec.entrypoint.is_empty(), lifetime) {
-            (true, lifetime) => vec![
-                "sleep".to_owned(),
-                lifetime.unwrap_or_else(|| FOREVER_SECS.to_string()),
-            ],
-            (false, Some(lifetime)) => ["timeout", "-s", "KILL", &lifetime]
-                .into_iter()
-                .map(str::to_owned)
-                .chain(spec.entrypoint.iter().cloned())
-                .collect(),
-            (false, None) => spec.entrypoint.clone(),
+        let entrypoint = match (spec.lease_secs, spec.entrypoint.is_empty(), lifetime) {
+            // A leased sandbox's main process is the lease keeper (see `LEASE_KEEPER`).
+            (Some(lease), _, lifetime) => [
+                "sh",
+                "-c",
+                LEASE_KEEPER,
+                "sandkit-lease",
+                &lease.to_string(),
+                &lifetime.unwrap_or_else(|| FOREVER_SECS.to_string()),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(spec.entrypoint.iter().cloned())
+            .collect(),
+            (None, entrypoint_empty, lifetime) => match (entrypoint_empty, lifetime) {
+                (true, lifetime) => vec![
+                    "sleep".to_owned(),
+                    lifetime.unwrap_or_else(|| FOREVER_SECS.to_string()),
+                ],
+                (false, Some(lifetime)) => ["timeout", "-s", "KILL", &lifetime]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(spec.entrypoint.iter().cloned())
+                    .collect(),
+                (false, None) => spec.entrypoint.clone(),
+            },
         };
         let env: Vec<String> = spec
             .env
@@ -129,7 +163,9 @@ impl LocalDockerProvider {
             })
             .collect();
         let host_config = HostConfig {
-            auto_remove: Some(false),
+            // Other sandboxes stay after they stop, until terminate or reap; a leased one
+            // has nobody left to remove it when its lease runs out, so the engine does.
+            auto_remove: Some(spec.lease_secs.is_some()),
             init: Some(self.config.init),
             nano_cpus: spec.cpu.map(|cores| (cores * 1e9).round() as i64),
             memory: spec.memory_mib.map(|mib| mib as i64 * MIB),
@@ -309,6 +345,8 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
         max_lifetime_secs: Some(FOREVER_SECS),
         default_lifetime_secs: config.default_lifetime_secs,
         idle_timeout: false,
+        // The main process keeps the lease; the creator renews it with a signal.
+        client_lease: true,
         os: vec![Os::Linux],
         arch: Arch::host(),
         regions: Vec::new(),

@@ -23,6 +23,7 @@ pub mod registry;
 pub mod requirements;
 pub mod router;
 pub mod spec;
+pub mod stream;
 pub mod usage;
 pub mod warm;
 

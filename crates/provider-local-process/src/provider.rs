@@ -476,22 +476,13 @@ impl SandboxProvider for LocalProcessProvider {
         let fs = self.files_of(id).await?;
         let shown = path.to_owned();
         let source = blocking(move || fs.open_archive(&shown)).await?;
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(4);
+        let (mut writer, stream) = sandkit_core::stream::chunk_channel(4, STREAM_CHUNK_BYTES);
         tokio::task::spawn_blocking(move || {
-            let writer = ChunkWriter {
-                sender: sender.clone(),
-                buffer: Vec::with_capacity(STREAM_CHUNK_BYTES),
-            };
-            if let Err(error) = source.write_to(writer) {
-                let _ = sender.blocking_send(Err(error));
+            if let Err(error) = source.write_to(&mut writer) {
+                writer.fail(error);
             }
         });
-        Ok(
-            futures::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|chunk| (chunk, receiver))
-            })
-            .boxed(),
-        )
+        Ok(stream)
     }
 
     async fn upload_archive_stream(
@@ -648,42 +639,5 @@ impl ProviderFactory for LocalProcessProvider {
         tokio::task::spawn_blocking(move || Self::new(config))
             .await
             .map_err(|e| internal("building the provider", std::io::Error::other(e)))?
-    }
-}
-
-/// A `Write` that hands its bytes to a bounded channel in chunks, so an archive is built
-/// while it is read, never whole.
-struct ChunkWriter {
-    sender: tokio::sync::mpsc::Sender<Result<Bytes>>,
-    buffer: Vec<u8>,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(STREAM_CHUNK_BYTES),
-        ));
-        self.sender
-            .blocking_send(Ok(chunk))
-            // The reader went away: stop packing.
-            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
-    }
-}
-
-impl std::io::Write for ChunkWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= STREAM_CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
     }
 }

@@ -23,10 +23,7 @@ use tokio::sync::mpsc;
 
 mod pipe;
 
-use pipe::{
-    CHUNK_BYTES, LocalFailure, QUEUE_CHUNKS, QueueReader, QueueWriter, local_file_stream,
-    queue_stream,
-};
+use pipe::{CHUNK_BYTES, LocalFailure, QUEUE_CHUNKS, QueueReader, local_file_stream};
 
 use super::{Context, JsonFlag};
 use crate::error::CliError;
@@ -223,27 +220,22 @@ async fn upload_directory_archive(
     id: &SandboxId,
     target: &str,
 ) -> Result<(), CliError> {
-    let (sender, receiver) = mpsc::channel(QUEUE_CHUNKS);
+    let (writer, archive) = sandkit_core::stream::chunk_channel(QUEUE_CHUNKS, CHUNK_BYTES);
     let root = local.to_owned();
     let build = tokio::task::spawn_blocking(move || {
-        let writer = QueueWriter {
-            queue: sender.clone(),
-            pending: Vec::with_capacity(CHUNK_BYTES),
-        };
+        let failer = writer.failer();
         let built = build_archive(&root, &entries, writer)
             .and_then(|mut writer| writer.flush().map_err(|error| CliError::io(&root, error)));
         if let Err(error) = &built {
             // The provider must not take a cut-off archive for a whole one.
-            let _ = sender.blocking_send(Err(Error::FileOperation {
+            failer.fail(Error::FileOperation {
                 path: root.display().to_string(),
                 kind: FileErrorKind::Other(format!("building the archive failed: {error}")),
-            }));
+            });
         }
-        built.map(drop)
+        built
     });
-    let uploaded = provider
-        .upload_archive_stream(id, target, queue_stream(receiver))
-        .await;
+    let uploaded = provider.upload_archive_stream(id, target, archive).await;
     let built = build
         .await
         .map_err(|error| CliError::Failed(format!("building the archive: {error}")))?;

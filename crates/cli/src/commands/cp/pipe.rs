@@ -1,7 +1,7 @@
 //! The plumbing of streamed copies: local files as chunk streams, and queues between the
 //! blocking tar builder or unpacker and the provider's streams.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -48,51 +48,6 @@ pub(super) fn local_file_stream(file: tokio::fs::File, failure: &LocalFailure) -
                 Err(error) => Err(failure.keep(error)),
             }
         }
-    }))
-}
-
-/// Chunks written by a blocking task (a tar builder) into a queue the provider reads.
-pub(super) struct QueueWriter {
-    pub(super) queue: mpsc::Sender<Result<Bytes, Error>>,
-    pub(super) pending: Vec<u8>,
-}
-
-impl QueueWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.pending,
-            Vec::with_capacity(CHUNK_BYTES),
-        ));
-        self.queue.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the provider stopped reading the archive",
-            )
-        })
-    }
-}
-
-impl Write for QueueWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(bytes);
-        if self.pending.len() >= CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-/// A queue's receiving end as a stream.
-pub(super) fn queue_stream(queue: mpsc::Receiver<Result<Bytes, Error>>) -> ByteStream {
-    Box::pin(futures::stream::unfold(queue, |mut queue| async move {
-        queue.recv().await.map(|item| (item, queue))
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Commands through the task command router: start, output streams resumed by byte offset,
 //! stdin by offset-addressed writes, and wait.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ const STDIO_MAX_RETRIES: u32 = 10;
 const STDIO_INITIAL_BACKOFF: Duration = Duration::from_millis(10);
 /// Stdin chunks per stream message, as Modal's clients send them.
 const STDIN_CHUNK_BYTES: usize = 256 * 1024;
+/// Bytes of a streamed stdin kept after sending, to resume a broken stream: 16 chunks.
+pub(crate) const STDIN_RETAIN_BYTES: usize = 16 * STDIN_CHUNK_BYTES;
 /// Resumes of one stdin stream before giving up.
 const STDIN_MAX_RESUMES: u32 = 9;
 /// Deadline of one `TaskExecWait` call; the wait loops until the exec ends.
@@ -272,53 +275,61 @@ impl Exec {
             .map(drop)
     }
 
-    /// Streams `data` into stdin and closes it, resuming from the server's byte count after
-    /// transient failures. FAILED_PRECONDITION / ABORTED mean the command exited early.
-    pub async fn write_stdin_stream(&self, data: Bytes) -> std::result::Result<(), Status> {
+    /// Streams `input` into stdin in messages of at most 256 KiB, then closes it (`end`),
+    /// pulling from `input` only as the router takes data, so memory stays bounded. After a
+    /// transient failure the stream resumes at the server's byte count, which must fall
+    /// within the last `retain` bytes sent (kept for that; `usize::MAX` keeps everything,
+    /// which costs nothing when `input` is one buffer). FAILED_PRECONDITION / ABORTED mean
+    /// the command exited early. When `input` fails, stdin is left open (no `end`).
+    pub async fn write_stdin_from(
+        &self,
+        input: ByteStream,
+        retain: usize,
+    ) -> std::result::Result<(), StdinFailure> {
+        let source = Arc::new(tokio::sync::Mutex::new(StdinSource::new(input, retain)));
         let mut offset = 0u64;
         let mut resumes = 0u32;
         let mut refreshed = false;
         let mut access = self.router.access().await;
         loop {
-            let start = TaskExecStdinWriteStreamRequest {
-                payload: Some(Payload::Start(TaskExecStdinWriteStreamStart {
-                    task_id: self.router.task_id().to_owned(),
-                    exec_id: self.exec_id.clone(),
-                    offset,
-                })),
+            let attempt = {
+                let mut source = source.lock().await;
+                source.attempt += 1;
+                source.attempt
             };
-            let rest = data.slice(
-                usize::try_from(offset)
-                    .unwrap_or(data.len())
-                    .min(data.len())..,
-            );
-            let chunks =
-                rest.chunks(STDIN_CHUNK_BYTES)
-                    .map(|chunk| TaskExecStdinWriteStreamRequest {
-                        payload: Some(Payload::Data(chunk.to_vec())),
-                    });
-            let end = TaskExecStdinWriteStreamRequest {
-                payload: Some(Payload::End(TaskExecStdinWriteStreamEnd {})),
+            let start = TaskExecStdinWriteStreamStart {
+                task_id: self.router.task_id().to_owned(),
+                exec_id: self.exec_id.clone(),
+                offset,
             };
-            let messages: Vec<_> = std::iter::once(start).chain(chunks).chain([end]).collect();
             let result = access
                 .stub
                 .clone()
-                .task_exec_stdin_write_stream(access.request(futures::stream::iter(messages)))
+                .task_exec_stdin_write_stream(access.request(stdin_messages(
+                    Arc::clone(&source),
+                    attempt,
+                    start,
+                )))
                 .await;
+            if let Some(error) = source.lock().await.failure.take() {
+                return Err(StdinFailure::Input(error));
+            }
             let status = match result {
                 Ok(_) => return Ok(()),
                 Err(status) => status,
             };
             if status.code() == Code::Unauthenticated && !refreshed {
                 refreshed = true;
-                access = self.router.refresh(&access).await?;
-                continue;
+                access = self
+                    .router
+                    .refresh(&access)
+                    .await
+                    .map_err(StdinFailure::Status)?;
+            } else if !TRANSIENT_CODES.contains(&status.code()) || resumes >= STDIN_MAX_RESUMES {
+                return Err(StdinFailure::Status(status));
+            } else {
+                resumes += 1;
             }
-            if !TRANSIENT_CODES.contains(&status.code()) || resumes >= STDIN_MAX_RESUMES {
-                return Err(status);
-            }
-            resumes += 1;
             let progress = self
                 .router
                 .unary(
@@ -329,11 +340,19 @@ impl Exec {
                     None,
                     |mut stub, request| async move { stub.task_exec_stdin_status(request).await },
                 )
-                .await?;
+                .await
+                .map_err(StdinFailure::Status)?;
             if progress.closed {
                 return Ok(());
             }
-            offset = progress.num_bytes_written.min(data.len() as u64);
+            offset = progress.num_bytes_written;
+            if !source.lock().await.rewind(offset) {
+                return Err(StdinFailure::Status(Status::unavailable(format!(
+                    "the stdin stream broke and the server's count ({offset} bytes) is \
+                     outside the bytes still kept for resuming"
+                ))));
+            }
+            tracing::debug!(code = ?status.code(), offset, "resuming exec stdin stream");
         }
     }
 
@@ -425,12 +444,153 @@ impl Exec {
     }
 }
 
-async fn gather(mut stream: ByteStream) -> Result<Bytes> {
+/// Collects an output stream.
+pub(crate) async fn gather(mut stream: ByteStream) -> Result<Bytes> {
     let mut buffer = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         buffer.extend_from_slice(&chunk?);
     }
     Ok(buffer.freeze())
+}
+
+/// Why streaming stdin failed.
+pub(crate) enum StdinFailure {
+    /// The caller's input failed; stdin was left open.
+    Input(Error),
+    /// The router refused or broke the stream (FAILED_PRECONDITION / ABORTED: the command
+    /// exited before reading everything).
+    Status(Status),
+}
+
+/// What the input offers next.
+enum Piece {
+    Data(Bytes),
+    End,
+    /// The input failed: end the request stream without `end`.
+    Stop,
+}
+
+/// The caller's input for stdin, cut into messages, with the last bytes sent kept so a
+/// broken stream can be replayed from the server's count.
+struct StdinSource {
+    input: ByteStream,
+    /// Taken from the input, not yet sent.
+    pending: Bytes,
+    /// The input ended (`Some(true)`) or failed (`Some(false)`).
+    finished: Option<bool>,
+    failure: Option<Error>,
+    /// Sent chunks still kept: they cover `kept_from..sent`.
+    kept: VecDeque<Bytes>,
+    kept_bytes: usize,
+    kept_from: u64,
+    sent: u64,
+    retain: usize,
+    /// Kept bytes to send again, after a rewind.
+    replay: VecDeque<Bytes>,
+    /// The request stream that may take pieces; older ones end.
+    attempt: u64,
+}
+
+impl StdinSource {
+    fn new(input: ByteStream, retain: usize) -> Self {
+        Self {
+            input,
+            pending: Bytes::new(),
+            finished: None,
+            failure: None,
+            kept: VecDeque::new(),
+            kept_bytes: 0,
+            kept_from: 0,
+            sent: 0,
+            retain: retain.max(STDIN_CHUNK_BYTES),
+            replay: VecDeque::new(),
+            attempt: 0,
+        }
+    }
+
+    async fn next(&mut self) -> Piece {
+        if let Some(chunk) = self.replay.pop_front() {
+            return Piece::Data(chunk);
+        }
+        while self.pending.is_empty() {
+            match self.finished {
+                Some(true) => return Piece::End,
+                Some(false) => return Piece::Stop,
+                None => {}
+            }
+            match self.input.next().await {
+                Some(Ok(bytes)) => self.pending = bytes,
+                Some(Err(error)) => {
+                    self.failure = Some(error);
+                    self.finished = Some(false);
+                }
+                None => self.finished = Some(true),
+            }
+        }
+        let chunk = self
+            .pending
+            .split_to(self.pending.len().min(STDIN_CHUNK_BYTES));
+        self.sent += chunk.len() as u64;
+        self.kept_bytes += chunk.len();
+        self.kept.push_back(chunk.clone());
+        while self.kept_bytes > self.retain
+            && let Some(oldest) = self.kept.pop_front()
+        {
+            self.kept_bytes -= oldest.len();
+            self.kept_from += oldest.len() as u64;
+        }
+        Piece::Data(chunk)
+    }
+
+    /// Sends again from `offset` on; `false` when those bytes are no longer kept.
+    fn rewind(&mut self, offset: u64) -> bool {
+        if offset < self.kept_from || offset > self.sent {
+            return false;
+        }
+        self.replay.clear();
+        let mut skip = offset - self.kept_from;
+        for chunk in &self.kept {
+            let length = chunk.len() as u64;
+            if skip >= length {
+                skip -= length;
+            } else {
+                self.replay.push_back(chunk.slice(skip as usize..));
+                skip = 0;
+            }
+        }
+        true
+    }
+}
+
+/// The messages of one stdin stream attempt: `start`, data from `source`, then `end`.
+fn stdin_messages(
+    source: Arc<tokio::sync::Mutex<StdinSource>>,
+    attempt: u64,
+    start: TaskExecStdinWriteStreamStart,
+) -> impl futures::Stream<Item = TaskExecStdinWriteStreamRequest> + Send + 'static {
+    let start = TaskExecStdinWriteStreamRequest {
+        payload: Some(Payload::Start(start)),
+    };
+    let rest = futures::stream::unfold(Some(source), move |source| async move {
+        let source = source?;
+        let piece = {
+            let mut guard = source.lock().await;
+            if guard.attempt != attempt {
+                return None;
+            }
+            guard.next().await
+        };
+        let (payload, more) = match piece {
+            Piece::Data(chunk) => (Payload::Data(chunk.to_vec()), Some(source)),
+            Piece::End => (Payload::End(TaskExecStdinWriteStreamEnd {}), None),
+            Piece::Stop => return None,
+        };
+        let message = TaskExecStdinWriteStreamRequest {
+            payload: Some(payload),
+        };
+        Some((message, more))
+    });
+    futures::stream::once(std::future::ready(start)).chain(rest)
 }
 
 /// The control half of an [`sandkit_core::ExecProcess`].

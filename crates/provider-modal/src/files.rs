@@ -1,10 +1,14 @@
 //! Files through `modal-sandbox-fs-tools`, the helper Modal places in every sandbox: each
 //! operation is one exec of it with a JSON command; failures come back as JSON on stderr.
+//! Reads hand stdout on as it arrives and writes stream stdin, so no file is held whole.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sandkit_core::{DirEntry, Error, FileErrorKind, FileKind, FileStat, Result};
+use futures::StreamExt;
+use sandkit_core::{
+    ByteStream, DirEntry, Error, ExecControl, FileErrorKind, FileKind, FileStat, Result,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tonic::Code;
@@ -12,7 +16,8 @@ use tonic::Code;
 use crate::NAME;
 use crate::client::Router;
 use crate::error::{from_fs_tools, from_status};
-use crate::exec::{self, Start};
+use crate::exec::{self, Control, Exec, STDIN_RETAIN_BYTES, Start, StdinFailure, gather};
+use crate::proto::task_command_router::TaskExecStdioFileDescriptor;
 
 /// Where Modal places its filesystem helper in every sandbox; file operations exec it.
 pub const FS_TOOLS_PATH: &str = "/__modal/.bin/modal-sandbox-fs-tools";
@@ -64,65 +69,128 @@ impl Files {
         })
     }
 
-    /// Runs one fs-tools command; `Ok` carries stdout of a successful run.
-    async fn run(
-        &self,
-        path: &str,
-        command: serde_json::Value,
-        stdin: Option<Bytes>,
-    ) -> Result<Bytes> {
+    /// Starts one fs-tools command.
+    async fn start(&self, path: &str, command: serde_json::Value) -> Result<Exec> {
         let start = Start {
             argv: vec![FS_TOOLS_PATH.to_owned(), command.to_string()],
             workdir: None,
             env: Default::default(),
             timeout: None,
         };
-        let exec = exec::start(Arc::clone(&self.router), start)
+        exec::start(Arc::clone(&self.router), start)
             .await
-            .map_err(|status| from_status(&status, &format!("file operation on `{path}`")))?;
-        let feed = async {
-            match stdin {
-                Some(data) => exec.write_stdin_stream(data).await,
-                None => Ok(()),
-            }
-        };
-        let (fed, collected) = tokio::join!(feed, exec.collect());
-        let (status, stdout, stderr) = collected?;
+            .map_err(|status| from_status(&status, &format!("file operation on `{path}`")))
+    }
+
+    /// Runs one fs-tools command without input; `Ok` carries stdout of a successful run.
+    async fn run(&self, path: &str, command: serde_json::Value) -> Result<Bytes> {
+        let (status, stdout, stderr) = self.start(path, command).await?.collect().await?;
         if !status.success() {
             return Err(from_fs_tools(path, status.code, &stderr));
-        }
-        if let Err(failure) = fed {
-            // FAILED_PRECONDITION / ABORTED mean the helper exited before reading all of
-            // stdin; its exit status and stderr (handled above) say why.
-            if !matches!(failure.code(), Code::FailedPrecondition | Code::Aborted) {
-                return Err(from_status(&failure, &format!("writing `{path}`")));
-            }
         }
         Ok(stdout)
     }
 
+    /// The whole file, collected from [`Files::read_stream`].
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        let absolute = self.absolute(path)?;
-        self.run(path, json!({"ReadFile": {"path": absolute}}), None)
-            .await
+        sandkit_core::collect(self.read_stream(path).await?).await
     }
 
-    pub async fn write(&self, path: &str, contents: Bytes) -> Result<()> {
+    /// The file as fs-tools' stdout arrives, chunk by chunk, never collected. Errors about
+    /// the path come before the first chunk: this waits for the first chunk or the end of
+    /// stdout. A failure after data has flowed ends the stream with an `Err` item.
+    pub async fn read_stream(&self, path: &str) -> Result<ByteStream> {
         let absolute = self.absolute(path)?;
-        self.run(
-            path,
-            json!({"WriteFile": {"path": absolute}}),
-            Some(contents),
-        )
-        .await
-        .map(drop)
+        let exec = self
+            .start(path, json!({"ReadFile": {"path": absolute}}))
+            .await?;
+        let mut stdout = exec.output(TaskExecStdioFileDescriptor::Stdout);
+        let first = match stdout.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(error)) => return Err(error),
+            None => {
+                finished(&exec, path).await?;
+                return Ok(Box::pin(futures::stream::empty()));
+            }
+        };
+        let tail = ReadTail {
+            exec,
+            stdout,
+            path: path.to_owned(),
+        };
+        let rest = futures::stream::unfold(Some(tail), |tail| async move {
+            let mut tail = tail?;
+            match tail.stdout.next().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), Some(tail))),
+                Some(Err(error)) => Some((Err(error), None)),
+                // Stdout is complete: only the exit status can still say it is not the file.
+                None => finished(&tail.exec, &tail.path)
+                    .await
+                    .err()
+                    .map(|error| (Err(error), None)),
+            }
+        });
+        Ok(Box::pin(
+            futures::stream::once(std::future::ready(Ok(first))).chain(rest),
+        ))
+    }
+
+    /// Replaces the file with `contents`.
+    pub async fn write(&self, path: &str, contents: Bytes) -> Result<()> {
+        let input: ByteStream = Box::pin(futures::stream::once(std::future::ready(Ok(contents))));
+        // Kept whole for resuming: the chunks are slices of the one buffer.
+        self.write_from(path, input, usize::MAX).await
+    }
+
+    /// Replaces the file with `contents`, streamed into fs-tools' stdin as it arrives.
+    pub async fn write_stream(&self, path: &str, contents: ByteStream) -> Result<()> {
+        self.write_from(path, contents, STDIN_RETAIN_BYTES).await
+    }
+
+    async fn write_from(&self, path: &str, contents: ByteStream, retain: usize) -> Result<()> {
+        let absolute = self.absolute(path)?;
+        let exec = self
+            .start(path, json!({"WriteFile": {"path": absolute}}))
+            .await?;
+        let feed = exec.write_stdin_from(contents, retain);
+        let outcome = exec.collect();
+        tokio::pin!(feed, outcome);
+        let first = tokio::select! {
+            fed = &mut feed => Ok(fed),
+            collected = &mut outcome => Err(collected),
+        };
+        let (fed, collected) = match first {
+            Ok(Err(StdinFailure::Input(error))) => return Err(abandon(exec.clone(), error).await),
+            Ok(fed) => (fed, outcome.await),
+            // The helper ended before its input did; unless it succeeded, it says why.
+            Err(collected) => match collected {
+                Ok((status, ..)) if status.success() => (feed.await, collected),
+                collected => (Ok(()), collected),
+            },
+        };
+        let (status, _, stderr) = collected?;
+        if !status.success() {
+            return Err(from_fs_tools(path, status.code, &stderr));
+        }
+        match fed {
+            Ok(()) => Ok(()),
+            Err(StdinFailure::Input(error)) => Err(abandon(exec.clone(), error).await),
+            // FAILED_PRECONDITION / ABORTED mean the helper exited before reading all of
+            // stdin; its exit status and stderr (handled above) say why.
+            Err(StdinFailure::Status(failure))
+                if matches!(failure.code(), Code::FailedPrecondition | Code::Aborted) =>
+            {
+                Ok(())
+            }
+            Err(StdinFailure::Status(failure)) => {
+                Err(from_status(&failure, &format!("writing `{path}`")))
+            }
+        }
     }
 
     pub async fn stat(&self, path: &str) -> Result<FileStat> {
         let absolute = self.absolute(path)?;
-        let stdout = self
-            .run(path, json!({"Stat": {"path": absolute}}), None)
-            .await?;
+        let stdout = self.run(path, json!({"Stat": {"path": absolute}})).await?;
         let info: FileInfo = parse(path, &stdout)?;
         Ok(FileStat {
             kind: info.kind(),
@@ -138,7 +206,7 @@ impl Files {
     pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
         let absolute = self.absolute(path)?;
         let stdout = self
-            .run(path, json!({"ListFiles": {"path": absolute}}), None)
+            .run(path, json!({"ListFiles": {"path": absolute}}))
             .await?;
         let infos: Vec<FileInfo> = parse(path, &stdout)?;
         let mut entries: Vec<DirEntry> = infos
@@ -159,7 +227,6 @@ impl Files {
             .run(
                 path,
                 json!({"MakeDirectory": {"path": absolute, "parents": true}}),
-                None,
             )
             .await;
         match made {
@@ -181,11 +248,40 @@ impl Files {
         self.run(
             path,
             json!({"Remove": {"path": absolute, "recursive": recursive}}),
-            None,
         )
         .await
         .map(drop)
     }
+}
+
+/// The rest of a read: stdout from the second chunk on, then the exit status.
+struct ReadTail {
+    exec: Exec,
+    stdout: ByteStream,
+    path: String,
+}
+
+/// Checks a run of fs-tools whose stdout has ended: `Err` when it failed.
+async fn finished(exec: &Exec, path: &str) -> Result<()> {
+    let (status, stderr) = tokio::join!(
+        exec.wait(),
+        gather(exec.output(TaskExecStdioFileDescriptor::Stderr))
+    );
+    let status = status?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(from_fs_tools(path, status.code, &stderr?))
+    }
+}
+
+/// A write whose input failed: fs-tools never got EOF, so it is killed rather than left
+/// waiting (what it wrote so far stays). Returns the input's error.
+async fn abandon(exec: Exec, error: Error) -> Error {
+    if let Err(failure) = Control::new(exec).kill().await {
+        tracing::debug!(%failure, "stopping an abandoned fs-tools write failed");
+    }
+    error
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &str, stdout: &[u8]) -> Result<T> {

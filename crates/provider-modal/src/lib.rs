@@ -29,8 +29,13 @@
 //!   sandkit-kill <exec_id>`) runs as a second command and SIGKILLs every process whose
 //!   environment holds that `SANDKIT_EXEC_ID`. A server whose commands do not share one
 //!   process namespace must handle that command itself.
-//! - Files: execs of [`FS_TOOLS_PATH`] with a JSON command; `WriteFile` data arrives through
-//!   `TaskExecStdinWriteStream`.
+//! - Files: execs of [`FS_TOOLS_PATH`] with a JSON command. `ReadFile`'s stdout is handed
+//!   on as it arrives (a stream that ends with no data is checked against the exit code and
+//!   stderr first; a non-zero exit after data ends the stream with an error). `WriteFile`
+//!   data arrives through `TaskExecStdinWriteStream` in messages of at most 256 KiB, read
+//!   from the caller as the router takes them; a broken stream resumes at
+//!   `TaskExecStdinStatus.num_bytes_written` if that is within the last 4 MiB sent. When
+//!   the caller's input fails, stdin gets no `end` and the helper is killed.
 //! - `terminate` sends `SandboxTerminate`, then long-polls `SandboxWait` until a result.
 
 mod client;

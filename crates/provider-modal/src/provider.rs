@@ -9,10 +9,10 @@ use bytes::Bytes;
 use sandkit_core::ownership::{TAG_CREATED_AT, unix_now};
 use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{
-    Arch, BillingModel, Capabilities, DirEntry, EgressDefault, Error, ExecProcess, ExecRequest,
-    FileStat, GpuKind, GpuRequest, IdleCost, ImageSource, Isolation, ListFilter, NetworkPolicy, Os,
-    PauseSupport, PriceSheet, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
-    SandboxState, Snapshot, TimeoutEnforcement, Transport, Tunnel,
+    Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
+    ExecRequest, FileStat, GpuKind, GpuRequest, IdleCost, ImageSource, Isolation, ListFilter,
+    NetworkPolicy, Os, PauseSupport, PriceSheet, Result, SandboxId, SandboxInfo, SandboxProvider,
+    SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement, Transport, Tunnel,
 };
 use tokio::sync::OnceCell;
 use tonic::{Code, Status};
@@ -1210,6 +1210,23 @@ impl SandboxProvider for ModalProvider {
     async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
         self.with_files(id, |files| async move { files.write(path, contents).await })
             .await
+    }
+
+    async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        self.with_files(id, |files| async move { files.read_stream(path).await })
+            .await
+    }
+
+    async fn write_file_stream(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        contents: ByteStream,
+    ) -> Result<()> {
+        self.with_files(id, |files| async move {
+            files.write_stream(path, contents).await
+        })
+        .await
     }
 
     async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {

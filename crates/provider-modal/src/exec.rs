@@ -649,3 +649,45 @@ impl ExecControl for Control {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(bytes: usize, retain: usize) -> StdinSource {
+        let input: ByteStream =
+            Box::pin(futures::stream::iter([Ok(Bytes::from(vec![7u8; bytes]))]));
+        StdinSource::new(input, retain)
+    }
+
+    #[tokio::test]
+    async fn stdin_is_cut_into_messages_and_rewinds_only_within_what_is_kept() {
+        let mut source = source(5 * STDIN_CHUNK_BYTES + 10, 2 * STDIN_CHUNK_BYTES);
+        let mut lengths = Vec::new();
+        loop {
+            match source.next().await {
+                Piece::Data(chunk) => lengths.push(chunk.len()),
+                Piece::End => break,
+                Piece::Stop => panic!("the input did not fail"),
+            }
+        }
+        assert_eq!(
+            lengths,
+            [STDIN_CHUNK_BYTES; 5]
+                .into_iter()
+                .chain([10])
+                .collect::<Vec<_>>()
+        );
+        // The last 2 chunks' worth is kept: the last message and the one before it.
+        assert!(!source.rewind(0));
+        assert!(!source.rewind(source.sent + 1));
+        let offset = source.sent - 20;
+        assert!(source.rewind(offset));
+        let mut replayed = 0;
+        while let Piece::Data(chunk) = source.next().await {
+            replayed += chunk.len();
+        }
+        assert_eq!(replayed, 20);
+        assert!(matches!(source.next().await, Piece::End));
+    }
+}

@@ -478,7 +478,10 @@ pub(crate) async fn lease_holds_while_its_creator_lives(cx: Cx) -> Result<()> {
     let id = cx.create(&cx.spec().lease_secs(5)).await?.id;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let output = cx.sh(&id, "echo alive").await?;
-    ensure!(output.trim_end() == "alive", "the leased sandbox answered {output:?}");
+    ensure!(
+        output.trim_end() == "alive",
+        "the leased sandbox answered {output:?}"
+    );
     Ok(())
 }
 

@@ -108,10 +108,11 @@ pub struct ImageRootfs {
 }
 
 /// A cache of unpacked images in one directory. Cheap to create; any number of caches
-/// (and processes) may share a directory.
+/// (and processes) may share a directory. Clones share their registry clients.
 #[derive(Debug, Clone)]
 pub struct ImageCache {
     dir: PathBuf,
+    clients: registry::Clients,
 }
 
 /// Where an image comes from.
@@ -166,7 +167,10 @@ fn progress(image: &str, layer: &str, status: &str) {
 impl ImageCache {
     /// A cache in `dir` (created when first used).
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            clients: registry::Clients::default(),
+        }
     }
 
     /// The cache directory.
@@ -218,7 +222,7 @@ impl ImageCache {
 
     async fn ensure_registry(&self, reference: oci_client::Reference) -> Result<ImageRootfs> {
         let key = reference.whole();
-        let client = registry::client(&reference);
+        let client = self.clients.client(&reference);
         let known = Index::new(&self.dir).get(&key).and_then(|entry| {
             let digest = Digest::parse(&entry.digest).ok()?;
             Some((entry.resolved, self.cached(&digest)?))

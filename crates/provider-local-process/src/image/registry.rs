@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -48,20 +48,32 @@ fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A client for `reference`'s registry: plain HTTP for loopback registries, HTTPS (rustls
-/// with ring) otherwise. One per registry per process: building one loads the system's
-/// root certificates, and it keeps the registry's tokens.
-pub(crate) fn client(reference: &Reference) -> Client {
-    static CLIENTS: OnceLock<Mutex<HashMap<String, Client>>> = OnceLock::new();
-    let registry = reference.resolve_registry().to_owned();
-    let mut clients = CLIENTS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    clients
-        .entry(registry)
-        .or_insert_with(|| new_client(reference))
-        .clone()
+/// Registry clients, one per registry: building one loads the system's root
+/// certificates, and it keeps the registry's tokens. Held by a cache, not the process:
+/// a client belongs to the async runtime it first ran on, and a process may have several.
+#[derive(Clone, Default)]
+pub(crate) struct Clients(Arc<Mutex<HashMap<String, Client>>>);
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clients")
+    }
+}
+
+impl Clients {
+    /// A client for `reference`'s registry: plain HTTP for loopback registries, HTTPS
+    /// (rustls with ring) otherwise.
+    pub(crate) fn client(&self, reference: &Reference) -> Client {
+        let registry = reference.resolve_registry().to_owned();
+        let mut clients = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry(registry)
+            .or_insert_with(|| new_client(reference))
+            .clone()
+    }
 }
 
 fn new_client(reference: &Reference) -> Client {

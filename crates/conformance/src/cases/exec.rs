@@ -9,15 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use futures::StreamExt;
-use sandkit_core::{ByteStream, Error, ExecOutput, ExecRequest, SandboxId, SandboxProviderExt};
-use tokio::io::AsyncWriteExt;
+use sandkit_core::{ByteStream, Error, ExecOutput, ExecRequest, SandboxId};
 
 use crate::case::{
     Cx, describe_argv, drain, expect_error, expect_success, expect_unsupported, show,
 };
 
 /// How long a command that should end at once may take before the case calls it a hang.
-const HANG: Duration = Duration::from_secs(60);
+pub(super) const HANG: Duration = Duration::from_secs(60);
 
 /// The timeout given to commands that must time out.
 const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,7 +35,7 @@ async fn outcome(
 }
 
 /// Like [`outcome`], but a command still running after [`HANG`] fails the case.
-async fn outcome_within(
+pub(super) async fn outcome_within(
     cx: &Cx,
     id: &SandboxId,
     request: ExecRequest,
@@ -47,7 +46,7 @@ async fn outcome_within(
         .with_context(|| format!("{argv} did not end within {HANG:?}"))
 }
 
-fn sh(script: &str) -> ExecRequest {
+pub(super) fn sh(script: &str) -> ExecRequest {
     ExecRequest::new(["sh", "-c", script])
 }
 
@@ -348,246 +347,6 @@ pub(crate) async fn exec_output_limit_truncates(cx: Cx) -> Result<()> {
         "kept bytes are not the start of the output"
     );
     Ok(())
-}
-
-pub(crate) async fn exec_without_stdin_reads_eof(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    let output = outcome_within(&cx, &id, ExecRequest::new(["cat"]))
-        .await?
-        .map_err(|error| anyhow::anyhow!("cat without stdin: {error}"))?;
-    expect_success(&output, "cat")?;
-    ensure!(
-        output.stdout.is_empty(),
-        "cat read {} from an empty stdin",
-        show(&output.stdout)
-    );
-    Ok(())
-}
-
-async fn stdin_round_trip(cx: Cx, input: Bytes) -> Result<()> {
-    let id = cx.sandbox().await?;
-    let output = tokio::time::timeout(
-        HANG * 2,
-        cx.provider()
-            .run_with_stdin(&id, ExecRequest::new(["cat"]), input.clone()),
-    )
-    .await
-    .context("cat with stdin did not finish")?
-    .map_err(|error| anyhow::anyhow!("cat with stdin: {error}"))?;
-    expect_success(&output, "cat")?;
-    ensure!(
-        output.stdout == input,
-        "cat echoed {} bytes, sent {}; first difference at byte {:?}",
-        output.stdout.len(),
-        input.len(),
-        output
-            .stdout
-            .iter()
-            .zip(input.iter())
-            .position(|(a, b)| a != b)
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_stdin_text(cx: Cx) -> Result<()> {
-    stdin_round_trip(
-        cx,
-        Bytes::from_static("first line\nsecond — wörld ✓\n".as_bytes()),
-    )
-    .await
-}
-
-pub(crate) async fn exec_stdin_binary(cx: Cx) -> Result<()> {
-    let bytes: Vec<u8> = (0..4).flat_map(|_| 0..=255u8).collect();
-    stdin_round_trip(cx, Bytes::from(bytes)).await
-}
-
-pub(crate) async fn exec_stdin_16mib(cx: Cx) -> Result<()> {
-    stdin_round_trip(cx, noise(16 * 1024 * 1024, 16)).await
-}
-
-pub(crate) async fn exec_stdin_streams_before_eof(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    let mut process = cx.start(&id, ExecRequest::new(["cat"]).stdin()).await?;
-    let mut stdin = process
-        .stdin
-        .take()
-        .context("stdin was requested but not provided")?;
-    stdin.write_all(b"ping\n").await.context("writing stdin")?;
-    stdin.flush().await.context("flushing stdin")?;
-    // The echo must arrive while stdin is still open: input is streamed, not buffered
-    // until EOF.
-    let mut echoed = Vec::new();
-    let seen = tokio::time::timeout(HANG, async {
-        while !echoed.ends_with(b"ping\n") {
-            match process.stdout.next().await {
-                Some(Ok(chunk)) => echoed.extend_from_slice(&chunk),
-                Some(Err(error)) => return Err(anyhow::anyhow!("reading stdout: {error}")),
-                None => return Err(anyhow::anyhow!("stdout ended before the echo")),
-            }
-        }
-        Ok(())
-    })
-    .await;
-    match seen {
-        Err(_) => bail!("`cat` did not echo a line while stdin stayed open: stdin is not streamed"),
-        Ok(result) => result?,
-    }
-    stdin.write_all(b"pong\n").await.context("writing stdin")?;
-    stdin.shutdown().await.context("closing stdin")?;
-    drop(stdin);
-    let rest = drain(process, 1024).await?;
-    let status = rest
-        .result
-        .map_err(|error| anyhow::anyhow!("wait: {error}"))?;
-    ensure!(
-        status.success(),
-        "cat exited with {status}; stderr {}",
-        show(&rest.stderr)
-    );
-    echoed.extend_from_slice(&rest.stdout);
-    ensure!(echoed == b"ping\npong\n", "echoed {}", show(&echoed));
-    Ok(())
-}
-
-pub(crate) async fn exec_stdin_closed_gives_eof(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    let process = cx
-        .start(&id, ExecRequest::new(["wc", "-c"]).stdin())
-        .await?;
-    // `output` closes stdin first.
-    let output = tokio::time::timeout(HANG, process.output())
-        .await
-        .context("`wc -c` did not see EOF after stdin was closed")?
-        .map_err(|error| anyhow::anyhow!("wc -c: {error}"))?;
-    expect_success(&output, "wc -c")?;
-    ensure!(
-        output.stdout_lossy().trim() == "0",
-        "wc -c counted {}",
-        show(&output.stdout)
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_stdin_unsupported(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    let result = cx
-        .provider()
-        .exec(&id, ExecRequest::new(["cat"]).stdin())
-        .await;
-    expect_unsupported(result, "exec with stdin")
-}
-
-pub(crate) async fn exec_spec_env(cx: Cx) -> Result<()> {
-    let spec = cx.spec().env("CONFORMANCE_SPEC_VAR", "from the spec");
-    let id = cx.create(&spec).await?.id;
-    let output = cx.sh(&id, r#"printf %s "$CONFORMANCE_SPEC_VAR""#).await?;
-    ensure!(
-        output == "from the spec",
-        "CONFORMANCE_SPEC_VAR was {output:?}"
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_request_env(cx: Cx) -> Result<()> {
-    let spec = cx.spec().env("CONF_A", "spec-a").env("CONF_B", "spec-b");
-    let id = cx.create(&spec).await?.id;
-    let special = "a b=c;$HOME 'q' \"dq\" * ✓";
-    let request = sh(r#"printf '%s|%s|%s' "$CONF_A" "$CONF_B" "$CONF_C""#)
-        .env("CONF_B", "request-b")
-        .env("CONF_C", special);
-    let output = cx.run(&id, request).await?;
-    expect_success(&output, "printf env")?;
-    let expected = format!("spec-a|request-b|{special}");
-    ensure!(
-        output.stdout == expected.as_bytes(),
-        "env seen was {}, expected {expected:?} (request env overrides the spec's; values pass unchanged)",
-        show(&output.stdout)
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_secret_env(cx: Cx) -> Result<()> {
-    let spec = cx.spec().secret("CONFORMANCE_SECRET", "s3cr3t-value");
-    let info = cx.create(&spec).await?;
-    let output = cx
-        .sh(&info.id, r#"printf %s "$CONFORMANCE_SECRET""#)
-        .await?;
-    ensure!(output == "s3cr3t-value", "the secret arrived as {output:?}");
-    let shown = format!("{info:?}");
-    ensure!(
-        !shown.contains("s3cr3t-value"),
-        "the secret appears in the sandbox info"
-    );
-    Ok(())
-}
-
-pub(crate) async fn secrets_unsupported(cx: Cx) -> Result<()> {
-    let spec = cx.spec().secret("CONFORMANCE_SECRET", "value");
-    expect_unsupported(cx.provider().create(&spec).await, "a spec with secrets")
-}
-
-pub(crate) async fn exec_cwd_default_is_workdir(cx: Cx) -> Result<()> {
-    let info = cx.create(&cx.spec()).await?;
-    let output = cx.sh(&info.id, "pwd").await?;
-    ensure!(
-        output.trim_end() == info.workdir,
-        "commands start in {:?}, but info.workdir is {:?}",
-        output.trim_end(),
-        info.workdir
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_cwd_relative(cx: Cx) -> Result<()> {
-    let info = cx.create(&cx.spec()).await?;
-    cx.sh(&info.id, "mkdir -p sub/dir").await?;
-    let output = cx
-        .run(&info.id, ExecRequest::new(["pwd"]).cwd("sub/dir"))
-        .await?;
-    expect_success(&output, "pwd")?;
-    let expected = join(&info.workdir, "sub/dir");
-    ensure!(
-        output.stdout_lossy().trim_end() == expected,
-        "cwd `sub/dir` ran in {:?}, expected {expected:?}",
-        output.stdout_lossy().trim_end()
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_cwd_absolute(cx: Cx) -> Result<()> {
-    let info = cx.create(&cx.spec()).await?;
-    cx.sh(&info.id, "mkdir -p absolute-target").await?;
-    let target = join(&info.workdir, "absolute-target");
-    let output = cx
-        .run(&info.id, ExecRequest::new(["pwd"]).cwd(&target))
-        .await?;
-    expect_success(&output, "pwd")?;
-    ensure!(
-        output.stdout_lossy().trim_end() == target,
-        "cwd {target:?} ran in {:?}",
-        output.stdout_lossy().trim_end()
-    );
-    Ok(())
-}
-
-pub(crate) async fn exec_cwd_missing_is_error(cx: Cx) -> Result<()> {
-    let id = cx.sandbox().await?;
-    let request = ExecRequest::new(["pwd"]).cwd("conformance-no-such-directory");
-    match outcome_within(&cx, &id, request).await? {
-        Ok(output) => bail!(
-            "a command with a missing cwd ran anyway ({}, stdout {}); it must be an error",
-            output.status,
-            show(&output.stdout)
-        ),
-        Err(Error::ExecFailed { .. } | Error::FileOperation { .. } | Error::InvalidSpec { .. }) => {
-            Ok(())
-        }
-        Err(error) => bail!(
-            "a missing cwd must be ExecFailed, FileOperation or InvalidSpec, got {} error: {error}",
-            error.kind()
-        ),
-    }
 }
 
 /// A script whose three processes (the shell, a child, a grandchild) each bump a counter

@@ -3,6 +3,8 @@
 //! when the capability is absent and checks the `Unsupported` answer.
 
 mod exec;
+mod exec_env;
+mod exec_stdin;
 mod files;
 mod lifecycle;
 mod needs;
@@ -317,77 +319,77 @@ pub(crate) static CASES: &[Case] = &[
         "output_limit_bytes keeps the first bytes and marks the output truncated"
     ),
     case!(
-        exec::exec_without_stdin_reads_eof,
+        exec_stdin::exec_without_stdin_reads_eof,
         Need::NOTHING,
         "without stdin, a command reading stdin sees EOF at once"
     ),
     case!(
-        exec::exec_stdin_text,
+        exec_stdin::exec_stdin_text,
         STDIN,
         "text on stdin reaches the command unchanged"
     ),
     case!(
-        exec::exec_stdin_binary,
+        exec_stdin::exec_stdin_binary,
         STDIN,
         "every byte value on stdin reaches the command unchanged"
     ),
     case!(
-        exec::exec_stdin_16mib,
+        exec_stdin::exec_stdin_16mib,
         STDIN,
         "16 MiB on stdin reaches the command unchanged"
     ),
     case!(
-        exec::exec_stdin_streams_before_eof,
+        exec_stdin::exec_stdin_streams_before_eof,
         STDIN,
         "stdin is streamed: the command sees a line before stdin closes"
     ),
     case!(
-        exec::exec_stdin_closed_gives_eof,
+        exec_stdin::exec_stdin_closed_gives_eof,
         STDIN,
         "closing stdin gives the command EOF"
     ),
     case!(
-        exec::exec_stdin_unsupported,
+        exec_stdin::exec_stdin_unsupported,
         NO_STDIN,
         "stdin is Unsupported without exec_stdin"
     ),
     case!(
-        exec::exec_spec_env,
+        exec_env::exec_spec_env,
         Need::NOTHING,
         "the spec's env reaches commands"
     ),
     case!(
-        exec::exec_request_env,
+        exec_env::exec_request_env,
         Need::NOTHING,
         "a request's env adds to and overrides the spec's, values unchanged"
     ),
     case!(
-        exec::exec_secret_env,
+        exec_env::exec_secret_env,
         SECRETS,
         "a secret reaches commands as env and never appears in info"
     ),
     case!(
-        exec::secrets_unsupported,
+        exec_env::secrets_unsupported,
         NO_SECRETS,
         "a spec with secrets is Unsupported without secrets"
     ),
     case!(
-        exec::exec_cwd_default_is_workdir,
+        exec_env::exec_cwd_default_is_workdir,
         Need::NOTHING,
         "commands start in info.workdir"
     ),
     case!(
-        exec::exec_cwd_relative,
+        exec_env::exec_cwd_relative,
         Need::NOTHING,
         "a relative cwd resolves against the workdir"
     ),
     case!(
-        exec::exec_cwd_absolute,
+        exec_env::exec_cwd_absolute,
         Need::NOTHING,
         "an absolute cwd is used as given"
     ),
     case!(
-        exec::exec_cwd_missing_is_error,
+        exec_env::exec_cwd_missing_is_error,
         Need::NOTHING,
         "a missing cwd is an error, not a run elsewhere"
     ),

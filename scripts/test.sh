@@ -7,12 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how much disk is left, so a CI log shows where the space went.
+step() {
+    printf '\n==> %s (disk free: %s)\n' "$*" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
+}
 
 # One id for everything this run creates, so leftovers can be found.
 export SANDKIT_RUN_ID="${SANDKIT_RUN_ID:-test-$(date +%s)-$$}"
 export SANDKIT_OWNER="${SANDKIT_OWNER:-sandkit-tests}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental state is for edit-compile loops; in one run it only costs disk (17 GB here).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 
 step "system packages"
 missing=()
@@ -56,20 +62,22 @@ fi
 
 step "tests (every provider runs the conformance suite)"
 cargo test --workspace --locked --no-fail-fast
+# The binaries the later steps run, built with the workspace's features (a `cargo run -p`
+# would resolve features per package and rebuild much of the tree a second time).
+cargo build --workspace --bins --locked --quiet
 
 step "local-docker survives a dockerd restart (this run owns the engine)"
-SANDKIT_DOCKER_RESTART_TEST=1 cargo test --locked -p sandkit-provider-local-docker --test engine_restart
+SANDKIT_DOCKER_RESTART_TEST=1 cargo test --workspace --locked --test engine_restart
 
 step "the out-of-tree provider template, with its own conformance run"
-(cd examples/provider-template && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../../target}" cargo clippy --all-targets --locked -- -D warnings && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../../target}" cargo test --locked)
+(cd examples/provider-template && export CARGO_TARGET_DIR="$target_dir" CARGO_PROFILE_DEV_DEBUG=line-tables-only && cargo clippy --all-targets --locked -- -D warnings && cargo test --locked)
 
 step "the example orchestrator: 100 jobs routed over local-process"
-cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/orchestrator/pools-local.toml --jobs 100
+"$target_dir/debug/sandkit-example-orchestrator" --pools examples/orchestrator/pools-local.toml --jobs 100
 
 step "the example orchestrator: 100 jobs over local-process and Modal (the emulator)"
-cargo build --quiet --locked -p sandkit-modal-fake
 emulator_log=$(mktemp)
-"${CARGO_TARGET_DIR:-target}/debug/modal-fake" emulate --port 0 >"$emulator_log" 2>&1 &
+"$target_dir/debug/modal-fake" emulate --port 0 >"$emulator_log" 2>&1 &
 emulator_pid=$!
 trap 'kill "$emulator_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -79,14 +87,14 @@ done
 emulator_url=$(sed -n 's/^listening on //p' "$emulator_log" | head -n 1)
 [ -n "$emulator_url" ] || { cat "$emulator_log" >&2; echo "the Modal emulator did not start" >&2; exit 1; }
 MODAL_SERVER_URL="$emulator_url" MODAL_TOKEN_ID=ak-sandkit-test MODAL_TOKEN_SECRET=as-sandkit-test \
-    cargo run --quiet --locked -p sandkit-example-orchestrator -- --pools examples/orchestrator/pools-with-modal.toml --jobs 100
+    "$target_dir/debug/sandkit-example-orchestrator" --pools examples/orchestrator/pools-with-modal.toml --jobs 100
 kill "$emulator_pid"
 wait "$emulator_pid" 2>/dev/null || true
 trap - EXIT
 
 step "leak check"
 scripts/docker-leaks.sh "$SANDKIT_RUN_ID"
-left=$("${CARGO_TARGET_DIR:-target}/debug/sandkit" --provider local-process ls --json --tag "sandkit.run-id=$SANDKIT_RUN_ID")
+left=$("$target_dir/debug/sandkit" --provider local-process ls --json --tag "sandkit.run-id=$SANDKIT_RUN_ID")
 if [ "$left" != "[]" ]; then
     echo "local-process sandboxes left by run $SANDKIT_RUN_ID:" >&2
     echo "$left" >&2

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use sandkit_cli::sandkit_core::{ByteStream, SandboxId, SandboxProvider, SandboxSpec};
+use sandkit::{ByteStream, SandboxId, SandboxProvider, SandboxSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The image local-docker sandboxes start from (built by `scripts/docker-engine.sh`).
@@ -113,7 +113,7 @@ async fn child(args: &[String]) -> Result<(), BoxError> {
 }
 
 async fn open(name: &str) -> Result<Arc<dyn SandboxProvider>, BoxError> {
-    Ok(sandkit_cli::open(name, serde_json::Value::Null, Default::default()).await?)
+    Ok(sandkit::open(name).await?)
 }
 
 /// A local file as a stream of `CHUNK`-sized pieces.
@@ -122,7 +122,7 @@ fn file_stream(file: tokio::fs::File) -> ByteStream {
         let mut chunk = BytesMut::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
             let read = file.read_buf(&mut chunk).await.map_err(|e| {
-                sandkit_cli::sandkit_core::Error::Unavailable {
+                sandkit::Error::Unavailable {
                     message: format!("reading the local file: {e}"),
                 }
             })?;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use sandkit_core::{GpuKind, GpuRequest, ImageSource, NetworkPolicy, SandboxSpec, SecretString};
+use sandkit::{GpuKind, GpuRequest, ImageSource, NetworkPolicy, SandboxSpec, SecretString};
 
 use crate::error::CliError;
 
@@ -195,7 +195,7 @@ pub fn parse_key_value(value: &str) -> Result<(String, String), String> {
 }
 
 /// `K=V` where K is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`, the rule
-/// of [`sandkit_core::spec::is_env_name`]).
+/// of [`sandkit::spec::is_env_name`]).
 pub fn parse_env(value: &str) -> Result<(String, String), String> {
     let (name, value) = parse_key_value(value)?;
     check_env_name(&name)?;
@@ -203,7 +203,7 @@ pub fn parse_env(value: &str) -> Result<(String, String), String> {
 }
 
 fn check_env_name(name: &str) -> Result<(), String> {
-    if sandkit_core::spec::is_env_name(name) {
+    if sandkit::spec::is_env_name(name) {
         Ok(())
     } else {
         Err(format!(
@@ -213,13 +213,13 @@ fn check_env_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `K=V` where K is a tag key ([`sandkit_core::spec::is_tag_key`]).
+/// `K=V` where K is a tag key ([`sandkit::spec::is_tag_key`]).
 pub fn parse_tag(value: &str) -> Result<(String, String), String> {
     let (key, value) = parse_key_value(value)?;
-    sandkit_core::spec::validate_tag_key("tags", &key)
-        .and_then(|()| sandkit_core::spec::validate_tag_value("tags", &key, &value))
+    sandkit::spec::validate_tag_key("tags", &key)
+        .and_then(|()| sandkit::spec::validate_tag_value("tags", &key, &value))
         .map_err(|error| match error {
-            sandkit_core::Error::InvalidSpec { reason, .. } => reason,
+            sandkit::Error::InvalidSpec { reason, .. } => reason,
             other => other.to_string(),
         })?;
     Ok((key, value))

@@ -50,7 +50,7 @@ struct GlobalArgs {
         long,
         global = true,
         env = "SANDKIT_PROVIDER",
-        default_value = sandkit_cli::DEFAULT_PROVIDER,
+        default_value = sandkit::DEFAULT_PROVIDER,
         value_name = "NAME"
     )]
     provider: String,
@@ -186,7 +186,7 @@ mod tests {
             assert!(!transport_allows(target, &Level::TRACE), "{target}");
             assert!(transport_allows(target, &Level::INFO), "{target}");
         }
-        assert!(transport_allows("sandkit_core::layers", &Level::TRACE));
+        assert!(transport_allows("sandkit::layers", &Level::TRACE));
         assert!(transport_allows("hyperfine_like", &Level::TRACE));
     }
 

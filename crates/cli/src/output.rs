@@ -218,9 +218,9 @@ mod tests {
     #[test]
     fn labels_use_the_serialised_names() {
         assert_eq!(
-            label(&sandkit_core::Isolation::UserSpaceKernel),
+            label(&sandkit::Isolation::UserSpaceKernel),
             "user-space-kernel"
         );
-        assert_eq!(label(&sandkit_core::GpuKind::A100_40GB), "A100-40GB");
+        assert_eq!(label(&sandkit::GpuKind::A100_40GB), "A100-40GB");
     }
 }

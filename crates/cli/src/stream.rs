@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use sandkit_core::{ByteStream, ExecProcess, ExitStatus, SandboxId, SandboxProvider, SandboxSpec};
-use sandkit_core::{SandboxInfo, StdinWriter};
+use sandkit::{ByteStream, ExecProcess, ExitStatus, SandboxId, SandboxProvider, SandboxSpec};
+use sandkit::{SandboxInfo, StdinWriter};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 

@@ -9,23 +9,22 @@
 //! - [`registry`]: providers register with [`register_provider!`] and are built by name.
 //! - [`layers`]: capability checking, retries, tracing and lifecycle events.
 //! - [`ownership`] tags and [`reap`]; [`Usage`] and cost estimates.
-//! - Orchestration: [`PoolsFile`] (`sandkit.toml`), [`Router`] with fallback and a
-//!   [`Decision`] record, admission limits, and [`WarmPool`].
+//!
+//! Library users depend on the `sandkit` facade, which re-exports this crate and links
+//! providers behind features; orchestration (pools, routing, warm pools, cost reports)
+//! is `sandkit-orchestrate`.
 
 pub mod capabilities;
 pub mod error;
 pub mod exec;
 pub mod layers;
 pub mod ownership;
-pub mod pool;
 pub mod provider;
 pub mod registry;
 pub mod requirements;
-pub mod router;
 pub mod spec;
 pub mod stream;
 pub mod usage;
-pub mod warm;
 
 #[doc(hidden)]
 pub use inventory;
@@ -39,16 +38,13 @@ pub use exec::{
     ByteStream, ExecControl, ExecOutput, ExecProcess, ExecRequest, ExitStatus, StdinWriter,
 };
 pub use ownership::{Ownership, ReapFilter, ReapReport, reap};
-pub use pool::{Pool, PoolConfig, PoolsFile};
 pub use provider::{
     Capacity, DirEntry, FileKind, FileStat, ListFilter, Sandbox, SandboxId, SandboxInfo,
     SandboxProvider, SandboxProviderExt, SandboxState, Snapshot, Tunnel, collect,
 };
 pub use registry::{ProviderFactory, ProviderRegistration};
 pub use requirements::{Rejection, Requirements, Selection, Unmet, select};
-pub use router::{Decision, Lease, Router, RoutingPolicy};
 pub use spec::{
     GpuRequest, ImageSource, InitialFile, NetworkPolicy, SandboxSpec, SecretString, VolumeMount,
 };
 pub use usage::{LifecycleEvent, LifecycleKind, Usage};
-pub use warm::{WarmPool, WarmStats};

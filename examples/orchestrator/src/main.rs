@@ -10,11 +10,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use futures::StreamExt;
-use sandkit_cli::LayerOptions;
-use sandkit_cli::sandkit_core::{
-    Error, ExecRequest, GpuKind, LifecycleEvent, LifecycleKind, NetworkPolicy, Requirements,
-    Router, SandboxSpec, Usage,
-};
+use sandkit::layers::LayerOptions;
+use sandkit::{Error, ExecRequest, GpuKind, NetworkPolicy, Requirements, SandboxSpec};
+use sandkit_orchestrate::{CostReport, Router};
 use tokio::sync::broadcast;
 
 #[derive(Parser)]
@@ -90,7 +88,7 @@ struct JobResult {
 async fn run_job(router: &Router, index: usize) -> JobResult {
     let kind = JobKind::of(index);
     let (spec, requirements) = kind.spec_and_requirements(index);
-    let rejected_of = |rejections: &[sandkit_cli::sandkit_core::Rejection]| {
+    let rejected_of = |rejections: &[sandkit::Rejection]| {
         rejections
             .iter()
             .map(|r| {
@@ -168,13 +166,6 @@ async fn run_job(router: &Router, index: usize) -> JobResult {
     }
 }
 
-#[derive(Debug, Default, serde::Serialize)]
-struct Cost {
-    sandboxes: usize,
-    usage: Usage,
-    estimated_cost: f64,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -222,22 +213,10 @@ async fn main() -> ExitCode {
         return ExitCode::from(130);
     }
 
-    // Cost per pool, from the terminate events (usage over each sandbox's whole life).
-    let mut costs: BTreeMap<String, Cost> = BTreeMap::new();
-    while let Ok(LifecycleEvent {
-        kind,
-        provider,
-        usage,
-        estimated_cost,
-        ..
-    }) = received.try_recv()
-    {
-        if kind == LifecycleKind::Terminated {
-            let cost = costs.entry(provider).or_default();
-            cost.sandboxes += 1;
-            cost.usage.add(&usage);
-            cost.estimated_cost += estimated_cost.unwrap_or(0.0);
-        }
+    // Cost per provider, from the terminate events (usage over each sandbox's whole life).
+    let mut costs = CostReport::new();
+    while let Ok(event) = received.try_recv() {
+        costs.record(&event);
     }
 
     // Decision table: (kind, where it went) -> count; rejections by pool and rule.
@@ -290,21 +269,7 @@ async fn main() -> ExitCode {
         for ((pool, rule), count) in &rejections {
             println!("{pool:<12} {rule:<28} {count:>5}");
         }
-        println!(
-            "\n{:<16} {:>9} {:>10} {:>14} {:>14} {:>12}",
-            "provider", "sandboxes", "wall s", "cpu core-s", "GiB-s", "est. cost"
-        );
-        for (provider, cost) in &costs {
-            println!(
-                "{:<16} {:>9} {:>10.1} {:>14.1} {:>14.1} {:>12.6}",
-                provider,
-                cost.sandboxes,
-                cost.usage.wall_secs,
-                cost.usage.cpu_core_secs,
-                cost.usage.memory_gib_secs,
-                cost.estimated_cost
-            );
-        }
+        print!("\n{}", costs.table());
         for failure in &failures {
             eprintln!(
                 "job {} ({:?}) failed: {}",

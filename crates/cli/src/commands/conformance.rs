@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use sandkit_conformance::{CaseResult, Options, Outcome, TAG_RUN};
-use sandkit_core::{ListFilter, SandboxProvider};
+use sandkit::{ListFilter, SandboxProvider};
 
 use super::Context;
 use crate::args::SpecArgs;
@@ -73,7 +73,7 @@ pub async fn run(context: &Context, args: ConformanceArgs) -> Result<i32, CliErr
 
     let mut interrupts = Interrupts::catch()?;
     // The suite applies the standard layers itself: hand it the bare provider.
-    let registration = sandkit_core::registry::find(&context.provider)?;
+    let registration = sandkit::registry::find(&context.provider)?;
     let provider = registration.build(context.config.clone()).await?;
 
     let selected = sandkit_conformance::cases()

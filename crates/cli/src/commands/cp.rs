@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use clap::Args;
 use futures::StreamExt;
-use sandkit_core::{Error, FileErrorKind, FileKind, SandboxId, SandboxProvider};
+use sandkit::{Error, FileErrorKind, FileKind, SandboxId, SandboxProvider};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -220,7 +220,7 @@ async fn upload_directory_archive(
     id: &SandboxId,
     target: &str,
 ) -> Result<(), CliError> {
-    let (writer, archive) = sandkit_core::stream::chunk_channel(QUEUE_CHUNKS, CHUNK_BYTES);
+    let (writer, archive) = sandkit::stream::chunk_channel(QUEUE_CHUNKS, CHUNK_BYTES);
     let root = local.to_owned();
     let build = tokio::task::spawn_blocking(move || {
         let failer = writer.failer();

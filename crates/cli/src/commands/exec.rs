@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use sandkit_core::{ExecProcess, ExecRequest, SandboxId, SandboxProvider};
+use sandkit::{ExecProcess, ExecRequest, SandboxId, SandboxProvider};
 use serde::Serialize;
 
 use super::{Context, JsonFlag};

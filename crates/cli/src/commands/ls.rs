@@ -1,8 +1,8 @@
 //! `sandkit ls`: sandboxes with their state, age and estimated cost.
 
 use clap::Args;
-use sandkit_core::ownership::{age, unix_now};
-use sandkit_core::{ListFilter, SandboxInfo, Usage};
+use sandkit::ownership::{age, unix_now};
+use sandkit::{ListFilter, SandboxInfo, Usage};
 use serde::Serialize;
 
 use super::{Context, JsonFlag};

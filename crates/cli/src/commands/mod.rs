@@ -18,8 +18,7 @@ mod snapshot;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use sandkit_cli::LayerOptions;
-use sandkit_core::SandboxProvider;
+use sandkit::SandboxProvider;
 
 use crate::error::CliError;
 
@@ -45,7 +44,10 @@ impl Context {
 
     /// Builds the provider named by `--provider`, with the standard layers.
     pub async fn open(&self) -> Result<Arc<dyn SandboxProvider>, CliError> {
-        Ok(sandkit_cli::open(&self.provider, self.config.clone(), LayerOptions::default()).await?)
+        Ok(sandkit::Provider::named(&self.provider)
+            .config(&self.config)
+            .open()
+            .await?)
     }
 }
 

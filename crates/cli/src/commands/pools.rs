@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use sandkit_cli::LayerOptions;
-use sandkit_core::{Capabilities, PoolsFile};
+use sandkit::layers::LayerOptions;
+use sandkit::Capabilities;
+use sandkit_orchestrate::PoolsFile;
 use serde::Serialize;
 
 use super::{Context, JsonFlag};

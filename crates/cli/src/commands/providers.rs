@@ -1,7 +1,7 @@
 //! `sandkit providers`: what is registered, and what each provider can do.
 
 use clap::Args;
-use sandkit_core::{Capabilities, PauseSupport};
+use sandkit::{Capabilities, PauseSupport};
 use serde::Serialize;
 
 use super::{Context, JsonFlag};
@@ -26,7 +26,7 @@ struct ProviderEntry {
 /// Prints the registered providers. Capabilities are the static ones (default
 /// configuration), so nothing is built and no credentials are needed.
 pub fn run(context: &Context, _args: ProvidersArgs) -> Result<i32, CliError> {
-    let entries: Vec<ProviderEntry> = sandkit_cli::providers()?
+    let entries: Vec<ProviderEntry> = sandkit::providers()?
         .into_iter()
         .map(|registration| ProviderEntry {
             name: registration.name,
@@ -100,7 +100,7 @@ fn gpus(caps: &Capabilities) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sandkit_core::GpuKind;
+    use sandkit::GpuKind;
 
     use super::*;
 

@@ -1,7 +1,7 @@
 //! `sandkit reap`: terminate sandboxes sandkit created and nobody cleaned up.
 
 use clap::Args;
-use sandkit_core::{ReapFilter, reap};
+use sandkit::{ReapFilter, reap};
 
 use super::{Context, JsonFlag};
 use crate::args::parse_non_empty;
@@ -58,7 +58,7 @@ pub async fn run(context: &Context, args: ReapArgs) -> Result<i32, CliError> {
             table.row(vec![
                 info.id.to_string(),
                 info.tags
-                    .get(sandkit_core::ownership::TAG_OWNER)
+                    .get(sandkit::ownership::TAG_OWNER)
                     .cloned()
                     .unwrap_or_else(|| "-".to_owned()),
                 info.state.to_string(),

@@ -1,7 +1,7 @@
 //! `sandkit rm`: terminate sandboxes.
 
 use clap::Args;
-use sandkit_core::SandboxId;
+use sandkit::SandboxId;
 use serde::Serialize;
 
 use super::{Context, JsonFlag};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::Args;
-use sandkit_core::{ExecRequest, SandboxInfo, SandboxProvider};
+use sandkit::{ExecRequest, SandboxInfo, SandboxProvider};
 
 use super::exec::{CommandArgs, report};
 use super::{Context, JsonFlag};

@@ -1,7 +1,7 @@
 //! `sandkit schema`: JSON Schemas of the documents sandkit reads and writes.
 
 use clap::{Args, ValueEnum};
-use sandkit_core::{Capabilities, ExecRequest, Requirements, SandboxSpec};
+use sandkit::{Capabilities, ExecRequest, Requirements, SandboxSpec};
 
 use super::Context;
 use crate::error::CliError;
@@ -39,8 +39,8 @@ pub fn run(context: &Context, args: SchemaArgs) -> Result<i32, CliError> {
         Document::Capabilities => Capabilities::json_schema(),
         Document::Requirements => schemars::schema_for!(Requirements),
         Document::Exec => schemars::schema_for!(ExecRequest),
-        Document::Config => sandkit_core::registry::find(&context.provider)?.config_schema(),
-        Document::Pools => sandkit_core::PoolsFile::json_schema(),
+        Document::Config => sandkit::registry::find(&context.provider)?.config_schema(),
+        Document::Pools => sandkit_orchestrate::PoolsFile::json_schema(),
     };
     print_json(&schema)?;
     Ok(0)

@@ -1,8 +1,9 @@
 //! `sandkit select`: which providers meet the requirements, and why the others do not.
 
 use clap::Args;
-use sandkit_cli::LayerOptions;
-use sandkit_core::{Capabilities, Decision, Isolation, PoolsFile, Requirements, Router, select};
+use sandkit::layers::LayerOptions;
+use sandkit::{Capabilities, Isolation, Requirements, select};
+use sandkit_orchestrate::{Decision, PoolsFile, Router};
 
 use super::{Context, JsonFlag};
 use crate::args::SpecArgs;
@@ -27,6 +28,12 @@ pub struct SelectArgs {
     /// rule it failed.
     #[arg(long)]
     pub explain: bool,
+
+    /// With `--pools`: also build each fitting pool's provider and ask it for free
+    /// capacity (this connects to the providers). Without it the plan comes from the
+    /// providers' registered capabilities alone.
+    #[arg(long, requires = "pools")]
+    pub check_capacity: bool,
 
     #[command(flatten)]
     pub output: JsonFlag,
@@ -109,7 +116,7 @@ pub async fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
     if let Some(file) = &args.pools {
         return select_pools(context, &args, file, &requirements).await;
     }
-    let registrations = sandkit_cli::providers()?;
+    let registrations = sandkit::providers()?;
     let candidates: Vec<(&str, Capabilities)> = if args.among.is_empty() {
         registrations
             .iter()
@@ -119,10 +126,10 @@ pub async fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
         args.among
             .iter()
             .map(|name| {
-                let registration = sandkit_core::registry::find(name)?;
+                let registration = sandkit::registry::find(name)?;
                 Ok((registration.name, registration.capabilities()))
             })
-            .collect::<Result<_, sandkit_core::Error>>()?
+            .collect::<Result<_, sandkit::Error>>()?
     };
     let selection = select(
         &requirements,
@@ -171,20 +178,23 @@ pub async fn run(context: &Context, args: SelectArgs) -> Result<i32, CliError> {
 }
 
 /// `select --pools FILE`: the router's plan over the file's pools, without creating
-/// anything. The first pool that fits is the one `Router::create` would try first.
+/// anything. The first pool that fits is the one `Router::create` would try first. Only
+/// `--check-capacity` builds providers (and so connects to them).
 async fn select_pools(
     context: &Context,
     args: &SelectArgs,
     file: &std::path::Path,
     requirements: &Requirements,
 ) -> Result<i32, CliError> {
-    let router = Router::new(
-        PoolsFile::read(file)?
-            .build(LayerOptions::default())
-            .await?,
-    );
+    let pools = PoolsFile::read(file)?;
     let spec = args.spec.to_spec()?;
-    let mut decision = router.plan(&spec, requirements);
+    let mut decision = if args.check_capacity {
+        Router::new(pools.build(LayerOptions::default()).await?)
+            .plan_with_capacity(&spec, requirements)
+            .await
+    } else {
+        pools.plan(&spec, requirements)?
+    };
     decision.chosen = decision.considered.first().cloned();
     if context.json {
         print_json(&decision)?;

@@ -1,7 +1,7 @@
 //! `sandkit snapshot`: snapshot a sandbox's filesystem, or delete a snapshot.
 
 use clap::Args;
-use sandkit_core::SandboxId;
+use sandkit::SandboxId;
 
 use super::{Context, JsonFlag};
 use crate::error::CliError;

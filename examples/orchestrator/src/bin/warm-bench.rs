@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use sandkit_cli::LayerOptions;
-use sandkit_cli::sandkit_core::{Pool, Result, Sandbox, SandboxSpec, WarmPool};
+use sandkit::{Result, Sandbox, SandboxSpec};
+use sandkit_orchestrate::{Pool, WarmPool};
 
 #[derive(Parser)]
 #[command(about = "Warm-pool acquire latency against cold create")]
@@ -48,9 +48,12 @@ fn ms(d: Duration) -> f64 {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let config: serde_json::Value = serde_json::from_str(&args.config).map_err(|error| {
-        sandkit_cli::sandkit_core::Error::invalid_spec("--config", error.to_string())
+        sandkit::Error::invalid_spec("--config", error.to_string())
     })?;
-    let provider = sandkit_cli::open(&args.provider, config, LayerOptions::default()).await?;
+    let provider = sandkit::Provider::named(&args.provider)
+        .config(config)
+        .open()
+        .await?;
     let mut spec = SandboxSpec::new().lifetime_secs(600);
     if let Some(image) = &args.image {
         spec = spec.image(image.clone());
@@ -77,7 +80,7 @@ async fn main() -> Result<()> {
             warm.push(started.elapsed());
             lease.terminate().await?;
         }
-        Ok::<_, sandkit_cli::sandkit_core::Error>(())
+        Ok::<_, sandkit::Error>(())
     };
     // Ctrl-C drains the warm pool before exiting: no ready sandbox is left behind.
     let interrupted = tokio::select! {

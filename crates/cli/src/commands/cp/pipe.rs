@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use sandkit_core::{ByteStream, Error, FileErrorKind};
+use sandkit::{ByteStream, Error, FileErrorKind};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 

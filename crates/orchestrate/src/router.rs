@@ -4,36 +4,17 @@
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::layers::LayerOptions;
+use sandkit::error::{Error, Result};
+use sandkit::layers::LayerOptions;
 use crate::pool::{Admission, Pool, PoolsFile};
-use crate::provider::Sandbox;
-use crate::requirements::{Rejection, Requirements};
-use crate::spec::SandboxSpec;
-
-/// How the router treats pressure from pools.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RoutingPolicy {
-    /// Retries on the same pool after `RateLimited`, honouring `retry_after`, before
-    /// falling back to the next pool.
-    pub rate_limit_retries: u32,
-    /// Longest wait for a rate-limited pool before falling back.
-    pub max_rate_limit_wait: Duration,
-}
-
-impl Default for RoutingPolicy {
-    fn default() -> Self {
-        Self {
-            rate_limit_retries: 2,
-            max_rate_limit_wait: Duration::from_secs(5),
-        }
-    }
-}
+use sandkit::Capabilities;
+use sandkit::provider::Sandbox;
+use sandkit::requirements::{Rejection, Requirements};
+use sandkit::spec::SandboxSpec;
 
 /// A pool that was tried and failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -171,30 +152,24 @@ impl Drop for Lease {
 }
 
 /// Routes jobs over ordered pools.
+///
+/// Retries happen in one place: each pool's provider is wrapped in the standard layers,
+/// whose `Retrying` layer retries a rate-limited or unavailable create with backoff. The
+/// router does not retry a pool; when the layer gives up, it falls back to the next one.
 #[derive(Debug, Clone)]
 pub struct Router {
     pools: Vec<Arc<Pool>>,
-    policy: RoutingPolicy,
 }
 
 impl Router {
     /// A router over `pools`, most preferred first.
     pub fn new(pools: Vec<Arc<Pool>>) -> Self {
-        Self {
-            pools,
-            policy: RoutingPolicy::default(),
-        }
+        Self { pools }
     }
 
     /// Loads a pools file and builds every pool (see [`PoolsFile::build`]).
     pub async fn from_file(path: &Path, options: LayerOptions) -> Result<Self> {
         Ok(Self::new(PoolsFile::read(path)?.build(options).await?))
-    }
-
-    /// Replaces the policy.
-    pub fn with_policy(mut self, policy: RoutingPolicy) -> Self {
-        self.policy = policy;
-        self
     }
 
     /// The pools, in preference order.
@@ -210,20 +185,48 @@ impl Router {
     /// Which pools could take `spec` with the extra `requirements`, without creating
     /// anything. The spec is merged over each pool's default spec first.
     pub fn plan(&self, spec: &SandboxSpec, requirements: &Requirements) -> Decision {
-        let mut decision = Decision::default();
-        for pool in &self.pools {
-            let merged = spec.merged_over(&pool.spec);
-            let needs = Requirements::from_spec(&merged).union(requirements);
-            let unmet = needs.check(pool.capabilities());
-            if unmet.is_empty() {
-                decision.considered.push(pool.name.clone());
-            } else {
-                decision.rejected.push(Rejection {
-                    name: pool.name.clone(),
-                    unmet,
-                });
+        plan_over(
+            self.pools
+                .iter()
+                .map(|pool| (pool.name.as_str(), &pool.spec, pool.capabilities())),
+            spec,
+            requirements,
+        )
+    }
+
+    /// [`Router::plan`], then asks each fitting pool that declares `capacity_query` for
+    /// its free capacity: a pool reporting none (or failing to answer) moves from
+    /// `considered` to `failed`. Connects to those providers; creates nothing.
+    pub async fn plan_with_capacity(
+        &self,
+        spec: &SandboxSpec,
+        requirements: &Requirements,
+    ) -> Decision {
+        let mut decision = self.plan(spec, requirements);
+        let mut considered = Vec::with_capacity(decision.considered.len());
+        for name in std::mem::take(&mut decision.considered) {
+            match self.pool(&name) {
+                Some(pool) if pool.capabilities().capacity_query => {
+                    match pool.provider.capacity().await {
+                        Ok(capacity) if capacity.available_sandboxes == Some(0) => {
+                            decision.failed.push(PoolFailure {
+                                pool: name,
+                                kind: "no_capacity".to_owned(),
+                                message: "the provider reports no free capacity".to_owned(),
+                            });
+                        }
+                        Ok(_) => considered.push(name),
+                        Err(error) => decision.failed.push(PoolFailure {
+                            pool: name,
+                            kind: error.kind().to_owned(),
+                            message: error.to_string(),
+                        }),
+                    }
+                }
+                _ => considered.push(name),
             }
         }
+        decision.considered = considered;
         decision
     }
 
@@ -278,7 +281,7 @@ impl Router {
         })
     }
 
-    /// One pool: admission, capacity, then create with rate-limit backoff.
+    /// One pool: admission, capacity, then create (the pool's layers retry it).
     async fn try_pool(
         &self,
         pool: &Arc<Pool>,
@@ -297,22 +300,33 @@ impl Router {
             ));
         }
         let merged = spec.merged_over(&pool.spec);
-        let mut attempt = 0;
-        loop {
-            match Sandbox::create(pool.provider.clone(), &merged).await {
-                Ok(sandbox) => return Ok(Lease::new(sandbox, pool.name.clone(), admission)),
-                Err(Error::RateLimited { retry_after })
-                    if attempt < self.policy.rate_limit_retries =>
-                {
-                    let wait = retry_after
-                        .unwrap_or(Duration::from_millis(200))
-                        .min(self.policy.max_rate_limit_wait);
-                    tracing::debug!(pool = %pool.name, ?wait, "rate limited; waiting");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(error) => return Err((error.kind().to_owned(), Some(error))),
-            }
+        match Sandbox::create(pool.provider.clone(), &merged).await {
+            Ok(sandbox) => Ok(Lease::new(sandbox, pool.name.clone(), admission)),
+            Err(error) => Err((error.kind().to_owned(), Some(error))),
         }
     }
+}
+
+/// The plan over pools given as (name, default spec, capabilities), in preference order:
+/// the one rule the router and [`PoolsFile::plan`] share.
+pub(crate) fn plan_over<'a>(
+    pools: impl IntoIterator<Item = (&'a str, &'a SandboxSpec, &'a Capabilities)>,
+    spec: &SandboxSpec,
+    requirements: &Requirements,
+) -> Decision {
+    let mut decision = Decision::default();
+    for (name, default_spec, capabilities) in pools {
+        let merged = spec.merged_over(default_spec);
+        let needs = Requirements::from_spec(&merged).union(requirements);
+        let unmet = needs.check(capabilities);
+        if unmet.is_empty() {
+            decision.considered.push(name.to_owned());
+        } else {
+            decision.rejected.push(Rejection {
+                name: name.to_owned(),
+                unmet,
+            });
+        }
+    }
+    decision
 }

@@ -9,12 +9,12 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use sandkit::error::Result;
 use crate::pool::{Admission, Pool};
-use crate::provider::Sandbox;
+use sandkit::provider::Sandbox;
 use crate::router::Lease;
-use crate::spec::SandboxSpec;
-use crate::usage::Usage;
+use sandkit::spec::SandboxSpec;
+use sandkit::usage::Usage;
 
 /// Counters of a warm pool.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -128,7 +128,7 @@ impl WarmPool {
         self.shared.stats.lock().expect("stats lock").misses += 1;
         let pool = &self.shared.pool;
         let admission = pool.admit(Duration::from_secs(30)).await.ok_or_else(|| {
-            crate::Error::ResourceLimitExceeded {
+            sandkit::Error::ResourceLimitExceeded {
                 message: format!("pool `{}` is full", pool.name),
             }
         })?;
@@ -196,12 +196,20 @@ impl Drop for WarmPool {
         if drained.is_empty() {
             return;
         }
+        // No I/O here: the terminations run on a background task.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 for ready in drained {
-                    let _ = ready.sandbox.terminate().await;
+                    if let Err(error) = ready.sandbox.terminate().await {
+                        tracing::warn!(%error, "terminating a dropped warm pool's sandbox failed");
+                    }
                 }
             });
+        } else {
+            tracing::warn!(
+                sandboxes = drained.len(),
+                "warm pool dropped outside a runtime; its ready sandboxes end at their lifetime"
+            );
         }
     }
 }

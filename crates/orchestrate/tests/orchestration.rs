@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sandkit_core::layers::{self, LayerOptions};
-use sandkit_core::{
-    Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, GpuKind, ListFilter, Pool,
-    PoolsFile, Requirements, Router, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
-    WarmPool,
+use sandkit::layers::{self, LayerOptions};
+use sandkit::{
+    Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, GpuKind, ListFilter,
+    Requirements, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
 };
-use sandkit_provider_local_process::{LocalProcessConfig, LocalProcessProvider};
+use sandkit_orchestrate::{Pool, PoolsFile, Router, WarmPool};
+use sandkit::local_process::{LocalProcessConfig, LocalProcessProvider};
 
 struct Flaky {
     inner: Arc<dyn SandboxProvider>,
@@ -32,7 +32,7 @@ impl SandboxProvider for Flaky {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
     }
-    async fn create(&self, spec: &SandboxSpec) -> sandkit_core::Result<SandboxInfo> {
+    async fn create(&self, spec: &SandboxSpec) -> sandkit::Result<SandboxInfo> {
         self.creates.fetch_add(1, Ordering::SeqCst);
         let failing = self
             .failures_left
@@ -43,20 +43,20 @@ impl SandboxProvider for Flaky {
         }
         self.inner.create(spec).await
     }
-    async fn info(&self, id: &SandboxId) -> sandkit_core::Result<SandboxInfo> {
+    async fn info(&self, id: &SandboxId) -> sandkit::Result<SandboxInfo> {
         self.inner.info(id).await
     }
-    async fn list(&self, filter: &ListFilter) -> sandkit_core::Result<Vec<SandboxInfo>> {
+    async fn list(&self, filter: &ListFilter) -> sandkit::Result<Vec<SandboxInfo>> {
         self.inner.list(filter).await
     }
     async fn exec(
         &self,
         id: &SandboxId,
         request: ExecRequest,
-    ) -> sandkit_core::Result<ExecProcess> {
+    ) -> sandkit::Result<ExecProcess> {
         self.inner.exec(id, request).await
     }
-    async fn read_file(&self, id: &SandboxId, path: &str) -> sandkit_core::Result<Bytes> {
+    async fn read_file(&self, id: &SandboxId, path: &str) -> sandkit::Result<Bytes> {
         self.inner.read_file(id, path).await
     }
     async fn write_file(
@@ -64,16 +64,16 @@ impl SandboxProvider for Flaky {
         id: &SandboxId,
         path: &str,
         contents: Bytes,
-    ) -> sandkit_core::Result<()> {
+    ) -> sandkit::Result<()> {
         self.inner.write_file(id, path, contents).await
     }
-    async fn stat(&self, id: &SandboxId, path: &str) -> sandkit_core::Result<FileStat> {
+    async fn stat(&self, id: &SandboxId, path: &str) -> sandkit::Result<FileStat> {
         self.inner.stat(id, path).await
     }
-    async fn list_dir(&self, id: &SandboxId, path: &str) -> sandkit_core::Result<Vec<DirEntry>> {
+    async fn list_dir(&self, id: &SandboxId, path: &str) -> sandkit::Result<Vec<DirEntry>> {
         self.inner.list_dir(id, path).await
     }
-    async fn make_dir(&self, id: &SandboxId, path: &str) -> sandkit_core::Result<()> {
+    async fn make_dir(&self, id: &SandboxId, path: &str) -> sandkit::Result<()> {
         self.inner.make_dir(id, path).await
     }
     async fn remove(
@@ -81,10 +81,10 @@ impl SandboxProvider for Flaky {
         id: &SandboxId,
         path: &str,
         recursive: bool,
-    ) -> sandkit_core::Result<()> {
+    ) -> sandkit::Result<()> {
         self.inner.remove(id, path, recursive).await
     }
-    async fn terminate(&self, id: &SandboxId) -> sandkit_core::Result<()> {
+    async fn terminate(&self, id: &SandboxId) -> sandkit::Result<()> {
         self.inner.terminate(id).await
     }
 }
@@ -198,6 +198,46 @@ async fn a_retryable_failure_falls_back_to_the_next_pool() {
     );
     assert_eq!(flaky_a.creates.load(Ordering::SeqCst), 1);
     lease.terminate().await.expect("terminate");
+}
+
+/// Retries happen once, in the pool's `Retrying` layer: a pool that stays rate limited
+/// sees 1 + max_retries creates, not that times the router's own attempts.
+#[tokio::test]
+async fn a_rate_limited_create_is_retried_by_the_layer_alone() {
+    let fixture = Fixture::new();
+    let rate_limited = || Error::RateLimited {
+        retry_after: Some(Duration::from_millis(1)),
+    };
+    let flaky = Arc::new(Flaky {
+        inner: fixture.bare.clone(),
+        failures_left: AtomicU32::new(u32::MAX),
+        error: rate_limited,
+        creates: AtomicU32::new(0),
+    });
+    let retry = layers::RetryPolicy {
+        max_retries: 2,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    };
+    let provider = layers::standard(
+        flaky.clone(),
+        LayerOptions {
+            retry,
+            ..LayerOptions::default()
+        },
+    );
+    let pool = Arc::new(Pool::new("limited", provider, SandboxSpec::new(), None).expect("pool"));
+    let (b, _) = fixture.pool("b", 0, unavailable, None);
+    let router = Router::new(vec![pool, b]);
+    let (lease, decision) = router
+        .create(&SandboxSpec::new(), &Requirements::default())
+        .await
+        .expect("fell back to b");
+    assert_eq!(decision.chosen.as_deref(), Some("b"));
+    assert_eq!(decision.failed[0].kind, "rate_limited");
+    assert_eq!(flaky.creates.load(Ordering::SeqCst), 3);
+    lease.terminate().await.expect("terminate");
+    assert_eq!(fixture.live().await, 0);
 }
 
 #[tokio::test]

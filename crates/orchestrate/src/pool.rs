@@ -18,13 +18,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::capabilities::Capabilities;
-use crate::error::{Error, Result};
-use crate::layers::{self, LayerOptions};
-use crate::provider::SandboxProvider;
-use crate::registry;
-use crate::requirements::Requirements;
-use crate::spec::SandboxSpec;
+use sandkit::capabilities::Capabilities;
+use sandkit::error::{Error, Result};
+use sandkit::layers::{self, LayerOptions};
+use sandkit::provider::SandboxProvider;
+use sandkit::registry;
+use sandkit::requirements::Requirements;
+use sandkit::spec::SandboxSpec;
+
+use crate::router::Decision;
 
 /// One pool as written in the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -109,6 +111,28 @@ impl PoolsFile {
             reason: error.to_string(),
         })?;
         Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Which pools could take `spec` with the extra `requirements`, from each provider's
+    /// registered capabilities, without building or connecting to any provider. A pool
+    /// naming a provider this build does not link is an error naming the pool.
+    pub fn plan(&self, spec: &SandboxSpec, requirements: &Requirements) -> Result<Decision> {
+        let mut pools = Vec::with_capacity(self.pools.len());
+        for pool in &self.pools {
+            let registration = registry::find(&pool.provider).map_err(|error| Error::ConfigFile {
+                path: format!("pool `{}`", pool.name),
+                line: None,
+                reason: error.to_string(),
+            })?;
+            pools.push((pool, registration.capabilities()));
+        }
+        Ok(crate::router::plan_over(
+            pools
+                .iter()
+                .map(|(pool, capabilities)| (pool.name.as_str(), &pool.spec, capabilities)),
+            spec,
+            requirements,
+        ))
     }
 
     /// Builds every pool: finds its provider in the registry, builds it with its config,

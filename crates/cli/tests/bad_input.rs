@@ -134,6 +134,7 @@ fn cases(spec_dir: &std::path::Path) -> Vec<Case> {
         cases.push(case(&["select", flag, value], names));
         cases.push(case(&["conformance", flag, value], names));
     }
+    cases.push(case(&["select", "--needs", "no.such"], "--needs"));
 
     // Spec files: missing, not JSON, unknown fields, bad values.
     let write = |name: &str, text: &str| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use sandkit_core::{
-    Capabilities, Error, ExecOutput, ExecProcess, ExecRequest, SandboxId, SandboxInfo,
+    Capabilities, Error, Feature, ExecOutput, ExecProcess, ExecRequest, SandboxId, SandboxInfo,
     SandboxProvider, SandboxProviderExt, SandboxSpec,
 };
 
@@ -21,31 +21,66 @@ pub const TAG_RUN: &str = "conformance-run";
 /// The tag key carrying the name of the case that created a sandbox.
 pub const TAG_CASE: &str = "conformance-case";
 
-/// What a case needs from the provider's declared capabilities.
+/// What a case needs from a provider's capabilities to run.
 #[derive(Clone, Copy)]
-pub struct Need {
-    /// Whether capabilities meet the need.
-    pub check: fn(&Capabilities) -> bool,
-    /// Why the case is skipped when `check` says no, e.g. "needs `fs_snapshot`".
-    pub reason: &'static str,
+pub enum Need {
+    /// Runs on every provider.
+    Nothing,
+    /// Runs when the provider offers the feature.
+    Has(Feature),
+    /// The negative twin: runs when the provider lacks the feature, which it declares.
+    Lacks(Feature),
+    /// Runs when every one of these is offered.
+    All(&'static [Feature]),
+    /// A need that is not one feature (a maximum, a GPU kind the provider lacks, ...).
+    Custom {
+        /// Whether capabilities meet the need.
+        check: fn(&Capabilities) -> bool,
+        /// Why the case is skipped when `check` says no, e.g. "needs a `max_cpu`".
+        reason: &'static str,
+    },
 }
 
 impl Need {
     /// Runs on every provider.
-    pub const NOTHING: Need = Need {
-        check: |_| true,
-        reason: "",
-    };
+    pub const NOTHING: Need = Need::Nothing;
 
     /// Whether `capabilities` meet the need.
     pub fn met_by(&self, capabilities: &Capabilities) -> bool {
-        (self.check)(capabilities)
+        match self {
+            Need::Nothing => true,
+            Need::Has(feature) => feature.offered_by(capabilities),
+            Need::Lacks(feature) => !feature.offered_by(capabilities),
+            Need::All(features) => features.iter().all(|f| f.offered_by(capabilities)),
+            Need::Custom { check, .. } => check(capabilities),
+        }
+    }
+
+    /// Why a case with this need is skipped on a provider that does not meet it.
+    pub fn reason(&self) -> String {
+        let rules = |features: &[Feature]| {
+            features
+                .iter()
+                .map(|f| format!("`{}`", f.rule()))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        match self {
+            Need::Nothing => String::new(),
+            Need::Has(feature) => format!("needs {}", rules(&[*feature])),
+            Need::Lacks(feature) => format!(
+                "negative twin: runs only when the provider lacks {}, which it declares",
+                rules(&[*feature])
+            ),
+            Need::All(features) => format!("needs {}", rules(features)),
+            Need::Custom { reason, .. } => (*reason).to_owned(),
+        }
     }
 }
 
 impl fmt::Debug for Need {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Need").field(&self.reason).finish()
+        f.debug_tuple("Need").field(&self.reason()).finish()
     }
 }
 

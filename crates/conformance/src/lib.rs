@@ -52,7 +52,7 @@ mod tests {
                 || !case.needs.met_by(&everything());
             if skippable {
                 assert!(
-                    !case.needs.reason.is_empty(),
+                    !case.needs.reason().is_empty(),
                     "{} has no skip reason",
                     case.name
                 );

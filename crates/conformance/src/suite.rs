@@ -111,7 +111,7 @@ impl Suite {
         let started = Instant::now();
         let outcome = if !case.needs.met_by(self.provider.capabilities()) {
             Outcome::Skipped {
-                reason: case.needs.reason.to_owned(),
+                reason: case.needs.reason(),
             }
         } else {
             let cx = Cx::new(Arc::clone(self), case.name);

@@ -408,6 +408,147 @@ impl Capabilities {
     }
 }
 
+/// Declares [`Feature`]: one line per yes/no capability, from which the requirement
+/// check, rule ids and sentences, the `Checked` layer's refusals, the CLI's `select
+/// --needs` values and the conformance suite's needs all derive.
+macro_rules! features {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $rule:literal, $what:literal, |$caps:ident| $offered:expr;
+    )*) => {
+        /// A yes/no capability a provider offers or not, named by a stable rule id.
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            JsonSchema,
+        )]
+        pub enum Feature {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $rule)]
+                $variant,
+            )*
+        }
+
+        impl Feature {
+            /// Every feature, in table order.
+            pub const ALL: &'static [Feature] = &[$(Feature::$variant),*];
+
+            /// The stable rule id, such as `network.block_all`.
+            pub const fn rule(self) -> &'static str {
+                match self {
+                    $(Feature::$variant => $rule,)*
+                }
+            }
+
+            /// What it is, for sentences: "needs {what}; not offered".
+            pub const fn describe(self) -> &'static str {
+                match self {
+                    $(Feature::$variant => $what,)*
+                }
+            }
+
+            /// Whether `caps` offers it.
+            pub fn offered_by(self, caps: &Capabilities) -> bool {
+                match self {
+                    $(Feature::$variant => {
+                        let $caps = caps;
+                        $offered
+                    })*
+                }
+            }
+        }
+    };
+}
+
+features! {
+    /// File operations (and initial files).
+    Files = "files", "file operations", |c| c.files;
+    /// Absolute paths are paths inside the sandbox, with a private `/tmp`.
+    ContainerPaths = "container_paths", "container paths (absolute paths inside the sandbox)", |c| c.container_paths;
+    /// The base filesystem is read-only.
+    ReadOnlyBase = "read_only_base", "a read-only base filesystem", |c| c.read_only_base;
+    /// Archive upload and download in one call.
+    BatchTransfer = "batch_transfer", "archive transfers", |c| c.batch_transfer;
+    /// A lease renewed by the creator.
+    ClientLease = "client_lease", "a lease that ends the sandbox when its creator dies", |c| c.client_lease;
+    /// Idle timeouts.
+    IdleTimeout = "idle_timeout", "idle timeouts", |c| c.idle_timeout;
+    /// Block-all network.
+    NetworkBlockAll = "network.block_all", "blocking all network traffic", |c| c.network_block_all;
+    /// CIDR allowlists for egress.
+    NetworkCidrAllowlist = "network.cidr_allowlist", "CIDR allowlists for egress", |c| c.network_cidr_allowlist;
+    /// Domain allowlists for egress.
+    NetworkDomainAllowlist = "network.domain_allowlist", "domain allowlists for egress", |c| c.network_domain_allowlist;
+    /// Filesystem snapshots.
+    FsSnapshot = "fs_snapshot", "filesystem snapshots", |c| c.fs_snapshot;
+    /// Pause and resume (a preview counts).
+    Pause = "pause", "pause and resume", |c| c.pause != PauseSupport::No;
+    /// A pause that keeps memory, not only disk.
+    PauseKeepsMemory = "pause.keeps_memory", "a pause that keeps memory", |c| c.pause != PauseSupport::No && c.pause_keeps_memory;
+    /// An idle sandbox costs nothing.
+    ZeroIdleCost = "idle_cost.zero", "zero idle cost", |c| c.idle_cost == IdleCost::Zero;
+    /// Images from a registry.
+    ImageRegistry = "image.registry", "images from a registry", |c| c.image_registry;
+    /// Images built from a Dockerfile.
+    ImageDockerfile = "image.dockerfile", "images built from a Dockerfile", |c| c.image_dockerfile;
+    /// An entrypoint process.
+    Entrypoint = "entrypoint", "an entrypoint process", |c| c.entrypoint;
+    /// Standard input for commands.
+    ExecStdin = "exec.stdin", "standard input for commands", |c| c.exec_stdin;
+    /// Pseudo-terminals.
+    ExecPty = "exec.pty", "pseudo-terminals", |c| c.exec_pty;
+    /// Commands as another user.
+    ExecRunAsUser = "exec.run_as_user", "running commands as another user", |c| c.exec_run_as_user;
+    /// Exec timeouts, enforced by the client or the provider.
+    ExecTimeout = "exec.timeout", "exec timeouts", |c| c.exec_timeout != TimeoutEnforcement::None;
+    /// Exec timeouts enforced by the provider, independently of the client.
+    ServerTimeouts = "exec.server_timeouts", "exec timeouts enforced by the provider", |c| c.exec_timeout == TimeoutEnforcement::Server;
+    /// Standard error apart from standard output.
+    SeparateStderr = "exec.separate_stderr", "standard error apart from standard output", |c| c.exec_separate_stderr;
+    /// Tunnels to sandbox ports.
+    Tunnels = "tunnels", "tunnels to sandbox ports", |c| c.tunnels;
+    /// Volumes.
+    Volumes = "volumes", "volumes", |c| c.volumes;
+    /// Secrets.
+    Secrets = "secrets", "secrets", |c| c.secrets;
+    /// Tags on sandboxes.
+    Tags = "tags", "tags on sandboxes", |c| c.tags;
+    /// Listing sandboxes by tags.
+    ListByTags = "list_by_tags", "listing sandboxes by tags", |c| c.tags && c.list_by_tags;
+    /// Looking sandboxes up by name.
+    LookupByName = "lookup_by_name", "looking sandboxes up by name", |c| c.lookup_by_name;
+    /// Capacity queries.
+    CapacityQuery = "capacity_query", "capacity queries", |c| c.capacity_query;
+    /// Enforced cpu limits.
+    CpuLimit = "cpu.limit", "cpu limits", |c| c.cpu_limit;
+    /// Enforced memory limits.
+    MemoryLimit = "memory.limit", "memory limits", |c| c.memory_limit;
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.rule())
+    }
+}
+
+impl FromStr for Feature {
+    type Err = Error;
+    /// Parses a rule id, such as `fs_snapshot` or `network.block_all`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Feature::ALL
+            .iter()
+            .copied()
+            .find(|feature| feature.rule() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Feature::ALL.iter().map(|f| f.rule()).collect();
+                Error::invalid_spec(
+                    "needs",
+                    format!("unknown feature `{s}`; known: {}", known.join(", ")),
+                )
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,5 +582,29 @@ mod tests {
         let caps = Capabilities::default();
         assert!(!caps.fs_snapshot && !caps.files && caps.gpu_kinds.is_empty());
         assert_eq!(caps.max_concurrent, None);
+    }
+
+    #[test]
+    fn feature_rule_ids_are_unique_and_parse_back() {
+        let mut seen = std::collections::BTreeSet::new();
+        for feature in Feature::ALL {
+            assert!(seen.insert(feature.rule()), "{} twice", feature.rule());
+            assert_eq!(feature.rule().parse::<Feature>().unwrap(), *feature);
+            let json = serde_json::to_string(feature).unwrap();
+            assert_eq!(json, format!("\"{}\"", feature.rule()));
+        }
+        assert!("no.such".parse::<Feature>().is_err());
+    }
+
+    #[test]
+    fn defaults_offer_no_feature() {
+        let caps = Capabilities::default();
+        let offered: Vec<_> = Feature::ALL
+            .iter()
+            .filter(|feature| feature.offered_by(&caps))
+            // The defaults are conservative, and an idle default sandbox costs nothing.
+            .filter(|feature| **feature != Feature::ZeroIdleCost)
+            .collect();
+        assert!(offered.is_empty(), "{offered:?}");
     }
 }

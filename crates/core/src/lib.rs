@@ -28,9 +28,16 @@ pub mod usage;
 
 #[doc(hidden)]
 pub use inventory;
+// For `layer_impl!`, which expands in other crates.
+#[doc(hidden)]
+pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use bytes as __bytes;
+#[doc(hidden)]
+pub use serde_json as __serde_json;
 
 pub use capabilities::{
-    Arch, BillingModel, Capabilities, EgressDefault, GpuKind, IdleCost, Isolation, Os,
+    Arch, BillingModel, Capabilities, EgressDefault, Feature, GpuKind, IdleCost, Isolation, Os,
     PauseSupport, PriceSheet, TimeoutEnforcement, Transport,
 };
 pub use error::{Error, FileErrorKind, Result};

@@ -3,13 +3,17 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::{
-    Capabilities, GpuKind, IdleCost, Isolation, PauseSupport, TimeoutEnforcement,
-};
+use std::collections::BTreeSet;
+
+use crate::capabilities::{Capabilities, Feature, GpuKind, Isolation};
+use crate::exec::ExecRequest;
 use crate::spec::{ImageSource, NetworkPolicy, SandboxSpec};
 
 /// What a sandbox needs from a provider. Build it from a spec with
 /// [`Requirements::from_spec`] and add the orchestrator's own needs on top.
+///
+/// Quantities (GPU, lifetime, isolation, region, cpu, memory) are fields; every yes/no
+/// need is a [`Feature`], written by its rule id (`{"features": ["fs_snapshot"]}`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Requirements {
@@ -19,60 +23,16 @@ pub struct Requirements {
     pub gpu_count: u32,
     /// The provider must allow a lifetime this long.
     pub lifetime_secs: Option<u64>,
-    /// Idle timeouts.
-    pub idle_timeout: bool,
-    /// A lease renewed by the creator.
-    pub client_lease: bool,
-    /// Block-all network.
-    pub network_block_all: bool,
-    /// CIDR allowlists.
-    pub network_cidr_allowlist: bool,
-    /// Domain allowlists.
-    pub network_domain_allowlist: bool,
-    /// Filesystem snapshots.
-    pub fs_snapshot: bool,
-    /// Pause and resume (a preview counts).
-    pub pause: bool,
-    /// Pause must keep memory, not only disk.
-    pub pause_keeps_memory: bool,
     /// At least this isolation.
     pub min_isolation: Option<Isolation>,
-    /// An idle sandbox must cost nothing.
-    pub zero_idle_cost: bool,
     /// The provider must offer this region.
     pub region: Option<String>,
     /// At least this many cpu cores per sandbox, enforced.
     pub cpu: Option<f64>,
     /// At least this much memory per sandbox in MiB, enforced.
     pub memory_mib: Option<u64>,
-    /// Images from a registry.
-    pub image_registry: bool,
-    /// Images from a Dockerfile.
-    pub image_dockerfile: bool,
-    /// An entrypoint process.
-    pub entrypoint: bool,
-    /// Standard input for commands.
-    pub exec_stdin: bool,
-    /// PTYs.
-    pub exec_pty: bool,
-    /// Commands as another user.
-    pub exec_run_as_user: bool,
-    /// Exec timeouts enforced independently of the client.
-    pub server_enforced_timeouts: bool,
-    /// File operations (and initial files).
-    pub files: bool,
-    /// Tunnels to sandbox ports.
-    pub tunnels: bool,
-    /// Volumes.
-    pub volumes: bool,
-    /// Secrets.
-    pub secrets: bool,
-    /// Listing by tags.
-    pub list_by_tags: bool,
-    /// Lookup by name.
-    pub lookup_by_name: bool,
-    /// Capacity queries.
-    pub capacity_query: bool,
+    /// Yes/no capabilities the provider must offer.
+    pub features: BTreeSet<Feature>,
 }
 
 /// One requirement a provider does not meet.
@@ -90,42 +50,108 @@ impl std::fmt::Display for Unmet {
     }
 }
 
+impl Unmet {
+    /// A feature that is not offered.
+    pub fn feature(feature: Feature) -> Self {
+        Self {
+            rule: feature.rule().to_owned(),
+            reason: format!("needs {}; not offered", feature.describe()),
+        }
+    }
+}
+
 impl Requirements {
+    /// No requirements.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These requirements and `feature`.
+    #[must_use]
+    pub fn with(mut self, feature: Feature) -> Self {
+        self.features.insert(feature);
+        self
+    }
+
+    /// Whether `feature` is required.
+    pub fn has(&self, feature: Feature) -> bool {
+        self.features.contains(&feature)
+    }
+
     /// The requirements a spec implies: its GPU, lifetime, network policy, image kind,
-    /// resources, volumes, secrets, ports, region and idle timeout.
+    /// resources, volumes, secrets, tags, ports, region and idle timeout.
     pub fn from_spec(spec: &SandboxSpec) -> Self {
         let mut requirements = Self {
             gpu_kind: spec.gpu.map(|gpu| gpu.kind),
             gpu_count: spec.gpu.map_or(0, |gpu| gpu.count),
             lifetime_secs: spec.lifetime_secs,
-            idle_timeout: spec.idle_timeout_secs.is_some(),
-            client_lease: spec.lease_secs.is_some(),
             region: spec.region.clone(),
             cpu: spec.cpu,
             memory_mib: spec.memory_mib,
-            entrypoint: !spec.entrypoint.is_empty(),
-            files: !spec.files.is_empty(),
-            tunnels: !spec.ports.is_empty(),
-            volumes: !spec.volumes.is_empty(),
-            secrets: !spec.secrets.is_empty(),
-            lookup_by_name: spec.name.is_some(),
             ..Self::default()
         };
+        let implied = [
+            (spec.idle_timeout_secs.is_some(), Feature::IdleTimeout),
+            (spec.lease_secs.is_some(), Feature::ClientLease),
+            (!spec.entrypoint.is_empty(), Feature::Entrypoint),
+            (!spec.files.is_empty(), Feature::Files),
+            (!spec.ports.is_empty(), Feature::Tunnels),
+            (!spec.volumes.is_empty(), Feature::Volumes),
+            (!spec.secrets.is_empty(), Feature::Secrets),
+            (!spec.tags.is_empty(), Feature::Tags),
+            (spec.name.is_some(), Feature::LookupByName),
+        ];
+        for (needed, feature) in implied {
+            if needed {
+                requirements.features.insert(feature);
+            }
+        }
         match &spec.network {
-            Some(NetworkPolicy::BlockAll) => requirements.network_block_all = true,
+            Some(NetworkPolicy::BlockAll) => {
+                requirements.features.insert(Feature::NetworkBlockAll);
+            }
             Some(NetworkPolicy::AllowList { cidrs, domains }) => {
-                requirements.network_cidr_allowlist = !cidrs.is_empty();
-                requirements.network_domain_allowlist = !domains.is_empty();
+                if !cidrs.is_empty() {
+                    requirements.features.insert(Feature::NetworkCidrAllowlist);
+                }
+                if !domains.is_empty() {
+                    requirements.features.insert(Feature::NetworkDomainAllowlist);
+                }
                 // An empty allowlist allows nothing: the same as blocking everything.
-                requirements.network_block_all = cidrs.is_empty() && domains.is_empty();
+                if cidrs.is_empty() && domains.is_empty() {
+                    requirements.features.insert(Feature::NetworkBlockAll);
+                }
             }
             Some(NetworkPolicy::AllowAll) | None => {}
         }
         match &spec.image {
-            Some(ImageSource::Registry { .. }) => requirements.image_registry = true,
-            Some(ImageSource::Dockerfile { .. }) => requirements.image_dockerfile = true,
-            Some(ImageSource::Snapshot { .. }) => requirements.fs_snapshot = true,
+            Some(ImageSource::Registry { .. }) => {
+                requirements.features.insert(Feature::ImageRegistry);
+            }
+            Some(ImageSource::Dockerfile { .. }) => {
+                requirements.features.insert(Feature::ImageDockerfile);
+            }
+            Some(ImageSource::Snapshot { .. }) => {
+                requirements.features.insert(Feature::FsSnapshot);
+            }
             None => {}
+        }
+        requirements
+    }
+
+    /// The features a command needs: standard input, a PTY, another user, a timeout.
+    pub fn from_exec(request: &ExecRequest) -> Self {
+        let mut requirements = Self::default();
+        let implied = [
+            (request.stdin, Feature::ExecStdin),
+            (request.pty, Feature::ExecPty),
+            (request.user.is_some(), Feature::ExecRunAsUser),
+            (request.timeout.is_some(), Feature::ExecTimeout),
+        ];
+        for (needed, feature) in implied {
+            if needed {
+                requirements.features.insert(feature);
+            }
         }
         requirements
     }
@@ -169,125 +195,6 @@ impl Requirements {
                 format!("needs a lifetime of {wanted} s; at most {max} s"),
             );
         }
-        let flags: [(bool, bool, &str, &str); 21] = [
-            (self.files, caps.files, "files", "file operations"),
-            (
-                self.client_lease,
-                caps.client_lease,
-                "client_lease",
-                "a lease that ends the sandbox when its creator dies",
-            ),
-            (
-                self.idle_timeout,
-                caps.idle_timeout,
-                "idle_timeout",
-                "idle timeouts",
-            ),
-            (
-                self.network_block_all,
-                caps.network_block_all,
-                "network.block_all",
-                "blocking all network traffic",
-            ),
-            (
-                self.network_cidr_allowlist,
-                caps.network_cidr_allowlist,
-                "network.cidr_allowlist",
-                "CIDR allowlists for egress",
-            ),
-            (
-                self.network_domain_allowlist,
-                caps.network_domain_allowlist,
-                "network.domain_allowlist",
-                "domain allowlists for egress",
-            ),
-            (
-                self.fs_snapshot,
-                caps.fs_snapshot,
-                "fs_snapshot",
-                "filesystem snapshots",
-            ),
-            (
-                self.pause,
-                caps.pause != PauseSupport::No,
-                "pause",
-                "pause and resume",
-            ),
-            (
-                self.pause_keeps_memory,
-                caps.pause_keeps_memory,
-                "pause.keeps_memory",
-                "a pause that keeps memory",
-            ),
-            (
-                self.image_registry,
-                caps.image_registry,
-                "image.registry",
-                "images from a registry",
-            ),
-            (
-                self.image_dockerfile,
-                caps.image_dockerfile,
-                "image.dockerfile",
-                "images built from a Dockerfile",
-            ),
-            (
-                self.entrypoint,
-                caps.entrypoint,
-                "entrypoint",
-                "an entrypoint process",
-            ),
-            (
-                self.exec_stdin,
-                caps.exec_stdin,
-                "exec.stdin",
-                "standard input for commands",
-            ),
-            (self.exec_pty, caps.exec_pty, "exec.pty", "pseudo-terminals"),
-            (
-                self.exec_run_as_user,
-                caps.exec_run_as_user,
-                "exec.run_as_user",
-                "running commands as another user",
-            ),
-            (
-                self.server_enforced_timeouts,
-                caps.exec_timeout == TimeoutEnforcement::Server,
-                "exec.server_timeouts",
-                "exec timeouts enforced by the provider",
-            ),
-            (
-                self.tunnels,
-                caps.tunnels,
-                "tunnels",
-                "tunnels to sandbox ports",
-            ),
-            (self.volumes, caps.volumes, "volumes", "volumes"),
-            (self.secrets, caps.secrets, "secrets", "secrets"),
-            (
-                self.list_by_tags,
-                caps.list_by_tags,
-                "list_by_tags",
-                "listing sandboxes by tags",
-            ),
-            (
-                self.lookup_by_name,
-                caps.lookup_by_name,
-                "lookup_by_name",
-                "looking sandboxes up by name",
-            ),
-        ];
-        for (wanted, offered, rule, what) in flags {
-            if wanted && !offered {
-                fail(rule, format!("needs {what}; not offered"));
-            }
-        }
-        if self.capacity_query && !caps.capacity_query {
-            fail(
-                "capacity_query",
-                "needs capacity queries; not offered".to_owned(),
-            );
-        }
         if let Some(min) = self.min_isolation
             && caps.isolation < min
         {
@@ -296,15 +203,6 @@ impl Requirements {
                 format!(
                     "needs isolation of at least {min}; provides {}",
                     caps.isolation
-                ),
-            );
-        }
-        if self.zero_idle_cost && caps.idle_cost != IdleCost::Zero {
-            fail(
-                "idle_cost.zero",
-                format!(
-                    "needs zero idle cost; idle sandboxes cost ({:?})",
-                    caps.idle_cost
                 ),
             );
         }
@@ -321,7 +219,7 @@ impl Requirements {
         if let Some(cpu) = self.cpu {
             if !caps.cpu_limit {
                 fail(
-                    "cpu.limit",
+                    Feature::CpuLimit.rule(),
                     format!("needs {cpu} cpu cores enforced; cpu limits not offered"),
                 );
             } else if let Some(max) = caps.max_cpu
@@ -333,7 +231,7 @@ impl Requirements {
         if let Some(memory) = self.memory_mib {
             if !caps.memory_limit {
                 fail(
-                    "memory.limit",
+                    Feature::MemoryLimit.rule(),
                     format!("needs {memory} MiB enforced; memory limits not offered"),
                 );
             } else if let Some(max) = caps.max_memory_mib
@@ -345,10 +243,18 @@ impl Requirements {
                 );
             }
         }
+        for feature in &self.features {
+            let quantity_checked = (*feature == Feature::CpuLimit && self.cpu.is_some())
+                || (*feature == Feature::MemoryLimit && self.memory_mib.is_some());
+            if !quantity_checked && !feature.offered_by(caps) {
+                let Unmet { rule, reason } = Unmet::feature(*feature);
+                fail(&rule, reason);
+            }
+        }
         unmet
     }
 
-    /// Both sets of requirements at once: every flag of either, the larger of each
+    /// Both sets of requirements at once: every feature of either, the larger of each
     /// minimum, and `other`'s choice where both name a region, GPU or isolation.
     pub fn union(&self, other: &Requirements) -> Requirements {
         fn max_opt<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -361,35 +267,11 @@ impl Requirements {
             gpu_kind: other.gpu_kind.or(self.gpu_kind),
             gpu_count: self.gpu_count.max(other.gpu_count),
             lifetime_secs: max_opt(self.lifetime_secs, other.lifetime_secs),
-            idle_timeout: self.idle_timeout || other.idle_timeout,
-            client_lease: self.client_lease || other.client_lease,
-            network_block_all: self.network_block_all || other.network_block_all,
-            network_cidr_allowlist: self.network_cidr_allowlist || other.network_cidr_allowlist,
-            network_domain_allowlist: self.network_domain_allowlist
-                || other.network_domain_allowlist,
-            fs_snapshot: self.fs_snapshot || other.fs_snapshot,
-            pause: self.pause || other.pause,
-            pause_keeps_memory: self.pause_keeps_memory || other.pause_keeps_memory,
             min_isolation: max_opt(self.min_isolation, other.min_isolation),
-            zero_idle_cost: self.zero_idle_cost || other.zero_idle_cost,
             region: other.region.clone().or_else(|| self.region.clone()),
             cpu: max_opt(self.cpu, other.cpu),
             memory_mib: max_opt(self.memory_mib, other.memory_mib),
-            image_registry: self.image_registry || other.image_registry,
-            image_dockerfile: self.image_dockerfile || other.image_dockerfile,
-            entrypoint: self.entrypoint || other.entrypoint,
-            exec_stdin: self.exec_stdin || other.exec_stdin,
-            exec_pty: self.exec_pty || other.exec_pty,
-            exec_run_as_user: self.exec_run_as_user || other.exec_run_as_user,
-            server_enforced_timeouts: self.server_enforced_timeouts
-                || other.server_enforced_timeouts,
-            files: self.files || other.files,
-            tunnels: self.tunnels || other.tunnels,
-            volumes: self.volumes || other.volumes,
-            secrets: self.secrets || other.secrets,
-            list_by_tags: self.list_by_tags || other.list_by_tags,
-            lookup_by_name: self.lookup_by_name || other.lookup_by_name,
-            capacity_query: self.capacity_query || other.capacity_query,
+            features: self.features.union(&other.features).copied().collect(),
         }
     }
 
@@ -442,6 +324,7 @@ pub fn select<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capabilities::{IdleCost, PauseSupport};
 
     fn gpu_cloud() -> Capabilities {
         Capabilities {
@@ -490,11 +373,9 @@ mod tests {
 
     #[test]
     fn select_keeps_order_and_explains_every_rejection() {
-        let requirements = Requirements {
-            pause_keeps_memory: true,
-            zero_idle_cost: true,
-            ..Default::default()
-        };
+        let requirements = Requirements::new()
+            .with(Feature::PauseKeepsMemory)
+            .with(Feature::ZeroIdleCost);
         let (a, b, c) = (local(), gpu_cloud(), local());
         let selection = select(&requirements, [("a", &a), ("b", &b), ("c", &c)]);
         assert_eq!(selection.chosen, ["a", "c"]);
@@ -526,6 +407,6 @@ mod tests {
             cidrs: vec![],
             domains: vec![],
         });
-        assert!(Requirements::from_spec(&spec).network_block_all);
+        assert!(Requirements::from_spec(&spec).has(Feature::NetworkBlockAll));
     }
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use futures::StreamExt;
 use sandkit::layers::LayerOptions;
-use sandkit::{Error, ExecRequest, GpuKind, NetworkPolicy, Requirements, SandboxSpec};
+use sandkit::{Error, ExecRequest, Feature, GpuKind, NetworkPolicy, Requirements, SandboxSpec};
 use sandkit_orchestrate::{CostReport, Router};
 use tokio::sync::broadcast;
 
@@ -66,10 +66,7 @@ impl JobKind {
             Self::SixHours => (spec.lifetime_secs(6 * 3600), Requirements::default()),
             Self::Snapshot => (
                 spec,
-                Requirements {
-                    fs_snapshot: true,
-                    ..Requirements::default()
-                },
+                Requirements::new().with(Feature::FsSnapshot),
             ),
         }
     }

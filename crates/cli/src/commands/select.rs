@@ -2,7 +2,7 @@
 
 use clap::Args;
 use sandkit::layers::LayerOptions;
-use sandkit::{Capabilities, Isolation, Requirements, select};
+use sandkit::{Capabilities, Feature, Isolation, Requirements, select};
 use sandkit_orchestrate::{Decision, PoolsFile, Router};
 
 use super::{Context, JsonFlag};
@@ -49,42 +49,20 @@ pub struct SelectArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Requirements")]
 pub struct NeedArgs {
-    /// Filesystem snapshots that can be restored.
-    #[arg(long)]
-    pub snapshots: bool,
-    /// Pause and resume (a preview counts).
-    #[arg(long)]
-    pub pause: bool,
-    /// A pause that keeps memory (processes survive), not only disk.
-    #[arg(long)]
-    pub pause_keeps_memory: bool,
+    /// Features the provider must offer, by rule id (comma-separated), e.g.
+    /// `fs_snapshot,pause.keeps_memory,exec.stdin`.
+    #[arg(long, value_name = "FEATURE,...", value_delimiter = ',', value_parser = feature_parser())]
+    pub needs: Vec<Feature>,
     /// At least this isolation: none, namespaces, container, user-space-kernel, micro-vm.
     #[arg(long, value_name = "LEVEL")]
     pub min_isolation: Option<Isolation>,
-    /// An idle sandbox must cost nothing.
-    #[arg(long)]
-    pub zero_idle_cost: bool,
-    /// File operations.
-    #[arg(long)]
-    pub files: bool,
-    /// Standard input for commands.
-    #[arg(long)]
-    pub stdin: bool,
-    /// Pseudo-terminals.
-    #[arg(long)]
-    pub pty: bool,
-    /// Commands as another user.
-    #[arg(long)]
-    pub run_as_user: bool,
-    /// Exec timeouts enforced by the provider, not only by the client.
-    #[arg(long)]
-    pub server_timeouts: bool,
-    /// Listing sandboxes by tags.
-    #[arg(long)]
-    pub list_by_tags: bool,
-    /// Capacity queries.
-    #[arg(long)]
-    pub capacity_query: bool,
+}
+
+/// Parses a feature's rule id, offering every rule id as a possible value.
+fn feature_parser() -> impl clap::builder::TypedValueParser<Value = Feature> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Feature::ALL.iter().map(|f| f.rule()))
+        .try_map(|rule| rule.parse::<Feature>())
 }
 
 impl SelectArgs {
@@ -92,20 +70,9 @@ impl SelectArgs {
     fn requirements(&self) -> Result<Requirements, CliError> {
         let spec = self.spec.to_spec()?;
         spec.validate()?;
-        let needs = &self.needs;
         let mut requirements = Requirements::from_spec(&spec);
-        requirements.fs_snapshot |= needs.snapshots;
-        requirements.pause |= needs.pause || needs.pause_keeps_memory;
-        requirements.pause_keeps_memory |= needs.pause_keeps_memory;
-        requirements.min_isolation = needs.min_isolation.or(requirements.min_isolation);
-        requirements.zero_idle_cost |= needs.zero_idle_cost;
-        requirements.files |= needs.files;
-        requirements.exec_stdin |= needs.stdin;
-        requirements.exec_pty |= needs.pty;
-        requirements.exec_run_as_user |= needs.run_as_user;
-        requirements.server_enforced_timeouts |= needs.server_timeouts;
-        requirements.list_by_tags |= needs.list_by_tags;
-        requirements.capacity_query |= needs.capacity_query;
+        requirements.features.extend(self.needs.needs.iter().copied());
+        requirements.min_isolation = self.needs.min_isolation.or(requirements.min_isolation);
         Ok(requirements)
     }
 }

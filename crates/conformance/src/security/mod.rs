@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion};
-use sandkit_core::{Capabilities, Isolation, Ownership, SandboxProvider, SandboxSpec};
+use sandkit_core::{Capabilities, Feature, Isolation, Ownership, SandboxProvider, SandboxSpec};
 
 use crate::case::{Case, Need};
 use crate::report::Outcome;
@@ -104,15 +104,9 @@ macro_rules! attack {
     };
 }
 
-const FILES: Need = Need {
-    check: |c| c.files,
-    reason: "needs `files`",
-};
-const BATCH: Need = Need {
-    check: |c| c.batch_transfer,
-    reason: "needs `batch_transfer` (archives)",
-};
-const ISOLATED: Need = Need {
+const FILES: Need = Need::Has(Feature::Files);
+const BATCH: Need = Need::Has(Feature::BatchTransfer);
+const ISOLATED: Need = Need::Custom {
     check: isolated,
     reason: "no isolation",
 };
@@ -378,7 +372,7 @@ mod tests {
         for attack in attacks() {
             if !attack.needs.met_by(&Capabilities::default()) {
                 assert!(
-                    !attack.needs.reason.is_empty(),
+                    !attack.needs.reason().is_empty(),
                     "{} has no reason",
                     attack.name
                 );
@@ -396,7 +390,7 @@ mod tests {
         let skipped: Vec<_> = attacks()
             .iter()
             .filter(|a| !a.needs.met_by(&plain))
-            .map(|a| (a.name, a.needs.reason))
+            .map(|a| (a.name, a.needs.reason()))
             .collect();
         assert!(
             skipped

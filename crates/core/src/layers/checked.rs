@@ -1,0 +1,197 @@
+//! The capability check: what the provider cannot honour is refused before it runs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Layer;
+use crate::capabilities::{Capabilities, Feature};
+use crate::error::{Error, Result};
+use crate::exec::{ByteStream, ExecProcess, ExecRequest};
+use crate::provider::{
+    Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
+    Tunnel,
+};
+use crate::requirements::{Requirements, Unmet};
+use crate::spec::SandboxSpec;
+
+/// Rejects what the provider cannot honour, before the provider runs: invalid specs and
+/// requests, options beyond its [`Capabilities`], and operations it does not offer. It
+/// changes nothing it passes on.
+///
+/// One rule, one error kind, on every provider: a value over a provider maximum
+/// (`lifetime.max`, `gpu.count`, `cpu.max`, `memory.max`) is [`Error::InvalidSpec`] naming
+/// the spec field; a missing [`Feature`] (or GPU kind, isolation, region) is
+/// [`Error::Unsupported`] naming the rule. Providers may trust a spec that passed.
+pub struct Checked {
+    inner: Arc<dyn SandboxProvider>,
+}
+
+/// The [`Layer`] of [`Checked`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checking;
+
+impl Layer for Checking {
+    fn layer(&self, inner: Arc<dyn SandboxProvider>) -> Arc<dyn SandboxProvider> {
+        Arc::new(Checked::new(inner))
+    }
+}
+
+impl Checked {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn SandboxProvider>) -> Self {
+        Self { inner }
+    }
+
+    fn caps(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn refuse(&self, unmet: &Unmet) -> Error {
+        let field = match unmet.rule.as_str() {
+            "lifetime.max" => Some("lifetime_secs"),
+            "gpu.count" => Some("gpu.count"),
+            "cpu.max" => Some("cpu"),
+            "memory.max" => Some("memory_mib"),
+            _ => None,
+        };
+        match field {
+            Some(field) => Error::invalid_spec(field, unmet.reason.clone()),
+            None => Error::unsupported(
+                self.inner.name(),
+                format!("{} ({})", unmet.rule, unmet.reason),
+            ),
+        }
+    }
+
+    fn require_all(&self, requirements: &Requirements) -> Result<()> {
+        match requirements.check(self.caps()).first() {
+            Some(unmet) => Err(self.refuse(unmet)),
+            None => Ok(()),
+        }
+    }
+
+    fn require(&self, feature: Feature) -> Result<()> {
+        if feature.offered_by(self.caps()) {
+            Ok(())
+        } else {
+            Err(self.refuse(&Unmet::feature(feature)))
+        }
+    }
+
+    fn check_spec(&self, spec: &SandboxSpec) -> Result<()> {
+        spec.validate()?;
+        self.inner.check_provider_options(&spec.provider_options)?;
+        self.require_all(&Requirements::from_spec(spec))
+    }
+
+    fn check_exec(&self, request: &ExecRequest) -> Result<()> {
+        request.validate()?;
+        self.require_all(&Requirements::from_exec(request))
+    }
+}
+
+crate::layer_impl! {
+    Checked => inner forward [name, capabilities, wrapped, check_provider_options, info, terminate] {
+        async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
+            self.check_spec(spec)?;
+            self.inner.create(spec).await
+        }
+        async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>> {
+            if !filter.tags.is_empty() {
+                self.require(Feature::ListByTags)?;
+            }
+            self.inner.list(filter).await
+        }
+        async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess> {
+            self.check_exec(&request)?;
+            self.inner.exec(id, request).await
+        }
+        async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
+            self.require(Feature::Files)?;
+            self.inner.read_file(id, path).await
+        }
+        async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
+            self.require(Feature::Files)?;
+            self.inner.write_file(id, path, contents).await
+        }
+        async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
+            self.require(Feature::Files)?;
+            self.inner.stat(id, path).await
+        }
+        async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
+            self.require(Feature::Files)?;
+            self.inner.list_dir(id, path).await
+        }
+        async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
+            self.require(Feature::Files)?;
+            self.inner.make_dir(id, path).await
+        }
+        async fn remove(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<()> {
+            self.require(Feature::Files)?;
+            self.inner.remove(id, path, recursive).await
+        }
+        async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+            self.require(Feature::Files)?;
+            self.inner.read_file_stream(id, path).await
+        }
+        async fn write_file_stream(
+            &self,
+            id: &SandboxId,
+            path: &str,
+            contents: ByteStream,
+        ) -> Result<()> {
+            self.require(Feature::Files)?;
+            self.inner.write_file_stream(id, path, contents).await
+        }
+        async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+            self.require(Feature::BatchTransfer)?;
+            self.inner.download_archive_stream(id, path).await
+        }
+        async fn upload_archive_stream(
+            &self,
+            id: &SandboxId,
+            path: &str,
+            tar: ByteStream,
+        ) -> Result<()> {
+            self.require(Feature::BatchTransfer)?;
+            self.inner.upload_archive_stream(id, path, tar).await
+        }
+        async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
+            self.require(Feature::BatchTransfer)?;
+            self.inner.upload_archive(id, path, tar).await
+        }
+        async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
+            self.require(Feature::BatchTransfer)?;
+            self.inner.download_archive(id, path).await
+        }
+        async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
+            self.require(Feature::FsSnapshot)?;
+            self.inner.snapshot(id).await
+        }
+        async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
+            self.require(Feature::FsSnapshot)?;
+            self.inner.delete_snapshot(snapshot_id).await
+        }
+        async fn pause(&self, id: &SandboxId) -> Result<()> {
+            self.require(Feature::Pause)?;
+            self.inner.pause(id).await
+        }
+        async fn resume(&self, id: &SandboxId) -> Result<()> {
+            self.require(Feature::Pause)?;
+            self.inner.resume(id).await
+        }
+        async fn tunnels(&self, id: &SandboxId) -> Result<Vec<Tunnel>> {
+            self.require(Feature::Tunnels)?;
+            self.inner.tunnels(id).await
+        }
+        async fn capacity(&self) -> Result<Capacity> {
+            self.require(Feature::CapacityQuery)?;
+            self.inner.capacity().await
+        }
+        async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {
+            self.require(Feature::LookupByName)?;
+            self.inner.find_by_name(name).await
+        }
+    }
+}

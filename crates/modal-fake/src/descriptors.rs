@@ -17,8 +17,8 @@ pub fn pool() -> &'static DescriptorPool {
     POOL.get_or_init(|| {
         // The bytes are generated at build time from the same files as the Rust types, so
         // they decode unless the build itself is broken.
-        DescriptorPool::decode(sandkit_provider_modal::proto::FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set compiled into sandkit-provider-modal is valid")
+        DescriptorPool::decode(sandkit_modal_proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set compiled into sandkit-modal-proto is valid")
     })
 }
 
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn json_round_trips_bytes_and_enums() {
-        use sandkit_provider_modal::proto::task_command_router as tcr;
+        use sandkit_modal_proto::task_command_router as tcr;
         let original = tcr::TaskExecStartRequest {
             task_id: "ta-1".into(),
             exec_id: "e".into(),

@@ -19,7 +19,7 @@ use http_body::Frame;
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
-use sandkit_provider_modal::proto::client::{RpcRetryPolicy, RpcStatus};
+use sandkit_modal_proto::client::{RpcRetryPolicy, RpcStatus};
 use serde::{Deserialize, Serialize};
 use tonic::body::Body;
 use tonic::{Code, Status};

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use sandkit_core::SecretString;
+use sandkit_modal_proto::client::modal_client_client::ModalClientClient;
+use sandkit_modal_proto::client::{AuthTokenGetRequest, TaskGetCommandRouterAccessRequest};
+use sandkit_modal_proto::task_command_router::task_command_router_client::TaskCommandRouterClient;
 use tokio::sync::{Mutex, RwLock};
 use tonic::codec::Streaming;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
-use crate::proto::client::modal_client_client::ModalClientClient;
-use crate::proto::client::{AuthTokenGetRequest, TaskGetCommandRouterAccessRequest};
-use crate::proto::task_command_router::task_command_router_client::TaskCommandRouterClient;
 use crate::retry::{Decision, RetryPolicy, RetryState};
 
 /// `ClientType.LIBMODAL_GO`: we speak the protocol the way libmodal's Go client does

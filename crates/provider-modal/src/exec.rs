@@ -9,6 +9,13 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sandkit_core::{ByteStream, Error, ExecControl, ExitStatus, Result, StdinWriter};
+use sandkit_modal_proto::task_command_router::{
+    TaskExecStartRequest, TaskExecStderrConfig, TaskExecStdinStatusRequest,
+    TaskExecStdinWriteRequest, TaskExecStdinWriteStreamEnd, TaskExecStdinWriteStreamRequest,
+    TaskExecStdinWriteStreamStart, TaskExecStdioFileDescriptor, TaskExecStdioReadRequest,
+    TaskExecStdoutConfig, TaskExecWaitRequest, task_exec_stdin_write_stream_request::Payload,
+    task_exec_wait_response,
+};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::{Code, Status};
@@ -16,13 +23,6 @@ use tonic::{Code, Status};
 use crate::NAME;
 use crate::client::Router;
 use crate::error::from_status;
-use crate::proto::task_command_router::{
-    TaskExecStartRequest, TaskExecStderrConfig, TaskExecStdinStatusRequest,
-    TaskExecStdinWriteRequest, TaskExecStdinWriteStreamEnd, TaskExecStdinWriteStreamRequest,
-    TaskExecStdinWriteStreamStart, TaskExecStdioFileDescriptor, TaskExecStdioReadRequest,
-    TaskExecStdoutConfig, TaskExecWaitRequest, task_exec_stdin_write_stream_request::Payload,
-    task_exec_wait_response,
-};
 use crate::retry::{RetryPolicy, TRANSIENT_CODES};
 
 /// Reopening a broken output stream: attempts in a row without progress.

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use sandkit_core::{
     ByteStream, DirEntry, Error, ExecControl, FileErrorKind, FileKind, FileStat, Result,
 };
+use sandkit_modal_proto::task_command_router::TaskExecStdioFileDescriptor;
 use serde::Deserialize;
 use serde_json::json;
 use tonic::Code;
@@ -17,7 +18,6 @@ use crate::NAME;
 use crate::client::Router;
 use crate::error::{from_fs_tools, from_status};
 use crate::exec::{self, Control, Exec, STDIN_RETAIN_BYTES, Start, StdinFailure, gather};
-use crate::proto::task_command_router::TaskExecStdioFileDescriptor;
 
 /// Where Modal places its filesystem helper in every sandbox; file operations exec it.
 pub const FS_TOOLS_PATH: &str = "/__modal/.bin/modal-sandbox-fs-tools";

@@ -4,8 +4,9 @@
 //! for commands, files (through Modal's fs-tools helper) and snapshots.
 //!
 //! Credentials and endpoints resolve like Modal's own clients ([`ModalConfig`]); pointing
-//! `MODAL_SERVER_URL` at a fake Modal (`sandkit-modal-fake`) runs everything offline.
-//! [`proto`] exposes the wire types so such fakes can serve the same services.
+//! `MODAL_SERVER_URL` at a fake Modal (`sandkit-modal-fake`) runs everything offline. The
+//! wire types live in their own crate, `sandkit-modal-proto`, which such fakes use to serve
+//! the same services.
 //!
 //! # What a server sees from this client
 //!
@@ -43,7 +44,6 @@ mod config;
 mod error;
 mod exec;
 mod files;
-pub mod proto;
 mod provider;
 mod retry;
 

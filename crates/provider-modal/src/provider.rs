@@ -14,6 +14,11 @@ use sandkit_core::{
     NetworkPolicy, Os, PauseSupport, PriceSheet, Result, SandboxId, SandboxInfo, SandboxProvider,
     SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement, Transport, Tunnel,
 };
+use sandkit_modal_proto::client as pb;
+use sandkit_modal_proto::client::generic_result::GenericStatus;
+use sandkit_modal_proto::task_command_router::{
+    TaskExecStdioFileDescriptor, TaskSnapshotFilesystemRequest,
+};
 use tokio::sync::OnceCell;
 use tonic::{Code, Status};
 
@@ -23,11 +28,6 @@ use crate::config::{ModalConfig, Settings};
 use crate::error::from_status;
 use crate::exec::{self, Control, Start};
 use crate::files::Files;
-use crate::proto::client as pb;
-use crate::proto::client::generic_result::GenericStatus;
-use crate::proto::task_command_router::{
-    TaskExecStdioFileDescriptor, TaskSnapshotFilesystemRequest,
-};
 use crate::retry::RetryPolicy;
 
 /// Longest lifetime Modal allows a sandbox, in seconds.

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use prost::Message;
+use sandkit_modal_proto::client::{RpcRetryPolicy, RpcStatus};
 use tonic::{Code, Status};
-
-use crate::proto::client::{RpcRetryPolicy, RpcStatus};
 
 /// Codes Modal's clients treat as transient.
 pub(crate) const TRANSIENT_CODES: [Code; 5] = [

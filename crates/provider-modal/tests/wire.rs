@@ -172,8 +172,8 @@ async fn ids_modal_never_minted_are_not_found_without_a_call() {
 #[tokio::test]
 async fn create_builds_the_image_and_sends_the_whole_definition() {
     use sandkit_core::{GpuKind, NetworkPolicy, SandboxSpec};
-    use sandkit_provider_modal::proto::client::network_access::NetworkAccessType;
-    use sandkit_provider_modal::proto::client::sandbox::OpenPortsOneof;
+    use sandkit_modal_proto::client::network_access::NetworkAccessType;
+    use sandkit_modal_proto::client::sandbox::OpenPortsOneof;
 
     let (provider, fake) = serve(State::default()).await;
     let spec = SandboxSpec::new()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandkit_provider_modal::proto::client::{
+use sandkit_modal_proto::client::{
     self as pb, ObjectCreationType, generic_result::GenericStatus,
     modal_client_server::ModalClient, sandbox_get_command_router_access_request::Target,
 };

@@ -5,7 +5,7 @@
 
 use prost::Message as _;
 use sandkit_core::{ImageSource as SpecImage, SandboxSpec};
-use sandkit_provider_modal::proto::client::{self as pb, generic_result::GenericStatus};
+use sandkit_modal_proto::client::{self as pb, generic_result::GenericStatus};
 use tonic::{Request, Response, Status};
 
 use super::spec::modal_workdir;

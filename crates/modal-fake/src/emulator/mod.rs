@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use sandkit_core::layers::{self, LayerOptions};
 use sandkit_core::{Error as CoreError, SandboxId, SandboxProvider, SandboxState};
-use sandkit_provider_modal::proto::client::{
+use sandkit_modal_proto::client::{
     GenericResult, SandboxTag, generic_result::GenericStatus,
     modal_client_server::ModalClientServer,
 };
-use sandkit_provider_modal::proto::task_command_router::task_command_router_server::TaskCommandRouterServer;
+use sandkit_modal_proto::task_command_router::task_command_router_server::TaskCommandRouterServer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;

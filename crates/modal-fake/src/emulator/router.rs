@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use sandkit_core::{Error as CoreError, ExecRequest};
-use sandkit_provider_modal::proto::client::secret_source::Source;
-use sandkit_provider_modal::proto::task_command_router::{
+use sandkit_modal_proto::client::secret_source::Source;
+use sandkit_modal_proto::task_command_router::{
     self as tcr, TaskExecStderrConfig, TaskExecStdioFileDescriptor, TaskExecStdoutConfig,
     task_command_router_server::TaskCommandRouter, task_exec_stdin_write_stream_request::Payload,
 };

@@ -2,7 +2,7 @@
 //! backend.
 
 use sandkit_core::{GpuKind, GpuRequest, NetworkPolicy, SandboxSpec, SecretString, VolumeMount};
-use sandkit_provider_modal::proto::client::{self as pb, network_access::NetworkAccessType};
+use sandkit_modal_proto::client::{self as pb, network_access::NetworkAccessType};
 use tonic::Status;
 
 use super::Emulator;

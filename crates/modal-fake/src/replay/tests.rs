@@ -44,7 +44,7 @@ fn paired_values_must_stay_consistent() {
 
 #[test]
 fn answers_move_to_the_replay_time() {
-    use sandkit_provider_modal::proto::client as pb;
+    use sandkit_modal_proto::client as pb;
     let info = pb::SandboxInfo {
         created_at: 1_700_000_000.5,
         timeout_secs: 300,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{SandboxId, SecretString};
-use sandkit_provider_modal::proto::client::modal_client_server::{ModalClient, ModalClientServer};
-use sandkit_provider_modal::proto::client::{
+use sandkit_modal_proto::client::modal_client_server::{ModalClient, ModalClientServer};
+use sandkit_modal_proto::client::{
     AppGetOrCreateRequest, AppGetOrCreateResponse, AuthTokenGetRequest, AuthTokenGetResponse,
     EnvironmentGetOrCreateRequest, EnvironmentGetOrCreateResponse, EnvironmentMetadata,
     EnvironmentSettings, GenericResult, ImageGetOrCreateRequest, ImageGetOrCreateResponse,
@@ -21,10 +21,10 @@ use sandkit_provider_modal::proto::client::{
     SecretGetOrCreateRequest, SecretGetOrCreateResponse, TaskGetCommandRouterAccessRequest,
     TaskGetCommandRouterAccessResponse, generic_result::GenericStatus,
 };
-use sandkit_provider_modal::proto::task_command_router::task_command_router_server::{
+use sandkit_modal_proto::task_command_router::task_command_router_server::{
     TaskCommandRouter, TaskCommandRouterServer,
 };
-use sandkit_provider_modal::proto::task_command_router::{
+use sandkit_modal_proto::task_command_router::{
     TaskExecStartRequest, TaskExecStartResponse, TaskExecStdinStatusRequest,
     TaskExecStdinStatusResponse, TaskExecStdinWriteRequest, TaskExecStdinWriteResponse,
     TaskExecStdinWriteStreamRequest, TaskExecStdinWriteStreamResponse, TaskExecStdioReadRequest,

@@ -1,6 +1,7 @@
 //! Compiles sandkit's own subset of Modal's `.proto` files with `protox` (pure Rust, so no
 //! `protoc` is needed on the machine) and generates prost messages plus tonic clients and
-//! servers. Servers are generated too: tests and `sandkit-modal-fake` serve the same services.
+//! servers. Servers are generated too: the provider's tests and `sandkit-modal-fake` serve
+//! the same services.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [

@@ -68,19 +68,10 @@ impl PoolsFile {
     /// Parses TOML. Errors carry the line and the offending field; `origin` names the
     /// file in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let file: PoolsFile = toml::from_str(text).map_err(|error| {
-            let line = error
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let field = line.and_then(|line| field_at(text, line));
-            Error::ConfigFile {
-                path: origin.to_owned(),
-                line,
-                reason: match field {
-                    Some(field) => format!("`{field}`: {}", error.message()),
-                    None => error.message().to_owned(),
-                },
-            }
+        let file: PoolsFile = parse_toml(text).map_err(|(line, reason)| Error::ConfigFile {
+            path: origin.to_owned(),
+            line,
+            reason,
         })?;
         let mut seen = std::collections::BTreeSet::new();
         for (index, pool) in file.pools.iter().enumerate() {
@@ -147,36 +138,26 @@ impl PoolsFile {
     }
 }
 
-/// The dotted field written on `line` (1-based), e.g. `pool[1].spec.cpu`, found by
-/// following the table headers above it.
-fn field_at(text: &str, line: usize) -> Option<String> {
-    let mut table = String::new();
-    let mut pools = 0usize;
-    for (number, raw) in text.lines().enumerate().take(line) {
-        let trimmed = raw.trim();
-        if trimmed.starts_with("[[pool]]") {
-            table = format!("pool[{pools}]");
-            pools += 1;
-        } else if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            let header = header.trim();
-            table = match header.strip_prefix("pool.") {
-                Some(rest) if pools > 0 => format!("pool[{}].{rest}", pools - 1),
-                _ => header.to_owned(),
-            };
-        }
-        if number + 1 == line {
-            let key = trimmed.split('=').next()?.trim();
-            if key.is_empty() || key.starts_with('[') {
-                return None;
-            }
-            return Some(if table.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{table}.{key}")
-            });
-        }
-    }
-    None
+/// Deserializes the file, naming the line (from the toml crate's span) and the field
+/// (the path serde took, such as `pool[1].spec.cpu`) of the first error.
+fn parse_toml(text: &str) -> std::result::Result<PoolsFile, (Option<usize>, String)> {
+    let line_of = |error: &toml::de::Error| {
+        error
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+    };
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|error| (line_of(&error), error.message().to_owned()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let error = error.into_inner();
+        let reason = if field == "." {
+            error.message().to_owned()
+        } else {
+            format!("`{field}`: {}", error.message())
+        };
+        (line_of(&error), reason)
+    })
 }
 
 /// The line where the `index`-th `[[pool]]` table starts, for error messages.
@@ -372,6 +353,22 @@ warm = 2
             error.contains("line 4")
                 && error.contains("`pool[0].warm`")
                 && error.contains("expected u32"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_nested_field_is_named_by_its_path() {
+        let error = PoolsFile::parse(
+            "[[pool]]\nname = \"a\"\nprovider = \"x\"\n\n[[pool]]\nname = \"b\"\nprovider = \"y\"\n[pool.spec]\ncpu = \"two\"\n",
+            "sandkit.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("sandkit.toml")
+                && error.contains("line 9")
+                && error.contains("`pool[1].spec.cpu`"),
             "{error}"
         );
     }

@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use sandkit::layers::{self, LayerOptions};
 use sandkit::{
-    Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, GpuKind, ListFilter,
-    Requirements, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
+    Error, ExecRequest, GpuKind, ListFilter, Requirements, SandboxInfo, SandboxProvider,
+    SandboxSpec,
 };
 use sandkit_orchestrate::{Pool, PoolsFile, Router, WarmPool};
 use sandkit::local_process::{LocalProcessConfig, LocalProcessProvider};
@@ -24,68 +22,28 @@ struct Flaky {
     creates: AtomicU32,
 }
 
-#[async_trait]
-impl SandboxProvider for Flaky {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
-    }
-    async fn create(&self, spec: &SandboxSpec) -> sandkit::Result<SandboxInfo> {
-        self.creates.fetch_add(1, Ordering::SeqCst);
-        let failing = self
-            .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            return Err((self.error)());
+// A provider of its own (it changes what create does), so not one `bare` peels.
+sandkit::layer_impl! {
+    Flaky => inner forward [
+        name, capabilities, check_provider_options, info, list, exec, read_file, write_file,
+        stat, list_dir, make_dir, remove, terminate, read_file_stream, write_file_stream,
+        download_archive_stream, upload_archive_stream, upload_archive, download_archive,
+        snapshot, delete_snapshot, pause, resume, tunnels, capacity, find_by_name,
+    ] {
+        fn wrapped(&self) -> Option<&Arc<dyn SandboxProvider>> {
+            None
         }
-        self.inner.create(spec).await
-    }
-    async fn info(&self, id: &SandboxId) -> sandkit::Result<SandboxInfo> {
-        self.inner.info(id).await
-    }
-    async fn list(&self, filter: &ListFilter) -> sandkit::Result<Vec<SandboxInfo>> {
-        self.inner.list(filter).await
-    }
-    async fn exec(
-        &self,
-        id: &SandboxId,
-        request: ExecRequest,
-    ) -> sandkit::Result<ExecProcess> {
-        self.inner.exec(id, request).await
-    }
-    async fn read_file(&self, id: &SandboxId, path: &str) -> sandkit::Result<Bytes> {
-        self.inner.read_file(id, path).await
-    }
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        contents: Bytes,
-    ) -> sandkit::Result<()> {
-        self.inner.write_file(id, path, contents).await
-    }
-    async fn stat(&self, id: &SandboxId, path: &str) -> sandkit::Result<FileStat> {
-        self.inner.stat(id, path).await
-    }
-    async fn list_dir(&self, id: &SandboxId, path: &str) -> sandkit::Result<Vec<DirEntry>> {
-        self.inner.list_dir(id, path).await
-    }
-    async fn make_dir(&self, id: &SandboxId, path: &str) -> sandkit::Result<()> {
-        self.inner.make_dir(id, path).await
-    }
-    async fn remove(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> sandkit::Result<()> {
-        self.inner.remove(id, path, recursive).await
-    }
-    async fn terminate(&self, id: &SandboxId) -> sandkit::Result<()> {
-        self.inner.terminate(id).await
+        async fn create(&self, spec: &SandboxSpec) -> sandkit::Result<SandboxInfo> {
+            self.creates.fetch_add(1, Ordering::SeqCst);
+            let failing = self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err((self.error)());
+            }
+            self.inner.create(spec).await
+        }
     }
 }
 

@@ -59,6 +59,12 @@ if cargo tree -p sandkit-core -e normal --prefix none | grep -E '^(bollard|tonic
     echo "sandkit-core must not depend on a transport crate" >&2
     exit 1
 fi
+# The facade with default features links local-process only: no engine or gRPC client, and
+# none of the command line's crates.
+if cargo tree -p sandkit -e normal --prefix none | grep -E '^(bollard|tonic|clap|indicatif|sandkit-conformance) ' ; then
+    echo "sandkit with default features must not depend on these" >&2
+    exit 1
+fi
 
 step "tests (every provider runs the conformance suite)"
 cargo test --workspace --locked --no-fail-fast

@@ -121,11 +121,12 @@ fn file_stream(file: tokio::fs::File) -> ByteStream {
     Box::pin(futures::stream::try_unfold(file, |mut file| async move {
         let mut chunk = BytesMut::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
-            let read = file.read_buf(&mut chunk).await.map_err(|e| {
-                sandkit::Error::Unavailable {
-                    message: format!("reading the local file: {e}"),
-                }
-            })?;
+            let read =
+                file.read_buf(&mut chunk)
+                    .await
+                    .map_err(|e| sandkit::Error::Unavailable {
+                        message: format!("reading the local file: {e}"),
+                    })?;
             if read == 0 {
                 break;
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use sandkit_core::{
-    Capabilities, Error, Feature, ExecOutput, ExecProcess, ExecRequest, SandboxId, SandboxInfo,
+    Capabilities, Error, ExecOutput, ExecProcess, ExecRequest, Feature, SandboxId, SandboxInfo,
     SandboxProvider, SandboxProviderExt, SandboxSpec,
 };
 

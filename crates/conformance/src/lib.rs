@@ -1,21 +1,4 @@
-//! sandkit-conformance: the lifecycle suite every sandkit provider runs.
-//!
-//! One table of cases ([`cases`]). Each declares what it needs from the provider's
-//! [`Capabilities`](sandkit_core::Capabilities); a case the provider cannot run is
-//! reported as skipped with the reason, and its negative twin checks that the provider
-//! answers [`Error::Unsupported`](sandkit_core::Error::Unsupported). Declared
-//! capabilities are proven, not trusted: block-all network must stop a real connection,
-//! snapshots must restore a file, pause must stop a running counter.
-//!
-//! - [`test_main`]: the `main` of a provider crate's `harness = false` test target.
-//! - [`run`]: the library entry (used by `sandkit conformance`), returning a [`Report`]
-//!   with a human [`Report::table`] and a JSON form through serde.
-//!
-//! A run that executes no case fails: it proves nothing.
-//!
-//! [`security`] is the outside referee for the sandbox boundary: real attacks (symlink-swap
-//! races, path and id escapes, special files, the host's secrets and sockets) replayed with
-//! bounded loops, as separate trials a provider crate runs from its own security target.
+#![doc = include_str!("../README.md")]
 
 mod case;
 mod cases;

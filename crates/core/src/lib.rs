@@ -1,18 +1,4 @@
-//! sandkit-core: one API over every sandbox provider.
-//!
-//! - [`SandboxProvider`]: the object-safe trait every provider implements, held as
-//!   `Arc<dyn SandboxProvider>`; [`Sandbox`] is a handle for method-call style and
-//!   [`SandboxProviderExt`] adds conveniences.
-//! - [`Capabilities`]: what a provider can do, as plain data; [`Requirements`] and
-//!   [`select`] choose providers and explain every rejection.
-//! - [`SandboxSpec`] and [`ExecRequest`]: what callers ask for, validated field by field.
-//! - [`registry`]: providers register with [`register_provider!`] and are built by name.
-//! - [`layers`]: capability checking, retries, tracing and lifecycle events.
-//! - [`ownership`] tags and [`reap`]; [`Usage`] and cost estimates.
-//!
-//! Library users depend on the `sandkit` facade, which re-exports this crate and links
-//! providers behind features; orchestration (pools, routing, warm pools, cost reports)
-//! is `sandkit-orchestrate`.
+#![doc = include_str!("../README.md")]
 
 pub mod capabilities;
 pub mod error;

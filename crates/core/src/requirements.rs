@@ -115,7 +115,9 @@ impl Requirements {
                     requirements.features.insert(Feature::NetworkCidrAllowlist);
                 }
                 if !domains.is_empty() {
-                    requirements.features.insert(Feature::NetworkDomainAllowlist);
+                    requirements
+                        .features
+                        .insert(Feature::NetworkDomainAllowlist);
                 }
                 // An empty allowlist allows nothing: the same as blocking everything.
                 if cidrs.is_empty() && domains.is_empty() {

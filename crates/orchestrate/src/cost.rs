@@ -74,7 +74,12 @@ impl CostReport {
 mod tests {
     use super::*;
 
-    fn event(kind: LifecycleKind, provider: &str, wall_secs: f64, cost: Option<f64>) -> LifecycleEvent {
+    fn event(
+        kind: LifecycleKind,
+        provider: &str,
+        wall_secs: f64,
+        cost: Option<f64>,
+    ) -> LifecycleEvent {
         LifecycleEvent {
             kind,
             provider: provider.to_owned(),
@@ -94,10 +99,22 @@ mod tests {
         report.record(&event(LifecycleKind::Created, "modal", 99.0, Some(9.0)));
         report.record(&event(LifecycleKind::Terminated, "modal", 2.0, Some(0.5)));
         report.record(&event(LifecycleKind::Terminated, "modal", 3.0, None));
-        report.record(&event(LifecycleKind::Terminated, "local-process", 1.0, None));
+        report.record(&event(
+            LifecycleKind::Terminated,
+            "local-process",
+            1.0,
+            None,
+        ));
         let totals: Vec<_> = report
             .providers()
-            .map(|(name, cost)| (name, cost.sandboxes, cost.usage.wall_secs, cost.estimated_cost))
+            .map(|(name, cost)| {
+                (
+                    name,
+                    cost.sandboxes,
+                    cost.usage.wall_secs,
+                    cost.estimated_cost,
+                )
+            })
             .collect();
         assert_eq!(
             totals,

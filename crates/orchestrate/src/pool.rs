@@ -110,11 +110,12 @@ impl PoolsFile {
     pub fn plan(&self, spec: &SandboxSpec, requirements: &Requirements) -> Result<Decision> {
         let mut pools = Vec::with_capacity(self.pools.len());
         for pool in &self.pools {
-            let registration = registry::find(&pool.provider).map_err(|error| Error::ConfigFile {
-                path: format!("pool `{}`", pool.name),
-                line: None,
-                reason: error.to_string(),
-            })?;
+            let registration =
+                registry::find(&pool.provider).map_err(|error| Error::ConfigFile {
+                    path: format!("pool `{}`", pool.name),
+                    line: None,
+                    reason: error.to_string(),
+                })?;
             pools.push((pool, registration.capabilities()));
         }
         Ok(crate::router::plan_over(

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use sandkit::error::{Error, Result};
-use sandkit::layers::LayerOptions;
 use crate::pool::{Admission, Pool, PoolsFile};
 use sandkit::Capabilities;
+use sandkit::error::{Error, Result};
+use sandkit::layers::LayerOptions;
 use sandkit::provider::Sandbox;
 use sandkit::requirements::{Rejection, Requirements};
 use sandkit::spec::SandboxSpec;

@@ -9,10 +9,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use sandkit::error::Result;
 use crate::pool::{Admission, Pool};
-use sandkit::provider::Sandbox;
 use crate::router::Lease;
+use sandkit::error::Result;
+use sandkit::provider::Sandbox;
 use sandkit::spec::SandboxSpec;
 use sandkit::usage::Usage;
 

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sandkit::layers::{self, LayerOptions};
+use sandkit::local_process::{LocalProcessConfig, LocalProcessProvider};
 use sandkit::{
     Error, ExecRequest, GpuKind, ListFilter, Requirements, SandboxInfo, SandboxProvider,
     SandboxSpec,
 };
 use sandkit_orchestrate::{Pool, PoolsFile, Router, WarmPool};
-use sandkit::local_process::{LocalProcessConfig, LocalProcessProvider};
 
 struct Flaky {
     inner: Arc<dyn SandboxProvider>,

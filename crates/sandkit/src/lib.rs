@@ -91,7 +91,7 @@ impl Provider {
         self
     }
 
-    /// Builds the provider and wraps it in [`layers::standard`](sandkit_core::layers::standard) (unless [`Provider::bare`]).
+    /// Builds the provider and wraps it in [`layers::standard`] (unless [`Provider::bare`]).
     pub async fn open(self) -> Result<Arc<dyn SandboxProvider>> {
         let registration = registry::find(&self.name)?;
         let config = self.config.map_err(|reason| Error::InvalidConfig {

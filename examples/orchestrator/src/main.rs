@@ -64,10 +64,7 @@ impl JobKind {
             ),
             Self::Gpu => (spec.gpu(GpuKind::H100, 1), Requirements::default()),
             Self::SixHours => (spec.lifetime_secs(6 * 3600), Requirements::default()),
-            Self::Snapshot => (
-                spec,
-                Requirements::new().with(Feature::FsSnapshot),
-            ),
+            Self::Snapshot => (spec, Requirements::new().with(Feature::FsSnapshot)),
         }
     }
 }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use sandkit_conformance::{CaseResult, Options, Outcome, TAG_RUN};
 use sandkit::{ListFilter, SandboxProvider};
+use sandkit_conformance::{CaseResult, Options, Outcome, TAG_RUN};
 
 use super::Context;
 use crate::args::SpecArgs;

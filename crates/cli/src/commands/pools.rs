@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use sandkit::layers::LayerOptions;
 use sandkit::Capabilities;
+use sandkit::layers::LayerOptions;
 use sandkit_orchestrate::PoolsFile;
 use serde::Serialize;
 

@@ -71,7 +71,9 @@ impl SelectArgs {
         let spec = self.spec.to_spec()?;
         spec.validate()?;
         let mut requirements = Requirements::from_spec(&spec);
-        requirements.features.extend(self.needs.needs.iter().copied());
+        requirements
+            .features
+            .extend(self.needs.needs.iter().copied());
         requirements.min_isolation = self.needs.min_isolation.or(requirements.min_isolation);
         Ok(requirements)
     }

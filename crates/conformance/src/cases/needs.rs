@@ -33,7 +33,11 @@ needs!(CLIENT_LEASE, NO_CLIENT_LEASE, ClientLease);
 needs!(IDLE_TIMEOUT, NO_IDLE_TIMEOUT, IdleTimeout);
 needs!(BLOCK_ALL, NO_BLOCK_ALL, NetworkBlockAll);
 needs!(CIDR_ALLOWLIST, NO_CIDR_ALLOWLIST, NetworkCidrAllowlist);
-needs!(DOMAIN_ALLOWLIST, NO_DOMAIN_ALLOWLIST, NetworkDomainAllowlist);
+needs!(
+    DOMAIN_ALLOWLIST,
+    NO_DOMAIN_ALLOWLIST,
+    NetworkDomainAllowlist
+);
 needs!(CPU_LIMIT, NO_CPU_LIMIT, CpuLimit);
 needs!(MEMORY_LIMIT, NO_MEMORY_LIMIT, MemoryLimit);
 pub(super) const MAX_LIFETIME: Need = Need::Custom {
@@ -74,6 +78,7 @@ pub(super) const SOME_GPU_NOT_OFFERED: Need = Need::Custom {
     reason: "needs a GPU kind the provider does not offer (it offers all of them)",
 };
 pub(super) const CONTAINER_PATHS: Need = Need::Has(Feature::ContainerPaths);
-pub(super) const CONTAINER_PATHS_FILES: Need = Need::All(&[Feature::ContainerPaths, Feature::Files]);
+pub(super) const CONTAINER_PATHS_FILES: Need =
+    Need::All(&[Feature::ContainerPaths, Feature::Files]);
 pub(super) const READ_ONLY_BASE: Need = Need::All(&[Feature::ReadOnlyBase, Feature::Files]);
 pub(super) const FILES_AND_WORKDIR: Need = Need::Has(Feature::Files);

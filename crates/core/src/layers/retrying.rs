@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::Layer;
 use crate::error::{Error, Result};
-use crate::exec::{ByteStream, ExecRequest, ExecProcess};
+use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::provider::{
     Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
     Tunnel,

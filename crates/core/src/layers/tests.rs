@@ -64,7 +64,8 @@ fn same(a: &Arc<dyn SandboxProvider>, b: &Arc<dyn SandboxProvider>) -> bool {
 
 #[test]
 fn bare_peels_every_standard_layer() {
-    let provider: Arc<dyn SandboxProvider> = Arc::new(Named(Capabilities::default(), Mutex::default()));
+    let provider: Arc<dyn SandboxProvider> =
+        Arc::new(Named(Capabilities::default(), Mutex::default()));
     assert!(same(&bare(&provider), &provider));
     let once = standard(Arc::clone(&provider), LayerOptions::default());
     let twice = standard(Arc::clone(&once), LayerOptions::default());
@@ -73,7 +74,10 @@ fn bare_peels_every_standard_layer() {
     assert!(same(&bare(&twice), &provider));
 }
 
-fn spec_reaching(caps: Capabilities, spec: &SandboxSpec) -> (Result<SandboxInfo>, Option<SandboxSpec>) {
+fn spec_reaching(
+    caps: Capabilities,
+    spec: &SandboxSpec,
+) -> (Result<SandboxInfo>, Option<SandboxSpec>) {
     let named = Arc::new(Named(caps, Mutex::default()));
     let layered = standard(named.clone(), LayerOptions::default());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -93,7 +97,11 @@ fn ownership_tags_go_only_to_providers_with_tags() {
     };
     let (_, seen) = spec_reaching(tagged, &SandboxSpec::new());
     let seen = seen.expect("the create reached the provider");
-    assert!(seen.tags.contains_key("sandkit.managed-by"), "{:?}", seen.tags);
+    assert!(
+        seen.tags.contains_key("sandkit.managed-by"),
+        "{:?}",
+        seen.tags
+    );
     assert_eq!(seen.lifetime_secs, Some(60));
 
     // A provider without tags runs plain specs, untagged...
@@ -101,7 +109,10 @@ fn ownership_tags_go_only_to_providers_with_tags() {
     assert!(seen.expect("reached the provider").tags.is_empty());
     // ...and refuses a spec with tags before it runs.
     let (result, seen) = spec_reaching(Capabilities::default(), &SandboxSpec::new().tag("a", "b"));
-    assert!(matches!(result, Err(Error::Unsupported { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Unsupported { .. })),
+        "{result:?}"
+    );
     assert!(seen.is_none());
 }
 
@@ -113,7 +124,9 @@ fn a_capability_override_is_what_the_layers_check() {
     };
     let named: Arc<dyn SandboxProvider> = Arc::new(Named(full, Mutex::default()));
     let narrowed: Arc<dyn SandboxProvider> =
-        Arc::new(CapabilityOverride::narrowed(named, |caps| caps.files = false));
+        Arc::new(CapabilityOverride::narrowed(named, |caps| {
+            caps.files = false
+        }));
     assert!(!narrowed.capabilities().files);
     // Not peeled: it is what the suite should run.
     assert!(same(&bare(&narrowed), &narrowed));

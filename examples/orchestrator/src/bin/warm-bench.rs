@@ -47,9 +47,8 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let config: serde_json::Value = serde_json::from_str(&args.config).map_err(|error| {
-        sandkit::Error::invalid_spec("--config", error.to_string())
-    })?;
+    let config: serde_json::Value = serde_json::from_str(&args.config)
+        .map_err(|error| sandkit::Error::invalid_spec("--config", error.to_string()))?;
     let provider = sandkit::Provider::named(&args.provider)
         .config(config)
         .open()

@@ -26,7 +26,7 @@ use sandkit::registry;
 use sandkit::requirements::Requirements;
 use sandkit::spec::SandboxSpec;
 
-use crate::router::Decision;
+use crate::plan::{Decision, plan_over};
 
 /// One pool as written in the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -118,7 +118,7 @@ impl PoolsFile {
                 })?;
             pools.push((pool, registration.capabilities()));
         }
-        Ok(crate::router::plan_over(
+        Ok(plan_over(
             pools
                 .iter()
                 .map(|(pool, capabilities)| (pool.name.as_str(), &pool.spec, capabilities)),

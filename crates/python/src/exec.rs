@@ -66,9 +66,9 @@ async fn run(
     stdin: Option<PyBackedBytes>,
 ) -> PyResult<Collected> {
     request.stdin = stdin.is_some();
-    let limit = request
-        .output_limit_bytes
-        .map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
+    let limit = request.output_limit_bytes.map_or(usize::MAX, |limit| {
+        usize::try_from(limit).unwrap_or(usize::MAX)
+    });
     let mut process = provider.exec(&id, request).await.map_err(to_py)?;
     let stdout = std::mem::replace(&mut process.stdout, empty_stream());
     let stderr = std::mem::replace(&mut process.stderr, empty_stream());
@@ -222,17 +222,18 @@ impl NativeProcess {
     }
 
     /// Writes to standard input (opened with `stdin=True`).
-    fn write_stdin<'py>(&self, py: Python<'py>, data: PyBackedBytes) -> PyResult<Bound<'py, PyAny>> {
+    fn write_stdin<'py>(
+        &self,
+        py: Python<'py>,
+        data: PyBackedBytes,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let stdin = self.stdin.clone();
         spawn(py, async move {
             let mut guard = stdin.lock().await;
             let writer = guard
                 .as_mut()
                 .ok_or_else(|| PyValueError::new_err("stdin is not open"))?;
-            writer
-                .write_all(&data)
-                .await
-                .map_err(|error| PyErr::from(error))?;
+            writer.write_all(&data).await.map_err(PyErr::from)?;
             writer.flush().await.map_err(PyErr::from)
         })
     }

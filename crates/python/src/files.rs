@@ -18,7 +18,12 @@ const WRITE_CHUNK_BYTES: usize = 1 << 20;
 #[pymethods]
 impl NativeProvider {
     /// Reads a whole file; resolves to `bytes`.
-    fn read_file<'py>(&self, py: Python<'py>, id: String, path: String) -> PyResult<Bound<'py, PyAny>> {
+    fn read_file<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        path: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let provider = self.inner.clone();
         spawn(py, async move {
             let mut stream = provider
@@ -27,8 +32,9 @@ impl NativeProvider {
                 .map_err(to_py)?;
             // `io.BytesIO.getvalue()` hands back its own buffer when nothing else holds
             // it: the chunks are copied once, into the result.
-            let buffer: Py<PyAny> =
-                Python::attach(|py| Ok::<_, PyErr>(py.import("io")?.call_method0("BytesIO")?.unbind()))?;
+            let buffer: Py<PyAny> = Python::attach(|py| {
+                Ok::<_, PyErr>(py.import("io")?.call_method0("BytesIO")?.unbind())
+            })?;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(to_py)?;
                 Python::attach(|py| {
@@ -76,19 +82,35 @@ impl NativeProvider {
     }
 
     /// Entries of a directory, sorted by name, as JSON.
-    fn list_dir<'py>(&self, py: Python<'py>, id: String, path: String) -> PyResult<Bound<'py, PyAny>> {
+    fn list_dir<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        path: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let provider = self.inner.clone();
         spawn(py, async move {
-            let entries = provider.list_dir(&SandboxId(id), &path).await.map_err(to_py)?;
+            let entries = provider
+                .list_dir(&SandboxId(id), &path)
+                .await
+                .map_err(to_py)?;
             to_json(&entries)
         })
     }
 
     /// Creates a directory and its missing parents.
-    fn make_dir<'py>(&self, py: Python<'py>, id: String, path: String) -> PyResult<Bound<'py, PyAny>> {
+    fn make_dir<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        path: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let provider = self.inner.clone();
         spawn(py, async move {
-            provider.make_dir(&SandboxId(id), &path).await.map_err(to_py)
+            provider
+                .make_dir(&SandboxId(id), &path)
+                .await
+                .map_err(to_py)
         })
     }
 

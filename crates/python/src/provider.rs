@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use sandkit::{
-    ListFilter, ReapFilter, Requirements, SandboxId, SandboxProvider, SandboxSpec,
-};
+use sandkit::{ListFilter, ReapFilter, Requirements, SandboxId, SandboxProvider, SandboxSpec};
 
 use crate::errors::{bad_json, parse_fields, to_json, to_py};
 
@@ -102,8 +100,7 @@ impl NativeProvider {
     /// Creates a sandbox from a spec (JSON, the `SandboxSpec` shape); resolves to its
     /// info as JSON.
     fn create<'py>(&self, py: Python<'py>, spec_json: &str) -> PyResult<Bound<'py, PyAny>> {
-        let spec: SandboxSpec =
-            parse_fields("spec", spec_json)?;
+        let spec: SandboxSpec = parse_fields("spec", spec_json)?;
         let provider = self.inner.clone();
         spawn(py, async move {
             spec.validate().map_err(to_py)?;

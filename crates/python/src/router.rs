@@ -34,7 +34,11 @@ pub fn router_from_file(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyA
 impl NativeRouter {
     /// The pools' names, most preferred first.
     fn pool_names(&self) -> Vec<String> {
-        self.inner.pools().iter().map(|pool| pool.name.clone()).collect()
+        self.inner
+            .pools()
+            .iter()
+            .map(|pool| pool.name.clone())
+            .collect()
     }
 
     /// The provider of pool `name` (with the pool's layers), or `None`.

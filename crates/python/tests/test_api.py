@@ -131,7 +131,7 @@ async def test_snapshot_pause_and_resume_where_declared(provider: sandkit.Provid
     else:
         with pytest.raises(sandkit.Unsupported):
             await sandbox.snapshot()
-    if capabilities["pause"] != "none":
+    if capabilities["pause"] != "no":
         await sandbox.pause()
         with pytest.raises(sandkit.InvalidState):
             await sandbox.exec(["true"])

@@ -22,7 +22,8 @@ from sandkit.inspect_env import ENV_TAG
 @solver
 def compute_in_sandbox():
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        state = await generate(state)
+        # No model call: the point is the sandbox (and mockllm would count tokens with
+        # an encoding it downloads).
         result = await sandbox().exec(["sh", "-c", 'echo "$((6 * 7))"; hostname'])
         await sandbox().write_file("answer.txt", result.stdout.splitlines()[0])
         state.metadata["answer"] = await sandbox().read_file("answer.txt")
@@ -64,7 +65,7 @@ async def test_an_eval_runs_its_solver_in_sandkit_sandboxes(provider_name: str) 
         scorer=answer_matches(),
         sandbox=("sandkit", {"provider": provider_name, "spec": SPECS[provider_name]}),
     )
-    logs = await eval_async(task, model="mockllm/model", display="none", log_dir=os.environ.get("INSPECT_LOG_DIR", "/tmp/sandkit-inspect-logs"))
+    logs = await eval_async(task, model="mockllm/model", log_dir=os.environ.get("INSPECT_LOG_DIR", "/tmp/sandkit-inspect-logs"))
     log = logs[0]
     assert log.status == "success", log.error
     assert log.results is not None
@@ -81,7 +82,7 @@ async def test_a_pools_file_routes_each_sample(tmp_path) -> None:
         scorer=answer_matches(),
         sandbox=("sandkit", str(pools)),
     )
-    logs = await eval_async(task, model="mockllm/model", display="none", log_dir=str(tmp_path / "logs"))
+    logs = await eval_async(task, model="mockllm/model", log_dir=str(tmp_path / "logs"))
     assert logs[0].status == "success", logs[0].error
     assert logs[0].results.scores[0].metrics["accuracy"].value == 1.0
     assert leftovers("local-process") == []

@@ -12,10 +12,33 @@ from inspect_ai.util._sandbox.self_check import *  # noqa: F403
 from conftest import SPECS
 from sandkit.inspect_env import SandkitEnvironmentConfig, SandkitSandboxEnvironment
 
+AS_ROOT = (
+    "commands and file operations run as root with CAP_DAC_OVERRIDE, which reads and "
+    "writes a file whatever its mode"
+)
+MODAL_FILES = (
+    "the file API runs with more privilege than the sandbox's commands (the emulator's "
+    "local-process backend); `check_access: true` in the config checks as the sandbox's user"
+)
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
-    "local-process": {},
-    "local-docker": {},
-    "modal": {},
+    "local-process": {
+        "test_exec_as_user": "local-process has no exec_run_as_user: its commands all run as "
+        "the sandbox's one user (uid 0 without capabilities), so `user=` is Unsupported",
+    },
+    "local-docker": {
+        "test_cwd_custom": "the busybox test image has no /usr/bin (its tools live in /bin)",
+        "test_exec_as_user": "the busybox test image has no adduser",
+        "test_read_file_not_allowed": AS_ROOT,
+        "test_write_text_file_without_permissions": AS_ROOT,
+        "test_write_binary_file_without_permissions": AS_ROOT,
+    },
+    "modal": {
+        "test_exec_as_user": "Modal has no exec_run_as_user (the protocol runs every command "
+        "as the image's user)",
+        "test_read_file_not_allowed": MODAL_FILES,
+        "test_write_text_file_without_permissions": MODAL_FILES,
+        "test_write_binary_file_without_permissions": MODAL_FILES,
+    },
 }
 
 

@@ -64,6 +64,10 @@ class SandkitEnvironmentConfig(BaseModel, frozen=True):
     before a file operation. On by default for local-process, whose file operations run
     with the host's privileges while its commands run without capabilities."""
 
+    def __hash__(self) -> int:
+        # inspect hashes sandbox specs; the dict fields are hashed through their JSON.
+        return hash(self.model_dump_json())
+
 
 def _config_of(config: SandboxEnvironmentConfigType | None) -> SandkitEnvironmentConfig:
     if config is None:

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::provider::{SandboxId, SandboxState};
+
 /// Result alias used across sandkit.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -154,13 +156,23 @@ pub enum Error {
         /// Details.
         message: String,
     },
-    /// The command could not be started (missing binary, not executable, ...).
+    /// The command could not be started although its program may exist: not executable,
+    /// a directory, a missing working directory... (shells exit 126). A program that does
+    /// not exist is [`Error::ProgramNotFound`]; a provider that cannot tell the two apart
+    /// reports this one.
     #[error("cannot execute `{program}`: {reason}")]
     ExecFailed {
         /// `argv[0]`.
         program: String,
         /// Why it could not start.
         reason: String,
+    },
+    /// The command's program does not exist: nothing at the path `argv[0]` names, nothing
+    /// of that name on `PATH`, or a script whose interpreter is missing (shells exit 127).
+    #[error("cannot execute `{program}`: program not found")]
+    ProgramNotFound {
+        /// `argv[0]`.
+        program: String,
     },
     /// A command ran past its timeout; its process tree was killed.
     #[error("command timed out after {timeout:?}")]
@@ -197,6 +209,27 @@ pub enum Error {
     Unavailable {
         /// Details.
         message: String,
+    },
+    /// The sandbox's state forbids the operation; nothing was done. Not retryable: the
+    /// state changes only when someone acts on the sandbox. The same rules on every
+    /// provider:
+    ///
+    /// - a paused sandbox refuses `exec`, every file operation (files, streams, archives)
+    ///   and `pause` (pausing twice is an error, not a no-op);
+    /// - a running sandbox refuses `resume`;
+    /// - `info`, `list` and `terminate` work in any state.
+    ///
+    /// A finished sandbox is [`Error::NotFound`] for every operation, not this; one still
+    /// being created is [`Error::Unavailable`], as that state ends by itself.
+    #[error("sandbox {id} is {state}: cannot {operation}")]
+    InvalidState {
+        /// The sandbox.
+        id: SandboxId,
+        /// The state it is in.
+        state: SandboxState,
+        /// What was attempted: the [`SandboxProvider`](crate::SandboxProvider) method, such
+        /// as `exec`, `read_file` or `resume`.
+        operation: String,
     },
     /// A file operation inside a sandbox failed.
     #[error("`{path}`: {kind}")]
@@ -263,6 +296,19 @@ impl Error {
         }
     }
 
+    /// Shorthand for [`Error::InvalidState`].
+    pub fn invalid_state(
+        id: &SandboxId,
+        state: SandboxState,
+        operation: impl Into<String>,
+    ) -> Self {
+        Self::InvalidState {
+            id: id.clone(),
+            state,
+            operation: operation.into(),
+        }
+    }
+
     /// Shorthand for [`Error::FileOperation`].
     pub fn file(path: impl Into<String>, kind: FileErrorKind) -> Self {
         Self::FileOperation {
@@ -297,11 +343,13 @@ impl Error {
             Self::AlreadyExists { .. } => "already_exists",
             Self::CreationFailed { .. } => "creation_failed",
             Self::ExecFailed { .. } => "exec_failed",
+            Self::ProgramNotFound { .. } => "program_not_found",
             Self::CommandTimeout { .. } => "command_timeout",
             Self::Timeout { .. } => "timeout",
             Self::ResourceLimitExceeded { .. } => "resource_limit_exceeded",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } => "unavailable",
+            Self::InvalidState { .. } => "invalid_state",
             Self::FileOperation { .. } => "file_operation",
             Self::Volume { .. } => "volume",
             Self::Provider { .. } => "provider",
@@ -347,6 +395,15 @@ mod tests {
         );
         assert!(!Error::sandbox_not_found("sb-1").is_retryable());
         assert!(!Error::invalid_spec("cpu", "zero").is_retryable());
+    }
+
+    #[test]
+    fn invalid_state_names_sandbox_state_and_operation_and_is_final() {
+        let error = Error::invalid_state(&SandboxId::from("sb-1"), SandboxState::Paused, "exec");
+        assert_eq!(error.to_string(), "sandbox sb-1 is paused: cannot exec");
+        assert_eq!(error.kind(), "invalid_state");
+        // Waiting does not resume a sandbox: only someone's resume does.
+        assert!(!error.is_retryable());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sandkit_core::Error;
+use sandkit::Error;
 
 /// A failed command. Printed as `error: <message>`, or as `{"error": {...}}` with `--json`.
 #[derive(Debug, thiserror::Error)]
@@ -70,24 +70,12 @@ impl CliError {
                 | Error::UnknownProvider { .. },
             ) => 2,
             Self::Sandkit(Error::CommandTimeout { .. }) => 124,
-            Self::Sandkit(Error::ExecFailed { reason, .. }) => {
-                if is_missing_program(reason) {
-                    127
-                } else {
-                    126
-                }
-            }
+            Self::Sandkit(Error::ExecFailed { .. }) => 126,
+            Self::Sandkit(Error::ProgramNotFound { .. }) => 127,
             Self::Interrupted { signal, .. } => 128 + signal,
             Self::Sandkit(_) | Self::Io { .. } | Self::Failed(_) => 1,
         }
     }
-}
-
-/// Providers describe a missing program in the words of the OS (`No such file or
-/// directory`) or their own (`not found`); shells give that case its own exit code.
-fn is_missing_program(reason: &str) -> bool {
-    let reason = reason.to_ascii_lowercase();
-    reason.contains("no such file") || reason.contains("not found")
 }
 
 #[cfg(test)]
@@ -106,16 +94,21 @@ mod tests {
 
     #[test]
     fn exec_failures_follow_shell_conventions() {
-        let missing = Error::ExecFailed {
+        let missing = Error::ProgramNotFound {
             program: "/no/such".into(),
-            reason: "No such file or directory (os error 2)".into(),
         };
         assert_eq!(CliError::from(missing).exit_code(), 127);
         let denied = Error::ExecFailed {
             program: "./data.txt".into(),
-            reason: "Permission denied (os error 13)".into(),
+            reason: "permission denied: not executable".into(),
         };
         assert_eq!(CliError::from(denied).exit_code(), 126);
+        // The type decides, not the words: a reason that mentions "not found" is still 126.
+        let cwd = Error::ExecFailed {
+            program: "true".into(),
+            reason: "working directory /x: not found".into(),
+        };
+        assert_eq!(CliError::from(cwd).exit_code(), 126);
         let interrupted = CliError::Interrupted {
             signal: 2,
             cleanup: None,

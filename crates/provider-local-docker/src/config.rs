@@ -50,6 +50,11 @@ pub struct LocalDockerConfig {
     pub gpu_kinds: Vec<GpuKind>,
     /// How many GPUs the host has (with `gpu_kinds`).
     pub gpu_count: u32,
+    /// Most sandboxes the engine may hold at once (running or paused, whoever created
+    /// them); `create` refuses more with `ResourceLimitExceeded`, and `capacity` reports
+    /// how many still fit. `None` sets no limit, and then there is no capacity query: the
+    /// engine has no count of sandboxes that still fit to give.
+    pub max_sandboxes: Option<u32>,
 }
 
 impl Default for LocalDockerConfig {
@@ -65,6 +70,7 @@ impl Default for LocalDockerConfig {
             request_timeout_secs: 120,
             gpu_kinds: Vec::new(),
             gpu_count: 0,
+            max_sandboxes: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! see [`sandkit_core::Error`].
 
 use bollard::errors::Error as BollardError;
-use sandkit_core::{Error, FileErrorKind};
+use sandkit_core::{Error, FileErrorKind, SandboxId, SandboxState};
 
 use crate::provider::PROVIDER_NAME;
 
@@ -114,11 +114,16 @@ fn map_status(status: u16, message: String, subject: Subject<'_>) -> Error {
         {
             Error::sandbox_not_found(id)
         }
+        // "Container <id> is paused, unpause the container before exec".
         (409, Subject::Sandbox(id) | Subject::Exec(id) | Subject::Path { sandbox: id, .. })
-            if lower.contains("paused") =>
+            if lower.contains("is paused") =>
         {
-            // Not retryable: it stays paused until someone resumes it.
-            other(format!("sandbox `{id}` is paused; resume it first"))
+            let operation = match subject {
+                Subject::Exec(_) => "exec",
+                Subject::Path { .. } => "reach its files",
+                _ => "act on it",
+            };
+            Error::invalid_state(&SandboxId::from(id), SandboxState::Paused, operation)
         }
         (400 | 500, Subject::Path { path, .. }) if lower.contains("not a directory") => {
             Error::file(path, FileErrorKind::NotADirectory)
@@ -184,6 +189,20 @@ pub(crate) fn is_not_found(error: &BollardError) -> bool {
     )
 }
 
+/// Whether `error` may be the engine refusing a pause or unpause for the container's
+/// state: a 409, or a 500 (Docker 20.10 answers "Container ... is already paused" and
+/// "... is not paused" with 500). Only the state, asked afresh, tells such a refusal from
+/// another failure.
+pub(crate) fn is_state_refusal(error: &BollardError) -> bool {
+    matches!(
+        error,
+        BollardError::DockerResponseServerError {
+            status_code: 409 | 500,
+            ..
+        }
+    )
+}
+
 /// Whether `error` is a 409 conflict.
 pub(crate) fn is_conflict(error: &BollardError) -> bool {
     matches!(
@@ -218,6 +237,29 @@ mod tests {
             Subject::Exec("abc"),
         );
         assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn an_exec_on_a_paused_container_is_invalid_state() {
+        let error = map(
+            server(
+                409,
+                "Container abc is paused, unpause the container before exec",
+            ),
+            Subject::Exec("abc"),
+        );
+        match error {
+            Error::InvalidState {
+                id,
+                state,
+                operation,
+            } => {
+                assert_eq!(id.as_str(), "abc");
+                assert_eq!(state, SandboxState::Paused);
+                assert_eq!(operation, "exec");
+            }
+            other => panic!("expected InvalidState, got {other:?}"),
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ enum Outcome {
     Exited(ExitStatus),
     TimedOut(Duration),
     CannotStart(String),
+    ProgramNotFound,
     OutOfMemory(String),
     SandboxGone,
     Failed(String),
@@ -61,6 +62,9 @@ impl Outcome {
             Self::CannotStart(reason) => Err(Error::ExecFailed {
                 program: program.to_owned(),
                 reason,
+            }),
+            Self::ProgramNotFound => Err(Error::ProgramNotFound {
+                program: program.to_owned(),
             }),
             Self::OutOfMemory(message) => Err(Error::ResourceLimitExceeded { message }),
             Self::SandboxGone => Err(Error::sandbox_not_found(sandbox)),
@@ -576,8 +580,11 @@ async fn outcome_of(
         return Outcome::SandboxGone;
     }
     if !held.is_empty() && (code == 126 || code == 127) {
-        let reason = String::from_utf8_lossy(held).trim().to_owned();
-        return Outcome::CannotStart(start_failure_reason(&reason));
+        let reason = start_failure_reason(String::from_utf8_lossy(held).trim());
+        if names_missing_program(&reason) {
+            return Outcome::ProgramNotFound;
+        }
+        return Outcome::CannotStart(reason);
     }
     if let Some(e) = stream_error
         && code == -1
@@ -662,6 +669,17 @@ fn start_failure_reason(message: &str) -> String {
     reason.trim_end_matches(": unknown").to_owned()
 }
 
+/// Whether the runtime's reason (see [`start_failure_reason`]) says that the program
+/// does not exist: `"nope": executable file not found in $PATH` for a name looked up on
+/// `PATH`, `"/x/y": stat /x/y: no such file or directory` for a path. The engine gives
+/// every failed start the same exit code, so its words are all there is to tell by. A
+/// missing working directory (`chdir to cwd ...`) is not a missing program.
+fn names_missing_program(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    !reason.contains("chdir")
+        && (reason.contains("not found in $path") || reason.ends_with("no such file or directory"))
+}
+
 /// The control handed to callers.
 struct DockerExec {
     shared: Arc<Shared>,
@@ -719,6 +737,23 @@ mod tests {
             "chdir to cwd (\"/x\") set in config.json failed: no such file or directory"
         );
         assert_eq!(start_failure_reason("something else"), "something else");
+    }
+
+    #[test]
+    fn only_a_missing_program_is_program_not_found() {
+        let reason = |message: &str| start_failure_reason(message);
+        for missing in [
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH: unknown",
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/no/such\": stat /no/such: no such file or directory: unknown",
+        ] {
+            assert!(names_missing_program(&reason(missing)), "{missing}");
+        }
+        for other in [
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/etc/hostname\": permission denied: unknown",
+            "OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd (\"/nonexist\") set in config.json failed: no such file or directory: unknown",
+        ] {
+            assert!(!names_missing_program(&reason(other)), "{other}");
+        }
     }
 
     #[test]

@@ -296,6 +296,12 @@ impl Files<'_> {
                         "removing files runs `{program}` in the sandbox, which failed: {reason}"
                     )),
                 ),
+                Error::ProgramNotFound { program } => Error::file(
+                    path,
+                    FileErrorKind::Other(format!(
+                        "removing files runs `{program}` in the sandbox, which has none"
+                    )),
+                ),
                 other => other,
             })?;
         if output.status.success() {

@@ -37,7 +37,7 @@ use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, Capacity, DirEntry, EgressDefault, Error,
     ExecProcess, ExecRequest, FileStat, IdleCost, ImageSource, Isolation, ListFilter,
     NetworkPolicy, Os, PauseSupport, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
-    Snapshot, TimeoutEnforcement, Transport, Tunnel,
+    SandboxState, Snapshot, TimeoutEnforcement, Transport, Tunnel,
 };
 
 use crate::client::Engine;
@@ -184,6 +184,7 @@ impl LocalDockerProvider {
                 .as_ref()
                 .and_then(|h| h.memory)
                 .is_some_and(|m| m > 0),
+            paused: inspect.state.as_ref().and_then(|s| s.paused) == Some(true),
             leftovers: Leftovers::of(inspect),
         };
         self.known
@@ -200,22 +201,89 @@ impl LocalDockerProvider {
             .remove(id);
     }
 
-    /// Runs `operation` on the sandbox's files; a sandbox that vanished is forgotten.
+    /// Records whether a remembered sandbox is paused.
+    fn set_paused(&self, id: &str, paused: bool) {
+        if let Some(meta) = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(id)
+        {
+            meta.paused = paused;
+        }
+    }
+
+    /// What the provider knows about sandbox `id`, which must not be paused for
+    /// `operation` (the trait method): one remembered as paused is inspected again, as
+    /// someone may have resumed it since.
+    async fn unpaused_meta(&self, id: &SandboxId, operation: &str) -> Result<Meta> {
+        let meta = match self.known_meta(id.as_str()) {
+            Some(meta) if !meta.paused => meta,
+            _ => self.remember(&self.inspect_ours(id.as_str()).await?),
+        };
+        if meta.paused {
+            return Err(Error::invalid_state(id, SandboxState::Paused, operation));
+        }
+        Ok(meta)
+    }
+
+    /// Runs `files_operation` for the trait method `operation` on the sandbox's files; a
+    /// sandbox that vanished is forgotten, one found paused is remembered so.
     async fn with_files<T>(
         &self,
         id: &SandboxId,
-        operation: impl AsyncFnOnce(Files<'_>) -> Result<T>,
+        operation: &str,
+        files_operation: impl AsyncFnOnce(Files<'_>) -> Result<T>,
     ) -> Result<T> {
-        let meta = self.meta(id).await?;
-        let result = operation(Files {
+        let meta = self.unpaused_meta(id, operation).await?;
+        let mut result = files_operation(Files {
             engine: &self.engine,
             meta: &meta,
         })
         .await;
-        if matches!(result, Err(Error::NotFound { .. })) {
-            self.forget(id.as_str());
+        match &mut result {
+            Err(Error::NotFound { .. }) => self.forget(id.as_str()),
+            // A command it runs (`rm` for `remove`) met the paused sandbox.
+            Err(Error::InvalidState {
+                operation: attempted,
+                ..
+            }) => {
+                self.set_paused(&meta.container_id, true);
+                operation.clone_into(attempted);
+            }
+            _ => {}
         }
         result
+    }
+
+    /// The error for a pause or resume the engine refused, from the
+    /// sandbox's state asked afresh: finished is `NotFound`, `refusing` (paused for a
+    /// pause, running for a resume) is `InvalidState`, anything else the engine's error.
+    async fn refused(
+        &self,
+        id: &SandboxId,
+        operation: &str,
+        refusing: SandboxState,
+        conflict: bollard::errors::Error,
+    ) -> Error {
+        let info = match self.inspect_info(id.as_str()).await {
+            Ok(info) => info,
+            Err(error) => return error,
+        };
+        self.set_paused(id.as_str(), info.state == SandboxState::Paused);
+        if info.state.is_finished() {
+            Error::sandbox_not_found(id)
+        } else if info.state == refusing {
+            Error::invalid_state(id, info.state, operation)
+        } else {
+            error::map(conflict, Subject::Sandbox(id.as_str()))
+        }
+    }
+
+    /// How many sandboxes (running or paused, anyone's) the engine holds now.
+    async fn live_sandboxes(&self) -> Result<u32> {
+        let ids = self.container_ids(&BTreeMap::new(), false).await?;
+        Ok(u32::try_from(ids.len()).unwrap_or(u32::MAX))
     }
 
     /// Inspects a container; `NotFound` unless it is ours.
@@ -349,6 +417,16 @@ impl SandboxProvider for LocalDockerProvider {
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
         spec.validate_with_ownership_tags()?;
         self.check_spec(spec)?;
+        // Counted, then created: creates racing each other may pass the limit by a few.
+        if let Some(max_sandboxes) = self.config.max_sandboxes
+            && self.live_sandboxes().await? >= max_sandboxes
+        {
+            return Err(Error::ResourceLimitExceeded {
+                message: format!(
+                    "the engine holds `max_sandboxes` ({max_sandboxes}) sandboxes already"
+                ),
+            });
+        }
         let source = spec.image.clone().unwrap_or_else(|| ImageSource::Registry {
             reference: self.config.default_image.clone(),
         });
@@ -395,44 +473,48 @@ impl SandboxProvider for LocalDockerProvider {
                 "exec timeouts on an engine whose processes this host cannot see",
             ));
         }
-        let meta = self.meta(id).await?;
+        let meta = self.unpaused_meta(id, "exec").await?;
         crate::exec::start(&self.engine, &meta, request)
             .await
-            .inspect_err(|e| {
-                if matches!(e, Error::NotFound { .. }) {
-                    self.forget(id.as_str());
-                }
+            .inspect_err(|e| match e {
+                Error::NotFound { .. } => self.forget(id.as_str()),
+                Error::InvalidState { .. } => self.set_paused(&meta.container_id, true),
+                _ => {}
             })
     }
 
     async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        self.with_files(id, async |files| files.read(path).await)
+        self.with_files(id, "read_file", async |files| files.read(path).await)
             .await
     }
 
     async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
-        self.with_files(id, async |files| files.write(path, contents).await)
-            .await
+        self.with_files(id, "write_file", async |files| {
+            files.write(path, contents).await
+        })
+        .await
     }
 
     async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
-        self.with_files(id, async |files| files.stat(path).await)
+        self.with_files(id, "stat", async |files| files.stat(path).await)
             .await
     }
 
     async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
-        self.with_files(id, async |files| files.list(path).await)
+        self.with_files(id, "list_dir", async |files| files.list(path).await)
             .await
     }
 
     async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
-        self.with_files(id, async |files| files.make_dir(path).await)
+        self.with_files(id, "make_dir", async |files| files.make_dir(path).await)
             .await
     }
 
     async fn remove(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<()> {
-        self.with_files(id, async |files| files.remove(path, recursive).await)
-            .await
+        self.with_files(id, "remove", async |files| {
+            files.remove(path, recursive).await
+        })
+        .await
     }
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
@@ -480,18 +562,24 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
-        self.with_files(id, async |files| files.upload_archive(path, tar).await)
-            .await
+        self.with_files(id, "upload_archive", async |files| {
+            files.upload_archive(path, tar).await
+        })
+        .await
     }
 
     async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        self.with_files(id, async |files| files.download_archive(path).await)
-            .await
+        self.with_files(id, "download_archive", async |files| {
+            files.download_archive(path).await
+        })
+        .await
     }
 
     async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
-        self.with_files(id, async |files| files.read_stream(path).await)
-            .await
+        self.with_files(id, "read_file_stream", async |files| {
+            files.read_stream(path).await
+        })
+        .await
     }
 
     async fn write_file_stream(
@@ -500,13 +588,17 @@ impl SandboxProvider for LocalDockerProvider {
         path: &str,
         contents: ByteStream,
     ) -> Result<()> {
-        self.with_files(id, async |files| files.write_stream(path, contents).await)
-            .await
+        self.with_files(id, "write_file_stream", async |files| {
+            files.write_stream(path, contents).await
+        })
+        .await
     }
 
     async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
-        self.with_files(id, async |files| files.download_archive_stream(path).await)
-            .await
+        self.with_files(id, "download_archive_stream", async |files| {
+            files.download_archive_stream(path).await
+        })
+        .await
     }
 
     async fn upload_archive_stream(
@@ -515,7 +607,7 @@ impl SandboxProvider for LocalDockerProvider {
         path: &str,
         tar: ByteStream,
     ) -> Result<()> {
-        self.with_files(id, async |files| {
+        self.with_files(id, "upload_archive_stream", async |files| {
             files.upload_archive_stream(path, tar).await
         })
         .await
@@ -539,12 +631,15 @@ impl SandboxProvider for LocalDockerProvider {
     async fn pause(&self, id: &SandboxId) -> Result<()> {
         let meta = self.meta(id).await?;
         match self.engine.docker.pause_container(&meta.container_id).await {
-            Ok(()) => Ok(()),
-            Err(e) => match error::map(e, Subject::Sandbox(&meta.container_id)) {
-                // "already paused": pausing is idempotent.
-                Error::Provider { .. } => Ok(()),
-                other => Err(other),
-            },
+            Ok(()) => {
+                self.set_paused(&meta.container_id, true);
+                Ok(())
+            }
+            // "is already paused", or "is not running" for a finished sandbox.
+            Err(e) if error::is_state_refusal(&e) => {
+                Err(self.refused(id, "pause", SandboxState::Paused, e).await)
+            }
+            Err(e) => Err(error::map(e, Subject::Sandbox(&meta.container_id))),
         }
     }
 
@@ -556,15 +651,13 @@ impl SandboxProvider for LocalDockerProvider {
             .unpause_container(&meta.container_id)
             .await
         {
-            Ok(()) => Ok(()),
-            Err(e) if error::is_conflict(&e) => {
-                // "is not paused" is fine; "is not running" is a finished sandbox.
-                let running = self.inspect_info(&meta.container_id).await?;
-                if running.state.is_finished() {
-                    Err(Error::sandbox_not_found(id))
-                } else {
-                    Ok(())
-                }
+            Ok(()) => {
+                self.set_paused(&meta.container_id, false);
+                Ok(())
+            }
+            // "is not paused", said of a running sandbox and of a finished one alike.
+            Err(e) if error::is_state_refusal(&e) => {
+                Err(self.refused(id, "resume", SandboxState::Running, e).await)
             }
             Err(e) => Err(error::map(e, Subject::Sandbox(&meta.container_id))),
         }
@@ -600,12 +693,20 @@ impl SandboxProvider for LocalDockerProvider {
     }
 
     async fn capacity(&self) -> Result<Capacity> {
+        // Without a limit there is no count of sandboxes that still fit to report.
+        let Some(max_sandboxes) = self.config.max_sandboxes else {
+            return Err(Error::unsupported(
+                PROVIDER_NAME,
+                "capacity queries without `max_sandboxes`",
+            ));
+        };
         let ids = self.container_ids(&BTreeMap::new(), false).await?;
+        let live = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         let infos = self.infos(ids).await?;
         let used_cpu: f64 = infos.iter().filter_map(|info| info.cpu).sum();
         let used_memory_mib: u64 = infos.iter().filter_map(|info| info.memory_mib).sum();
         Ok(Capacity {
-            available_sandboxes: None,
+            available_sandboxes: Some(max_sandboxes.saturating_sub(live)),
             available_cpu: Some((f64::from(self.engine.ncpu) - used_cpu).max(0.0)),
             available_memory_mib: Some(
                 (self.engine.mem_total_bytes / (1024 * 1024)).saturating_sub(used_memory_mib),

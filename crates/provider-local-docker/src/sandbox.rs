@@ -47,6 +47,11 @@ pub(crate) struct Meta {
     pub workdir: String,
     /// Whether a memory limit is set (an out-of-memory kill is then reported as such).
     pub memory_limited: bool,
+    /// Whether it was paused when last seen: inspected, paused or resumed by this
+    /// instance, or refused an exec as paused. Only a sandbox paused behind this
+    /// instance's back since then slips through, for the file operations the engine
+    /// serves on a paused container (reads and writes through its archive API).
+    pub paused: bool,
     /// Images that go when the sandbox goes.
     pub leftovers: Leftovers,
 }

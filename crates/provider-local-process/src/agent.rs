@@ -106,7 +106,13 @@ pub(crate) fn spawn(
 
 fn spawn_error(program: &str, kind: ErrorKind, message: String) -> Error {
     let reason = match kind {
-        ErrorKind::NotFound => "no such file or directory".to_owned(),
+        // The working directory was checked before: what is missing is the program (or
+        // its script's interpreter).
+        ErrorKind::NotFound => {
+            return Error::ProgramNotFound {
+                program: program.to_owned(),
+            };
+        }
         ErrorKind::PermissionDenied => "permission denied: not executable".to_owned(),
         ErrorKind::IsADirectory => "is a directory".to_owned(),
         _ => message,

@@ -47,10 +47,3 @@ pub(crate) fn file_kind(source: &io::Error) -> FileErrorKind {
 pub(crate) fn outside(path: &str) -> Error {
     Error::file(path, FileErrorKind::OutsideSandbox)
 }
-
-/// The error for a sandbox that is paused when an operation needs it running.
-pub(crate) fn paused(id: impl fmt::Display) -> Error {
-    Error::Unavailable {
-        message: format!("sandbox `{id}` is paused; resume it first"),
-    }
-}

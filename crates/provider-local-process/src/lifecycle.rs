@@ -8,7 +8,9 @@ use rustix::fs::{Mode, OFlags};
 use rustix::process::Signal;
 use sandkit_agent::protocol::{Request, SpawnRequest};
 use sandkit_core::ownership::unix_now;
-use sandkit_core::{Error, ImageSource, NetworkPolicy, Result, SandboxId, SandboxSpec};
+use sandkit_core::{
+    Error, ImageSource, NetworkPolicy, Result, SandboxId, SandboxSpec, SandboxState,
+};
 
 use crate::agent;
 use crate::error::internal;
@@ -43,9 +45,14 @@ impl LocalProcessProvider {
         Ok((record, layout))
     }
 
-    /// The files of a live sandbox, through a handle of its root.
-    pub(crate) async fn files_of(&self, id: &SandboxId) -> Result<SandboxFs> {
+    /// The files of a live sandbox, through a handle of its root, for `operation` (the
+    /// trait method): a paused sandbox refuses it, as on every provider, although its
+    /// files here could be reached.
+    pub(crate) async fn files_of(&self, id: &SandboxId, operation: &str) -> Result<SandboxFs> {
         let (record, layout) = self.live(id).await?;
+        if record.paused {
+            return Err(Error::invalid_state(id, SandboxState::Paused, operation));
+        }
         blocking(move || sandbox_fs(&record, &layout)).await
     }
 

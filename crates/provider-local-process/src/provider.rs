@@ -19,7 +19,7 @@ use tokio_util::io::ReaderStream;
 use crate::NAME;
 use crate::agent;
 use crate::config::{Isolation, LocalProcessConfig};
-use crate::error::{internal, paused};
+use crate::error::internal;
 use crate::exec::LocalExec;
 use crate::files::Trust;
 use crate::launch;
@@ -345,7 +345,7 @@ impl SandboxProvider for LocalProcessProvider {
             });
         }
         if record.paused {
-            return Err(paused(id));
+            return Err(Error::invalid_state(id, SandboxState::Paused, "exec"));
         }
         self.warn_if_unisolated(&record);
         let cwd = match &request.cwd {
@@ -388,10 +388,24 @@ impl SandboxProvider for LocalProcessProvider {
             (None, std::os::fd::OwnedFd::from(null))
         };
         let socket = layout.socket.clone();
-        let connection = blocking(move || {
+        let spawned = blocking(move || {
             agent::spawn(&socket, spawn, agent::stdio(&stdin_r, &stdout_w, &stderr_w))
         })
-        .await?;
+        .await;
+        let connection = match spawned {
+            // A given cwd was checked above; the default one, the workdir, may have been
+            // removed by a command, and is then what is missing.
+            Err(not_found @ Error::ProgramNotFound { .. }) if request.cwd.is_none() => {
+                let fs = blocking(move || crate::lifecycle::sandbox_fs(&record, &layout)).await?;
+                let gone = blocking(move || Ok(fs.kind_following(".").is_err())).await?;
+                return Err(if gone {
+                    Error::file(cwd.display().to_string(), FileErrorKind::NotFound)
+                } else {
+                    not_found
+                });
+            }
+            spawned => spawned?,
+        };
         let control = LocalExec::new(connection, request.timeout)?;
         Ok(ExecProcess::new(
             &request,
@@ -403,37 +417,37 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "read_file").await?;
         let path = path.to_owned();
         blocking(move || fs.read(&path)).await
     }
 
     async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "write_file").await?;
         let path = path.to_owned();
         blocking(move || fs.write(&path, &contents)).await
     }
 
     async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "stat").await?;
         let path = path.to_owned();
         blocking(move || fs.stat(&path)).await
     }
 
     async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "list_dir").await?;
         let path = path.to_owned();
         blocking(move || fs.list(&path)).await
     }
 
     async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "make_dir").await?;
         let path = path.to_owned();
         blocking(move || fs.make_dir(&path)).await
     }
 
     async fn remove(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<()> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "remove").await?;
         let path = path.to_owned();
         blocking(move || fs.remove(&path, recursive)).await
     }
@@ -443,7 +457,7 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "read_file_stream").await?;
         let shown = path.to_owned();
         let (file, _) = blocking(move || fs.open_read(&shown)).await?;
         let shown = path.to_owned();
@@ -460,7 +474,7 @@ impl SandboxProvider for LocalProcessProvider {
         mut contents: ByteStream,
     ) -> Result<()> {
         use tokio::io::AsyncWriteExt;
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "write_file_stream").await?;
         let shown = path.to_owned();
         let file = blocking(move || fs.open_write(&shown)).await?;
         let mut out = tokio::fs::File::from_std(file);
@@ -473,7 +487,7 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn download_archive_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "download_archive_stream").await?;
         let shown = path.to_owned();
         let source = blocking(move || fs.open_archive(&shown)).await?;
         let (mut writer, stream) = sandkit_core::stream::chunk_channel(4, STREAM_CHUNK_BYTES);
@@ -491,7 +505,7 @@ impl SandboxProvider for LocalProcessProvider {
         path: &str,
         tar: ByteStream,
     ) -> Result<()> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "upload_archive_stream").await?;
         let path = path.to_owned();
         let reader = tokio_util::io::StreamReader::new(
             tar.map(|chunk| chunk.map_err(std::io::Error::other)),
@@ -501,13 +515,13 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "upload_archive").await?;
         let path = path.to_owned();
         blocking(move || fs.unpack_archive(&path, &tar[..], Trust::Upload)).await
     }
 
     async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        let fs = self.files_of(id).await?;
+        let fs = self.files_of(id, "download_archive").await?;
         let path = path.to_owned();
         blocking(move || fs.pack_archive(&path)).await
     }
@@ -595,18 +609,27 @@ impl LocalProcessProvider {
     }
 
     async fn pause_or_resume(&self, id: &SandboxId, pause: bool) -> Result<()> {
-        let (_, layout) = self.live(id).await?;
-        let request = if pause {
-            Request::Pause
-        } else {
-            Request::Resume
+        let (record, layout) = self.live(id).await?;
+        let (request, operation) = match (pause, record.paused) {
+            (true, false) => (Request::Pause, "pause"),
+            (false, true) => (Request::Resume, "resume"),
+            (true, true) => {
+                return Err(Error::invalid_state(id, SandboxState::Paused, "pause"));
+            }
+            (false, false) => {
+                return Err(Error::invalid_state(
+                    id,
+                    Self::info_of(&record).state,
+                    "resume",
+                ));
+            }
         };
         let socket = layout.socket.clone();
         match blocking(move || agent::request(&socket, &request)).await? {
             Reply::Done => {}
             other => {
                 return Err(internal(
-                    "pausing or resuming",
+                    format!("{operation} of {id}"),
                     std::io::Error::other(format!("{other:?}")),
                 ));
             }

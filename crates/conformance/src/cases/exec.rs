@@ -594,21 +594,24 @@ pub(crate) async fn exec_non_executable_is_exec_failed(cx: Cx) -> Result<()> {
     }
 }
 
-pub(crate) async fn exec_missing_binary_is_exec_failed(cx: Cx) -> Result<()> {
+pub(crate) async fn exec_missing_binary_is_program_not_found(cx: Cx) -> Result<()> {
     let id = cx.sandbox().await?;
     for program in [
         "conformance-no-such-program",
         "/conformance/no/such/program",
     ] {
         match outcome_within(&cx, &id, ExecRequest::new([program, "arg"])).await? {
-            Err(Error::ExecFailed { .. }) => {}
+            Err(Error::ProgramNotFound { program: named }) => ensure!(
+                named == program,
+                "ProgramNotFound names {named:?}, not {program:?}"
+            ),
             Ok(output) => bail!(
-                "a missing program `{program}` must be ExecFailed, got {} (stderr {})",
+                "a missing program `{program}` must be ProgramNotFound, got {} (stderr {})",
                 output.status,
                 show(&output.stderr)
             ),
             Err(error) => bail!(
-                "`{program}`: expected ExecFailed, got {} error: {error}",
+                "`{program}`: expected ProgramNotFound, got {} error: {error}",
                 error.kind()
             ),
         }

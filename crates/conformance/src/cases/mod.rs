@@ -434,9 +434,9 @@ pub(crate) static CASES: &[Case] = &[
         "executing a file without execute permission is ExecFailed"
     ),
     case!(
-        exec::exec_missing_binary_is_exec_failed,
+        exec::exec_missing_binary_is_program_not_found,
         Need::NOTHING,
-        "a missing program is ExecFailed, promptly"
+        "a missing program (on PATH or by path) is ProgramNotFound naming it, promptly"
     ),
     case!(
         exec::exec_empty_argv_is_invalid,
@@ -590,6 +590,16 @@ pub(crate) static CASES: &[Case] = &[
         optional::pause_resume_keeps_files,
         PAUSE,
         "files survive pause and resume"
+    ),
+    case!(
+        optional::paused_sandbox_refuses_exec_until_resumed,
+        PAUSE,
+        "exec (and file operations) on a paused sandbox is InvalidState, promptly; after resume exec works"
+    ),
+    case!(
+        optional::pause_of_paused_and_resume_of_running_are_invalid_state,
+        PAUSE,
+        "pausing a paused sandbox and resuming a running one are InvalidState naming the state"
     ),
     case!(
         optional::pause_unsupported,

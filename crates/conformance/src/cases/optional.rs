@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
-use sandkit_core::{ExecRequest, SandboxId, SandboxState};
+use sandkit_core::{Error, ExecRequest, SandboxId, SandboxState};
 
-use crate::case::{Cx, expect_unsupported};
+use crate::case::{Cx, expect_error, expect_unsupported};
 
 pub(crate) async fn snapshot_restore_shows_file(cx: Cx) -> Result<()> {
     let source = cx.sandbox().await?;
@@ -167,6 +167,108 @@ pub(crate) async fn pause_resume_keeps_files(cx: Cx) -> Result<()> {
         seen == "kept",
         "after pause and resume the file reads {seen:?}"
     );
+    Ok(())
+}
+
+/// How long a call on a paused sandbox may take to be refused: a provider that waits on
+/// the frozen sandbox instead hangs.
+const REFUSAL: Duration = Duration::from_secs(30);
+
+/// Fails unless `call` is refused promptly with [`Error::InvalidState`] naming `id` and
+/// `state`.
+async fn expect_invalid_state<T>(
+    call: impl std::future::Future<Output = sandkit_core::Result<T>>,
+    id: &SandboxId,
+    state: SandboxState,
+    what: &str,
+) -> Result<()> {
+    let result = tokio::time::timeout(REFUSAL, call)
+        .await
+        .with_context(|| format!("{what} did not answer within {REFUSAL:?}"))?;
+    let error = expect_error(result, &format!("InvalidState for {what}"), |e| {
+        matches!(e, Error::InvalidState { .. })
+    })?;
+    if let Error::InvalidState {
+        id: named,
+        state: named_state,
+        ..
+    } = &error
+    {
+        ensure!(
+            named == id && *named_state == state,
+            "{what}: InvalidState names sandbox {named} {named_state}, expected {id} {state}"
+        );
+        ensure!(!error.is_retryable(), "{what}: InvalidState is retryable");
+    }
+    Ok(())
+}
+
+pub(crate) async fn paused_sandbox_refuses_exec_until_resumed(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    cx.provider()
+        .pause(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("pause: {e}"))?;
+    let exec = async {
+        cx.provider()
+            .exec(&id, ExecRequest::new(["echo", "ran"]))
+            .await?
+            .output()
+            .await
+    };
+    expect_invalid_state(exec, &id, SandboxState::Paused, "exec while paused").await?;
+    if cx.caps().files {
+        expect_invalid_state(
+            cx.provider()
+                .write_file(&id, "paused.txt", bytes::Bytes::from_static(b"x")),
+            &id,
+            SandboxState::Paused,
+            "write_file while paused",
+        )
+        .await?;
+        expect_invalid_state(
+            cx.provider().read_file(&id, "paused.txt"),
+            &id,
+            SandboxState::Paused,
+            "read_file while paused",
+        )
+        .await?;
+    }
+    cx.provider()
+        .resume(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("resume: {e}"))?;
+    let seen = cx.sh(&id, "echo ran").await?;
+    ensure!(seen == "ran\n", "exec after resume printed {seen:?}");
+    Ok(())
+}
+
+pub(crate) async fn pause_of_paused_and_resume_of_running_are_invalid_state(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    expect_invalid_state(
+        cx.provider().resume(&id),
+        &id,
+        SandboxState::Running,
+        "resume of a running sandbox",
+    )
+    .await?;
+    cx.provider()
+        .pause(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("pause: {e}"))?;
+    expect_invalid_state(
+        cx.provider().pause(&id),
+        &id,
+        SandboxState::Paused,
+        "pause of a paused sandbox",
+    )
+    .await?;
+    // The refused pause changed nothing: one resume makes it run again.
+    cx.provider()
+        .resume(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("resume: {e}"))?;
+    cx.sh(&id, "true").await?;
     Ok(())
 }
 

@@ -266,6 +266,7 @@ impl LocalDockerProvider {
             container_id: id.to_owned(),
             workdir: workdir.to_owned(),
             memory_limited: spec.memory_mib.is_some(),
+            paused: false,
             leftovers: Leftovers::default(),
         };
         // Written before the start, so the entrypoint already sees them.
@@ -340,8 +341,10 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
         fs_snapshot: true,
         pause: PauseSupport::Yes,
         pause_keeps_memory: true,
-        capacity_query: true,
-        max_concurrent: None,
+        // Free cpu and memory are known, but only a configured limit says how many
+        // more sandboxes fit, which is what a capacity query answers first.
+        capacity_query: config.max_sandboxes.is_some(),
+        max_concurrent: config.max_sandboxes,
         max_lifetime_secs: Some(FOREVER_SECS),
         default_lifetime_secs: config.default_lifetime_secs,
         idle_timeout: false,

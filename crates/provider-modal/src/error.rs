@@ -12,6 +12,36 @@ use tonic::{Code, Status};
 use crate::NAME;
 use crate::retry::server_retry_after;
 
+/// A failed control-plane call: the server's status and what the call was about. `?` maps
+/// it into sandkit's error with [`from_status`]; callers that treat some codes otherwise
+/// look at [`CallError::code`] first.
+#[derive(Debug)]
+pub(crate) struct CallError {
+    status: Status,
+    subject: String,
+}
+
+impl CallError {
+    /// `status` from a call about `subject`.
+    pub fn new(status: Status, subject: &str) -> Self {
+        Self {
+            status,
+            subject: subject.to_owned(),
+        }
+    }
+
+    /// The status code the server answered.
+    pub fn code(&self) -> Code {
+        self.status.code()
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(error: CallError) -> Self {
+        from_status(&error.status, &error.subject)
+    }
+}
+
 /// Maps a failed call about `subject` (e.g. "sandbox `sb-…`") into a core error.
 pub(crate) fn from_status(status: &Status, subject: &str) -> Error {
     let message = status.message();

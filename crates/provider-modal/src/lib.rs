@@ -39,20 +39,29 @@
 //!   the caller's input fails, stdin gets no `end` and the helper is killed.
 //! - `terminate` sends `SandboxTerminate`, then long-polls `SandboxWait` until a result.
 
+mod calls;
+mod capabilities;
 mod client;
 mod config;
 mod error;
 mod exec;
 mod files;
+mod images;
+mod known;
+mod listing;
+mod mapping;
+mod objects;
+mod prices;
 mod provider;
 mod retry;
+mod router_access;
 
+pub use capabilities::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, capabilities};
 pub use config::{DEFAULT_APP_NAME, DEFAULT_IMAGE, DEFAULT_SERVER_URL, ModalConfig};
 pub use exec::{EXEC_ID_ENV, KILL_SCRIPT, kill_argv};
 pub use files::FS_TOOLS_PATH;
-pub use provider::{
-    DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, ModalProvider, capabilities, price_sheet,
-};
+pub use prices::price_sheet;
+pub use provider::ModalProvider;
 pub use retry::retry_policy_details;
 
 /// The registry name.

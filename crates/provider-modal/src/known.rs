@@ -1,7 +1,7 @@
 //! What this provider instance knows about sandboxes beyond what Modal reports: their
 //! command routers once opened, their working directories, and what their specs asked for.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sandkit_core::{GpuRequest, SandboxSpec};
@@ -19,7 +19,8 @@ pub(crate) struct Known {
     pub placement: Option<Placement>,
 }
 
-/// The parts of a spec a listing may not report.
+/// The parts of a spec a listing may not report, and the tags the sandbox was created with
+/// (a listing filtered by them finds it without asking for its tags first).
 #[derive(Clone, Default)]
 pub(crate) struct Placement {
     pub name: Option<String>,
@@ -27,6 +28,7 @@ pub(crate) struct Placement {
     pub memory_mib: Option<u64>,
     pub gpu: Option<GpuRequest>,
     pub region: Option<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Placement {
@@ -38,6 +40,7 @@ impl Placement {
             memory_mib: spec.memory_mib,
             gpu: spec.gpu,
             region: spec.region.clone(),
+            tags: spec.tags.clone(),
         }
     }
 }

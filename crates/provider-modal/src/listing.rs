@@ -52,14 +52,27 @@ pub(crate) fn is_finished(result: Option<&pb::GenericResult>) -> bool {
 
 impl ModalProvider {
     /// `info`: the sandbox's listing entry, which carries its creation time, resources and
-    /// task: `SandboxWait` (has it ended?), `SandboxTagsGet`, then `SandboxList` filtered by
-    /// the sandbox's own tags, which keeps the search short.
+    /// task. A sandbox this instance created is searched by the tags it was created with:
+    /// `SandboxWait` (has it ended?) and one `SandboxList` page. Any other sandbox, or one
+    /// whose tags changed since, is searched by its current tags: `SandboxTagsGet` first.
     pub(crate) async fn describe(&self, id: &SandboxId) -> Result<SandboxInfo> {
         if !is_v1_sandbox_id(id.as_str()) {
             return Err(Error::sandbox_not_found(id));
         }
         if self.poll(id.as_str()).await?.is_some() {
             return Err(Error::sandbox_not_found(id));
+        }
+        if let Some(placement) = self.known.get(id.as_str()).placement
+            && let Some(entry) = self.find_listed(id, &placement.tags).await?
+            // The listing's tags are the sandbox's when they hold what it was found by.
+            && placement.tags.iter().all(|(name, value)| {
+                entry
+                    .tags
+                    .iter()
+                    .any(|tag| tag.tag_name == *name && tag.tag_value == *value)
+            })
+        {
+            return Ok(self.info_from(entry));
         }
         let tags = self.tags(id).await?;
         let mut info = match self.find_listed(id, &tags).await? {

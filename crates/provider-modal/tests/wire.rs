@@ -246,3 +246,55 @@ async fn create_builds_the_image_and_sends_the_whole_definition() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The control-plane methods called since `calls` was last cleared.
+fn methods(fake: &support::Fake) -> Vec<&'static str> {
+    let state = fake.state.lock().unwrap();
+    state.calls.iter().map(|(method, _)| *method).collect()
+}
+
+#[tokio::test]
+async fn info_lists_by_the_creation_tags_without_asking_for_them() {
+    use sandkit_core::{SandboxSpec, SandboxState};
+
+    let (provider, fake) = serve(State::default()).await;
+    let spec = SandboxSpec::new().tag("team", "evals").cpu(0.5);
+    provider.create(&spec).await.unwrap();
+    fake.state.lock().unwrap().calls.clear();
+
+    let info = provider.info(&id()).await.unwrap();
+    assert_eq!(methods(&fake), ["SandboxWait", "SandboxList"]);
+    assert_eq!(info.state, SandboxState::Running);
+    assert_eq!(info.tags["team"], "evals");
+    assert_eq!(info.cpu, Some(0.5), "filled from the spec");
+    assert_eq!(info.created_at_unix_secs, 1_700_000_000);
+}
+
+#[tokio::test]
+async fn info_asks_for_the_tags_when_they_changed_since_creation() {
+    use sandkit_modal_proto::client::SandboxTag;
+
+    let (provider, fake) = serve(State::default()).await;
+    let spec = sandkit_core::SandboxSpec::new().tag("team", "evals");
+    provider.create(&spec).await.unwrap();
+    {
+        let mut state = fake.state.lock().unwrap();
+        state.calls.clear();
+        state.tags = vec![SandboxTag {
+            tag_name: "team".into(),
+            tag_value: "infra".into(),
+        }];
+    }
+
+    let info = provider.info(&id()).await.unwrap();
+    assert_eq!(
+        methods(&fake),
+        [
+            "SandboxWait",
+            "SandboxList",
+            "SandboxTagsGet",
+            "SandboxList"
+        ]
+    );
+    assert_eq!(info.tags["team"], "infra");
+}

@@ -16,10 +16,12 @@ use sandkit_modal_proto::client::{
     EnvironmentGetOrCreateRequest, EnvironmentGetOrCreateResponse, EnvironmentMetadata,
     EnvironmentSettings, GenericResult, ImageGetOrCreateRequest, ImageGetOrCreateResponse,
     ImageJoinStreamingRequest, ImageJoinStreamingResponse, ImageMetadata, SandboxCreateRequest,
-    SandboxCreateResponse, SandboxGetTaskIdRequest, SandboxGetTaskIdResponse,
-    SandboxTerminateRequest, SandboxTerminateResponse, SandboxWaitRequest, SandboxWaitResponse,
-    SecretGetOrCreateRequest, SecretGetOrCreateResponse, TaskGetCommandRouterAccessRequest,
-    TaskGetCommandRouterAccessResponse, generic_result::GenericStatus,
+    SandboxCreateResponse, SandboxGetTaskIdRequest, SandboxGetTaskIdResponse, SandboxInfo,
+    SandboxListRequest, SandboxListResponse, SandboxTag, SandboxTagsGetRequest,
+    SandboxTagsGetResponse, SandboxTerminateRequest, SandboxTerminateResponse, SandboxWaitRequest,
+    SandboxWaitResponse, SecretGetOrCreateRequest, SecretGetOrCreateResponse,
+    TaskGetCommandRouterAccessRequest, TaskGetCommandRouterAccessResponse, TaskInfo,
+    generic_result::GenericStatus,
 };
 use sandkit_modal_proto::task_command_router::task_command_router_server::{
     TaskCommandRouter, TaskCommandRouterServer,
@@ -133,6 +135,8 @@ pub struct State {
     pub secrets: Vec<SecretGetOrCreateRequest>,
     pub images: Vec<ImageGetOrCreateRequest>,
     pub created: Vec<SandboxCreateRequest>,
+    /// The sandbox's tags: those it was created with, unless a test changes them.
+    pub tags: Vec<SandboxTag>,
 }
 
 #[derive(Clone)]
@@ -298,11 +302,10 @@ impl ModalClient for Fake {
         &self,
         request: Request<SandboxCreateRequest>,
     ) -> Result<Response<SandboxCreateResponse>, Status> {
-        self.state
-            .lock()
-            .unwrap()
-            .created
-            .push(request.into_inner());
+        let request = request.into_inner();
+        let mut state = self.state.lock().unwrap();
+        state.tags = request.tags.clone();
+        state.created.push(request);
         Ok(Response::new(SandboxCreateResponse {
             sandbox_id: SANDBOX.into(),
             ..Default::default()
@@ -346,6 +349,44 @@ impl ModalClient for Fake {
     ) -> Result<Response<SandboxWaitResponse>, Status> {
         self.record("SandboxWait", request.metadata());
         Ok(Response::new(SandboxWaitResponse::default()))
+    }
+
+    async fn sandbox_tags_get(
+        &self,
+        request: Request<SandboxTagsGetRequest>,
+    ) -> Result<Response<SandboxTagsGetResponse>, Status> {
+        self.record("SandboxTagsGet", request.metadata());
+        Ok(Response::new(SandboxTagsGetResponse {
+            tags: self.state.lock().unwrap().tags.clone(),
+        }))
+    }
+
+    /// The one sandbox, running, when it has every tag asked for; one page.
+    async fn sandbox_list(
+        &self,
+        request: Request<SandboxListRequest>,
+    ) -> Result<Response<SandboxListResponse>, Status> {
+        self.record("SandboxList", request.metadata());
+        let request = request.into_inner();
+        let tags = self.state.lock().unwrap().tags.clone();
+        let matches = request.before_timestamp == 0.0
+            && request.tags.iter().all(|wanted| tags.contains(wanted));
+        let sandboxes = if matches {
+            vec![SandboxInfo {
+                id: SANDBOX.into(),
+                created_at: 1_700_000_000.0,
+                task_info: Some(TaskInfo {
+                    id: TASK.into(),
+                    ..Default::default()
+                }),
+                tags,
+                timeout_secs: 300,
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(SandboxListResponse { sandboxes }))
     }
 
     async fn sandbox_get_task_id(

@@ -18,6 +18,9 @@ environment named ``sandkit`` is registered through inspect_ai's entry point.
 
 from __future__ import annotations
 
+import atexit as _atexit
+import time as _time
+
 from . import _native
 from ._client import (
     ExecResult,
@@ -38,6 +41,16 @@ LINKED_PROVIDERS: list[str] = list(_native.LINKED_PROVIDERS)
 """Registry names of the providers this build links."""
 
 __version__ = "0.1.0"
+
+
+@_atexit.register
+def _let_completions_finish() -> None:
+    # A tokio thread hands each result to asyncio inside `call_soon_threadsafe`, which
+    # lets go of the GIL while it wakes the loop; the woken program can reach interpreter
+    # finalization before that thread takes the GIL back to finish, and it then crashes
+    # on torn-down state (pyo3-async-runtimes has no shutdown hook, its issue 40).
+    # Sleeping here, with the GIL released, lets such a thread finish first.
+    _time.sleep(0.05)
 
 __all__ = [
     "ExecResult",

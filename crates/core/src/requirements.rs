@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use crate::capabilities::{Capabilities, Feature, GpuKind, Isolation};
+use crate::error::{Error, Result};
 use crate::exec::ExecRequest;
 use crate::spec::{ImageSource, NetworkPolicy, SandboxSpec};
 
@@ -275,6 +276,28 @@ impl Requirements {
             memory_mib: max_opt(self.memory_mib, other.memory_mib),
             features: self.features.union(&other.features).copied().collect(),
         }
+    }
+
+    /// The one refusal rule, for the `Checked` layer and for a provider that must not run
+    /// what it cannot honour even when called without layers: the first unmet
+    /// requirement as an error. A value over a provider maximum (`lifetime.max`,
+    /// `gpu.count`, `cpu.max`, `memory.max`) is [`Error::InvalidSpec`] naming the spec
+    /// field; anything missing is [`Error::Unsupported`] naming the rule.
+    pub fn enforce(&self, provider: &str, caps: &Capabilities) -> Result<()> {
+        let Some(unmet) = self.check(caps).into_iter().next() else {
+            return Ok(());
+        };
+        let field = match unmet.rule.as_str() {
+            "lifetime.max" => Some("lifetime_secs"),
+            "gpu.count" => Some("gpu.count"),
+            "cpu.max" => Some("cpu"),
+            "memory.max" => Some("memory_mib"),
+            _ => None,
+        };
+        Err(match field {
+            Some(field) => Error::invalid_spec(field, unmet.reason),
+            None => Error::unsupported(provider, format!("{} ({})", unmet.rule, unmet.reason)),
+        })
     }
 
     /// Whether `caps` meets every requirement.

@@ -36,8 +36,8 @@ use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, Capacity, DirEntry, EgressDefault, Error,
     ExecProcess, ExecRequest, FileStat, IdleCost, ImageSource, Isolation, ListFilter,
-    NetworkPolicy, Os, PauseSupport, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
-    SandboxState, Snapshot, TimeoutEnforcement, Transport, Tunnel,
+    NetworkPolicy, Os, PauseSupport, Requirements, Result, SandboxId, SandboxInfo, SandboxProvider,
+    SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement, Transport, Tunnel,
 };
 
 use crate::client::Engine;

@@ -245,15 +245,9 @@ impl SandboxProvider for LocalProcessProvider {
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
         spec.validate_with_ownership_tags()?;
         self.check_provider_options(&spec.provider_options)?;
-        if let Some(unmet) = Requirements::from_spec(spec)
-            .check(&self.capabilities)
-            .first()
-        {
-            return Err(Error::unsupported(
-                NAME,
-                format!("{} ({})", unmet.rule, unmet.reason),
-            ));
-        }
+        // The `Checked` layer's rule, again: called without layers, a sandbox must still
+        // not get less isolation (say, the host's network) than its spec asks for.
+        Requirements::from_spec(spec).enforce(NAME, &self.capabilities)?;
         let id = format!("lp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let record = self.new_record(&id, spec)?;
         self.warn_if_unisolated(&record);
@@ -332,12 +326,7 @@ impl SandboxProvider for LocalProcessProvider {
 
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess> {
         request.validate()?;
-        if request.pty {
-            return Err(Error::unsupported(NAME, "pseudo-terminals"));
-        }
-        if request.user.is_some() {
-            return Err(Error::unsupported(NAME, "running commands as another user"));
-        }
+        Requirements::from_exec(&request).enforce(NAME, &self.capabilities)?;
         let (record, layout) = self.live(id).await?;
         if record.phase != Phase::Running {
             return Err(Error::Unavailable {

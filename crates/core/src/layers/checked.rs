@@ -6,23 +6,24 @@ use bytes::Bytes;
 
 use super::Layer;
 use crate::capabilities::{Capabilities, Feature};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::provider::{
     Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
     Tunnel,
 };
-use crate::requirements::{Requirements, Unmet};
+use crate::requirements::Requirements;
 use crate::spec::SandboxSpec;
 
 /// Rejects what the provider cannot honour, before the provider runs: invalid specs and
 /// requests, options beyond its [`Capabilities`], and operations it does not offer. It
 /// changes nothing it passes on.
 ///
-/// One rule, one error kind, on every provider: a value over a provider maximum
-/// (`lifetime.max`, `gpu.count`, `cpu.max`, `memory.max`) is [`Error::InvalidSpec`] naming
-/// the spec field; a missing [`Feature`] (or GPU kind, isolation, region) is
-/// [`Error::Unsupported`] naming the rule. Providers may trust a spec that passed.
+/// One rule, one error kind, on every provider ([`Requirements::enforce`]): a value over
+/// a provider maximum is [`InvalidSpec`](crate::Error::InvalidSpec) naming the spec
+/// field; a missing [`Feature`] (or GPU kind, isolation, region) is
+/// [`Unsupported`](crate::Error::Unsupported) naming the rule. Providers may trust a spec
+/// that passed.
 pub struct Checked {
     inner: Arc<dyn SandboxProvider>,
 }
@@ -47,36 +48,12 @@ impl Checked {
         self.inner.capabilities()
     }
 
-    fn refuse(&self, unmet: &Unmet) -> Error {
-        let field = match unmet.rule.as_str() {
-            "lifetime.max" => Some("lifetime_secs"),
-            "gpu.count" => Some("gpu.count"),
-            "cpu.max" => Some("cpu"),
-            "memory.max" => Some("memory_mib"),
-            _ => None,
-        };
-        match field {
-            Some(field) => Error::invalid_spec(field, unmet.reason.clone()),
-            None => Error::unsupported(
-                self.inner.name(),
-                format!("{} ({})", unmet.rule, unmet.reason),
-            ),
-        }
-    }
-
     fn require_all(&self, requirements: &Requirements) -> Result<()> {
-        match requirements.check(self.caps()).first() {
-            Some(unmet) => Err(self.refuse(unmet)),
-            None => Ok(()),
-        }
+        requirements.enforce(self.inner.name(), self.caps())
     }
 
     fn require(&self, feature: Feature) -> Result<()> {
-        if feature.offered_by(self.caps()) {
-            Ok(())
-        } else {
-            Err(self.refuse(&Unmet::feature(feature)))
-        }
+        self.require_all(&Requirements::new().with(feature))
     }
 
     fn check_spec(&self, spec: &SandboxSpec) -> Result<()> {

@@ -27,23 +27,10 @@ done
 
 impl LocalDockerProvider {
     pub(super) fn check_spec(&self, spec: &SandboxSpec) -> Result<()> {
-        let unsupported = |feature: &str| Err(Error::unsupported(PROVIDER_NAME, feature));
-        if spec.idle_timeout_secs.is_some() {
-            return unsupported("idle timeouts");
-        }
-        if spec.region.is_some() {
-            return unsupported("regions");
-        }
-        if let Some(NetworkPolicy::AllowList { cidrs, domains }) = &spec.network
-            && !(cidrs.is_empty() && domains.is_empty())
-        {
-            return unsupported("network allowlists");
-        }
-        if let Some(gpu) = &spec.gpu
-            && !self.capabilities.offers_gpu(gpu.kind, gpu.count)
-        {
-            return unsupported(&format!("{} x {}", gpu.count, gpu.kind));
-        }
+        // The `Checked` layer's rule, again: called without layers, a sandbox must still
+        // not get less than its spec asks for (an allowlist it cannot enforce, say). Then
+        // the engine's own limits.
+        Requirements::from_spec(spec).enforce(PROVIDER_NAME, &self.capabilities)?;
         if let Some(memory) = spec.memory_mib
             && memory < MIN_MEMORY_MIB
         {

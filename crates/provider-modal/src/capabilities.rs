@@ -39,9 +39,6 @@ pub fn capabilities() -> Capabilities {
         // names and get a new sandbox id on every resume; sandkit's ownership tags and
         // stable ids cannot ride on that, so pause is not offered.
         pause: PauseSupport::No,
-        pause_keeps_memory: false,
-        capacity_query: false,
-        max_concurrent: None,
         max_lifetime_secs: Some(MAX_LIFETIME_SECS),
         default_lifetime_secs: Some(DEFAULT_LIFETIME_SECS),
         idle_timeout: true,
@@ -52,8 +49,6 @@ pub fn capabilities() -> Capabilities {
         regions: DEFAULT_REGIONS.iter().map(|r| (*r).to_owned()).collect(),
         cpu_limit: true,
         memory_limit: true,
-        max_cpu: None,
-        max_memory_mib: None,
         gpu_kinds: vec![
             GpuKind::T4,
             GpuKind::L4,
@@ -67,29 +62,26 @@ pub fn capabilities() -> Capabilities {
         max_gpu_count: 8,
         network_block_all: true,
         network_cidr_allowlist: true,
-        network_domain_allowlist: false,
         egress_default: EgressDefault::AllowAll,
         idle_cost: IdleCost::Metered,
         billing: BillingModel::WallClock,
         price_sheet: Some(price_sheet()),
         image_registry: true,
-        image_dockerfile: false,
         entrypoint: true,
         exec_stdin: true,
-        exec_pty: false,
-        exec_run_as_user: false,
         exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,
         files: true,
         container_paths: true,
-        read_only_base: false,
-        batch_transfer: false,
         tunnels: true,
         volumes: true,
         secrets: true,
         tags: true,
         list_by_tags: true,
         lookup_by_name: true,
+        // Everything else is not offered: new capabilities default to "no" until the
+        // provider proves them.
+        ..Capabilities::default()
     }
 }
 

@@ -9,7 +9,7 @@ use sandkit_modal_proto::client as pb;
 use sandkit_modal_proto::client::network_access::NetworkAccessType;
 
 use crate::NAME;
-use crate::capabilities::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS};
+use crate::capabilities::DEFAULT_LIFETIME_SECS;
 
 /// Where a sandbox's image comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -156,15 +156,12 @@ pub(crate) fn definition(
     })
 }
 
+/// The lifetime in Modal's field. Modal's maximum is a capability (`max_lifetime_secs`),
+/// which `Requirements::enforce` checks before any mapping; this only refuses to truncate.
 fn lifetime_secs(spec: &SandboxSpec) -> Result<u32> {
     let lifetime_secs = spec.lifetime_secs.unwrap_or(DEFAULT_LIFETIME_SECS);
-    if lifetime_secs > MAX_LIFETIME_SECS {
-        return Err(Error::invalid_spec(
-            "lifetime_secs",
-            format!("Modal allows at most {MAX_LIFETIME_SECS} s, got {lifetime_secs}"),
-        ));
-    }
-    Ok(lifetime_secs as u32)
+    u32::try_from(lifetime_secs)
+        .map_err(|_| Error::invalid_spec("lifetime_secs", "must fit in 32 bits of seconds"))
 }
 
 fn check_name(name: Option<&str>) -> Result<()> {

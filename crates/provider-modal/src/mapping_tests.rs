@@ -1,4 +1,6 @@
 use sandkit_core::{GpuKind, NetworkPolicy};
+
+use crate::capabilities::MAX_LIFETIME_SECS;
 use sandkit_modal_proto::client::sandbox::OpenPortsOneof;
 
 use super::*;
@@ -108,8 +110,17 @@ fn lifetime_defaults_and_is_capped_at_modals_maximum() {
     );
     let longest = SandboxSpec::new().lifetime_secs(MAX_LIFETIME_SECS);
     assert_eq!(definition_of(&longest).unwrap().timeout_secs, 86_400);
+    // The maximum is the capability's rule, the same on every provider.
     let too_long = SandboxSpec::new().lifetime_secs(MAX_LIFETIME_SECS + 1);
-    assert_eq!(invalid_field(definition_of(&too_long)), "lifetime_secs");
+    let refused = sandkit_core::Requirements::from_spec(&too_long)
+        .enforce("modal", &crate::capabilities::capabilities())
+        .map(|()| unreachable_definition());
+    assert_eq!(invalid_field(refused), "lifetime_secs");
+}
+
+/// Stands for a definition where a refusal was expected.
+fn unreachable_definition() -> pb::Sandbox {
+    pb::Sandbox::default()
 }
 
 #[test]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use sandkit_core::ownership::{TAG_CREATED_AT, unix_now};
 use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{
-    ByteStream, Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter,
+    ByteStream, Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter, Requirements,
     Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SandboxState, Snapshot, Tunnel,
 };
 use sandkit_modal_proto::client as pb;
@@ -150,6 +150,9 @@ impl SandboxProvider for ModalProvider {
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
         spec.validate_with_ownership_tags()?;
         self.check_provider_options(&spec.provider_options)?;
+        // The `Checked` layer's rule, again, so a provider called without layers cannot
+        // send Modal what it would refuse or silently ignore.
+        Requirements::from_spec(spec).enforce(NAME, &self.capabilities)?;
         let app_id = self.app_id().await?;
         let (image_id, image_workdir) = self.image(&app_id, spec).await?;
         let secret_ids = self.environment_secret(spec).await?.into_iter().collect();

@@ -119,14 +119,21 @@ impl ModalProvider {
         if self.gone(id).await {
             return Error::sandbox_not_found(id);
         }
+        let program = request.argv.first().cloned().unwrap_or_default();
         match status.code() {
             Code::NotFound
             | Code::InvalidArgument
             | Code::FailedPrecondition
-            | Code::PermissionDenied => Error::ExecFailed {
-                program: request.argv.first().cloned().unwrap_or_default(),
-                reason: status.message().to_owned(),
-            },
+            | Code::PermissionDenied => {
+                if names_missing_program(status.message()) {
+                    Error::ProgramNotFound { program }
+                } else {
+                    Error::ExecFailed {
+                        program,
+                        reason: status.message().to_owned(),
+                    }
+                }
+            }
             _ => from_status(status, &subject(id.as_str())),
         }
     }
@@ -155,5 +162,40 @@ impl ModalProvider {
             Err(error @ (Error::FileOperation { .. } | Error::InvalidSpec { .. })) => Err(error),
             Err(error) => Err(self.router_failure(id, error).await),
         }
+    }
+}
+
+/// Whether a refused exec's message says its program does not exist. Modal's worker
+/// reports the container runtime's words, as runc and gVisor's runsc write them: `exec:
+/// "nope": executable file not found in $PATH`, or `stat /no/such: no such file or
+/// directory` for a path. A missing working directory (`chdir ...`) is not a missing
+/// program, nor is a message without the runtime's `exec: "` prefix.
+fn names_missing_program(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("exec: \"")
+        && !message.contains("chdir")
+        && (message.contains("executable file not found")
+            || message.ends_with("no such file or directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_missing_program;
+
+    #[test]
+    fn a_missing_program_is_told_from_other_start_failures() {
+        assert!(names_missing_program(
+            "exec: \"nope\": executable file not found in $PATH"
+        ));
+        assert!(names_missing_program(
+            "exec: \"/no/such\": stat /no/such: no such file or directory"
+        ));
+        assert!(!names_missing_program(
+            "chdir to cwd (\"/x\") set in config.json failed: no such file or directory"
+        ));
+        assert!(!names_missing_program("exec: \"./data\": permission denied"));
+        assert!(!names_missing_program(
+            "working directory /x: no such file or directory"
+        ));
     }
 }

@@ -102,6 +102,9 @@ impl Emulator {
                 CoreError::ExecFailed { .. } | CoreError::FileOperation { .. } => {
                     Status::invalid_argument(error.to_string())
                 }
+                CoreError::ProgramNotFound { program } => {
+                    Status::invalid_argument(missing_program_message(&program))
+                }
                 other => status_of(other),
             })?;
         let stdout = std::mem::replace(&mut process.stdout, Box::pin(futures::stream::empty()));
@@ -160,6 +163,9 @@ impl Emulator {
                 Err(CoreError::CommandTimeout { .. }) => ExecExit::Signal(SIGKILL),
                 Err(error @ CoreError::ExecFailed { .. }) => {
                     ExecExit::CannotStart(error.to_string())
+                }
+                Err(CoreError::ProgramNotFound { program }) => {
+                    ExecExit::CannotStart(missing_program_message(&program))
                 }
                 Err(error) => ExecExit::Lost(status_of(error)),
             };
@@ -594,5 +600,15 @@ impl TaskCommandRouter for Emulator {
         Ok(Response::new(tcr::TaskSnapshotFilesystemResponse {
             image_id,
         }))
+    }
+}
+
+/// What Modal's worker says of a program that does not exist: the container runtime's
+/// words (runc and gVisor's runsc both write them so).
+fn missing_program_message(program: &str) -> String {
+    if program.contains('/') {
+        format!("exec: \"{program}\": stat {program}: no such file or directory")
+    } else {
+        format!("exec: \"{program}\": executable file not found in $PATH")
     }
 }

@@ -3,18 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use sandkit_core::registry::ProviderFactory as _;
-use sandkit_core::{
-    Capabilities, Capacity, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter,
-    Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SecretString, Snapshot, Tunnel,
-};
+use sandkit_core::{Capabilities, Error, Result, SandboxProvider, SecretString};
 use sandkit_modal_fake::{
     EmulatorOptions, FaultConfig, RegistryImages, ServerHandle, serve_emulator,
 };
@@ -157,92 +151,3 @@ pub fn narrowed(modal: &Capabilities, backend: &Capabilities) -> Capabilities {
     caps
 }
 
-/// A provider reporting narrower capabilities than the one it wraps. It is not a layer
-/// (`wrapped` stays `None`), so the suite cannot peel it off.
-pub struct Narrowed {
-    inner: Arc<dyn SandboxProvider>,
-    capabilities: Capabilities,
-}
-
-impl Narrowed {
-    /// `inner`, reporting `capabilities`.
-    pub fn new(inner: Arc<dyn SandboxProvider>, capabilities: Capabilities) -> Self {
-        Self {
-            inner,
-            capabilities,
-        }
-    }
-}
-
-#[async_trait]
-impl SandboxProvider for Narrowed {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-    fn check_provider_options(&self, options: &BTreeMap<String, serde_json::Value>) -> Result<()> {
-        self.inner.check_provider_options(options)
-    }
-    async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
-        self.inner.create(spec).await
-    }
-    async fn info(&self, id: &SandboxId) -> Result<SandboxInfo> {
-        self.inner.info(id).await
-    }
-    async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>> {
-        self.inner.list(filter).await
-    }
-    async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess> {
-        self.inner.exec(id, request).await
-    }
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        self.inner.read_file(id, path).await
-    }
-    async fn write_file(&self, id: &SandboxId, path: &str, contents: Bytes) -> Result<()> {
-        self.inner.write_file(id, path, contents).await
-    }
-    async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileStat> {
-        self.inner.stat(id, path).await
-    }
-    async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<Vec<DirEntry>> {
-        self.inner.list_dir(id, path).await
-    }
-    async fn make_dir(&self, id: &SandboxId, path: &str) -> Result<()> {
-        self.inner.make_dir(id, path).await
-    }
-    async fn remove(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<()> {
-        self.inner.remove(id, path, recursive).await
-    }
-    async fn terminate(&self, id: &SandboxId) -> Result<()> {
-        self.inner.terminate(id).await
-    }
-    async fn upload_archive(&self, id: &SandboxId, path: &str, tar: Bytes) -> Result<()> {
-        self.inner.upload_archive(id, path, tar).await
-    }
-    async fn download_archive(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
-        self.inner.download_archive(id, path).await
-    }
-    async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
-        self.inner.snapshot(id).await
-    }
-    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
-        self.inner.delete_snapshot(snapshot_id).await
-    }
-    async fn pause(&self, id: &SandboxId) -> Result<()> {
-        self.inner.pause(id).await
-    }
-    async fn resume(&self, id: &SandboxId) -> Result<()> {
-        self.inner.resume(id).await
-    }
-    async fn tunnels(&self, id: &SandboxId) -> Result<Vec<Tunnel>> {
-        self.inner.tunnels(id).await
-    }
-    async fn capacity(&self) -> Result<Capacity> {
-        self.inner.capacity().await
-    }
-    async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {
-        self.inner.find_by_name(name).await
-    }
-}

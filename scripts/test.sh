@@ -98,6 +98,9 @@ kill "$emulator_pid"
 wait "$emulator_pid" 2>/dev/null || true
 trap - EXIT
 
+step "the Python package: its pytest suite, inspect_ai's self_check and an inspect eval on every provider"
+scripts/python.sh
+
 step "leak check"
 scripts/docker-leaks.sh "$SANDKIT_RUN_ID"
 left=$("$target_dir/debug/sandkit" --provider local-process ls --json --tag "sandkit.run-id=$SANDKIT_RUN_ID")

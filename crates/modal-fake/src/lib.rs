@@ -1,15 +1,4 @@
-//! sandkit-modal-fake: a Modal-compatible gRPC server for tests, speaking the control plane
-//! (`modal.client.ModalClient`) and the command router
-//! (`modal.task_command_router.TaskCommandRouter`) on one port.
-//!
-//! - [`serve_emulator`]: Modal's sandbox API over any sandkit provider (local processes by
-//!   default), so Modal clients run offline;
-//! - [`serve_recorder`]: a proxy in front of real Modal (or the emulator) that writes every
-//!   exchange to a readable JSON [`Cassette`], credentials and JWTs redacted;
-//! - [`serve_replayer`]: serves a cassette with no network, Docker or credentials;
-//! - [`FaultConfig`]: faults injected in every mode.
-//!
-//! Every mode prints nothing itself; the `modal-fake` binary prints the listening URL.
+#![doc = include_str!("../README.md")]
 
 pub mod cassette;
 mod codec;

@@ -1,8 +1,4 @@
-//! sandkit-modal-proto: Modal's wire types, prost messages and tonic clients and servers
-//! generated from sandkit's own subset of Modal's `.proto` files (`proto/modal_proto/*.proto`).
-//! Names and field numbers are Modal's, so these types interoperate with Modal's servers and
-//! official clients. `sandkit-provider-modal` speaks them as a client; `sandkit-modal-fake`
-//! serves the same services.
+#![doc = include_str!("../README.md")]
 
 /// `modal.client`: the control-plane service `ModalClient` and its messages.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct PoolFailure {
     /// The pool.
     pub pool: String,
-    /// The error kind ([`Error::kind`]), or `full` when no slot was free.
+    /// The error kind ([`Error::kind`](sandkit::Error::kind)), or `full` when no slot was free.
     pub kind: String,
     /// The error message.
     pub message: String,

@@ -267,9 +267,10 @@ pub trait SandboxProvider: Send + Sync + 'static {
     /// Sandboxes matching the filter (needs `list_by_tags` for tag filters).
     async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>>;
 
-    /// Starts a command. A non-zero exit is a normal result; a program that cannot start
-    /// is [`Error::ExecFailed`]; a timeout kills the process tree and `wait` returns
-    /// [`Error::CommandTimeout`].
+    /// Starts a command. A non-zero exit is a normal result; a program that does not
+    /// exist is [`Error::ProgramNotFound`], one that exists but cannot start is
+    /// [`Error::ExecFailed`]; a paused sandbox is [`Error::InvalidState`]; a timeout kills
+    /// the process tree and `wait` returns [`Error::CommandTimeout`].
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess>;
 
     /// Reads a whole file (needs `files`).
@@ -360,13 +361,15 @@ pub trait SandboxProvider: Send + Sync + 'static {
         Err(Error::unsupported(self.name(), "filesystem snapshots"))
     }
 
-    /// Pauses every process of the sandbox (needs `pause`).
+    /// Pauses every process of the sandbox (needs `pause`). Pausing a paused sandbox is
+    /// [`Error::InvalidState`].
     async fn pause(&self, id: &SandboxId) -> Result<()> {
         let _ = id;
         Err(Error::unsupported(self.name(), "pause"))
     }
 
-    /// Resumes a paused sandbox (needs `pause`).
+    /// Resumes a paused sandbox (needs `pause`). Resuming a running sandbox is
+    /// [`Error::InvalidState`].
     async fn resume(&self, id: &SandboxId) -> Result<()> {
         let _ = id;
         Err(Error::unsupported(self.name(), "resume"))

@@ -235,9 +235,16 @@ impl SandboxProvider for TemplateProvider {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|error| Error::ExecFailed {
-            program: request.argv[0].clone(),
-            reason: error.to_string(),
+        // A program that does not exist has its own error (the CLI's exit code 127); a
+        // missing working directory fails the spawn with the same errno, so check it first.
+        let mut child = command.spawn().map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound if cwd.is_dir() => Error::ProgramNotFound {
+                program: request.argv[0].clone(),
+            },
+            _ => Error::ExecFailed {
+                program: request.argv[0].clone(),
+                reason: error.to_string(),
+            },
         })?;
         let group = child.id().map(|pid| pid as i32);
         if let Some(group) = group {

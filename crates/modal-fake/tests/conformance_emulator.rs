@@ -22,6 +22,9 @@ fn main() {
         // The server lives as long as the test process.
         std::mem::forget(server);
         let capabilities = common::narrowed(modal.capabilities(), &backend);
-        Ok(Arc::new(sandkit_core::layers::CapabilityOverride::new(modal, capabilities)) as Arc<dyn SandboxProvider>)
+        Ok(Arc::new(sandkit_core::layers::CapabilityOverride::new(
+            modal,
+            capabilities,
+        )) as Arc<dyn SandboxProvider>)
     })
 }

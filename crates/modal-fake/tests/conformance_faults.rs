@@ -33,6 +33,9 @@ fn main() {
         let modal = common::modal_provider(&server.url()).await?;
         std::mem::forget(server);
         let capabilities = common::narrowed(modal.capabilities(), &backend);
-        Ok(Arc::new(sandkit_core::layers::CapabilityOverride::new(modal, capabilities)) as Arc<dyn SandboxProvider>)
+        Ok(Arc::new(sandkit_core::layers::CapabilityOverride::new(
+            modal,
+            capabilities,
+        )) as Arc<dyn SandboxProvider>)
     })
 }

@@ -148,7 +148,8 @@ async fn run_case(
     }
     .map_err(|error| error.to_string())?;
     let caps = capabilities(modal.capabilities(), source);
-    let provider = Arc::new(sandkit_core::layers::CapabilityOverride::new(modal, caps)) as Arc<dyn SandboxProvider>;
+    let provider = Arc::new(sandkit_core::layers::CapabilityOverride::new(modal, caps))
+        as Arc<dyn SandboxProvider>;
     let report = sandkit_conformance::run(provider, &options(case, source), &|_| {}).await;
     server.shutdown().await.map_err(|error| error.to_string())?;
     if upstream.is_some() {

@@ -150,4 +150,3 @@ pub fn narrowed(modal: &Capabilities, backend: &Capabilities) -> Capabilities {
     caps.memory_limit &= backend.memory_limit;
     caps
 }
-

@@ -36,17 +36,9 @@ echo "built $(basename "$wheel") ($(du -h "$wheel" | cut -f1)) in $(( $(date +%s
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 
 echo "== the Modal emulator"
-emulator_log=$(mktemp)
-"$target_dir/debug/modal-fake" emulate --port 0 >"$emulator_log" 2>&1 &
-emulator_pid=$!
-trap 'kill "$emulator_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$emulator_log" && break
-    sleep 0.1
-done
-emulator_url=$(sed -n 's/^listening on //p' "$emulator_log" | head -n 1)
-[ -n "$emulator_url" ] || { cat "$emulator_log" >&2; echo "the Modal emulator did not start" >&2; exit 1; }
-export MODAL_SERVER_URL="$emulator_url" MODAL_TOKEN_ID=ak-sandkit-test MODAL_TOKEN_SECRET=as-sandkit-test
+# shellcheck source=scripts/modal-emulator.sh
+. scripts/modal-emulator.sh
+start_modal_emulator
 
 echo "== pytest: the package's suite, inspect_ai's self_check and an eval on every provider"
 export SANDKIT_PYTHON_PROVIDERS="local-process,local-docker,modal"
@@ -64,6 +56,4 @@ for provider in local-process local-docker modal; do
 done
 echo "no sandbox left on local-process, local-docker or modal"
 
-kill "$emulator_pid"
-wait "$emulator_pid" 2>/dev/null || true
-trap - EXIT
+stop_modal_emulator

@@ -82,21 +82,11 @@ step "the example orchestrator: 100 jobs routed over local-process"
 "$target_dir/debug/sandkit-example-orchestrator" --pools examples/orchestrator/pools-local.toml --jobs 100
 
 step "the example orchestrator: 100 jobs over local-process and Modal (the emulator)"
-emulator_log=$(mktemp)
-"$target_dir/debug/modal-fake" emulate --port 0 >"$emulator_log" 2>&1 &
-emulator_pid=$!
-trap 'kill "$emulator_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$emulator_log" && break
-    sleep 0.1
-done
-emulator_url=$(sed -n 's/^listening on //p' "$emulator_log" | head -n 1)
-[ -n "$emulator_url" ] || { cat "$emulator_log" >&2; echo "the Modal emulator did not start" >&2; exit 1; }
-MODAL_SERVER_URL="$emulator_url" MODAL_TOKEN_ID=ak-sandkit-test MODAL_TOKEN_SECRET=as-sandkit-test \
-    "$target_dir/debug/sandkit-example-orchestrator" --pools examples/orchestrator/pools-with-modal.toml --jobs 100
-kill "$emulator_pid"
-wait "$emulator_pid" 2>/dev/null || true
-trap - EXIT
+# shellcheck source=scripts/modal-emulator.sh
+. scripts/modal-emulator.sh
+start_modal_emulator
+"$target_dir/debug/sandkit-example-orchestrator" --pools examples/orchestrator/pools-with-modal.toml --jobs 100
+stop_modal_emulator
 
 step "the Python package: its pytest suite, inspect_ai's self_check and an inspect eval on every provider"
 scripts/python.sh

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use sandkit_core::ownership::{TAG_CREATED_AT, unix_now};
 use sandkit_core::registry::ProviderFactory;
 use sandkit_core::{
-    ByteStream, Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter, Requirements,
-    Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SandboxState, Snapshot, Tunnel,
+    ByteStream, Capabilities, DirEntry, Error, ExecProcess, ExecRequest, FileStat, ListFilter,
+    Requirements, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SandboxState,
+    Snapshot, Tunnel,
 };
 use sandkit_modal_proto::client as pb;
 use sandkit_modal_proto::client::generic_result::GenericStatus;

@@ -193,7 +193,9 @@ mod tests {
         assert!(!names_missing_program(
             "chdir to cwd (\"/x\") set in config.json failed: no such file or directory"
         ));
-        assert!(!names_missing_program("exec: \"./data\": permission denied"));
+        assert!(!names_missing_program(
+            "exec: \"./data\": permission denied"
+        ));
         assert!(!names_missing_program(
             "working directory /x: no such file or directory"
         ));

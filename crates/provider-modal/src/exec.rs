@@ -24,6 +24,7 @@ use crate::NAME;
 use crate::client::Router;
 use crate::error::from_status;
 use crate::retry::{RetryPolicy, TRANSIENT_CODES};
+use crate::router_access::names_missing_program;
 
 /// Reopening a broken output stream: attempts in a row without progress.
 const STDIO_MAX_RETRIES: u32 = 10;
@@ -90,6 +91,8 @@ pub(crate) struct Start {
 pub(crate) struct Exec {
     pub router: Arc<Router>,
     pub exec_id: String,
+    /// `argv[0]`, to name in a start failure reported late.
+    pub program: String,
     pub started: Instant,
     pub timeout: Option<Duration>,
 }
@@ -97,6 +100,7 @@ pub(crate) struct Exec {
 /// Starts `start` with both output streams piped.
 pub(crate) async fn start(router: Arc<Router>, start: Start) -> std::result::Result<Exec, Status> {
     let exec_id = uuid::Uuid::new_v4().to_string();
+    let program = start.argv.first().cloned().unwrap_or_default();
     // The server counts whole seconds; round up so a command never gets less than asked.
     let timeout_secs = start.timeout.map(|timeout| {
         let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
@@ -124,6 +128,7 @@ pub(crate) async fn start(router: Arc<Router>, start: Start) -> std::result::Res
     Ok(Exec {
         router,
         exec_id,
+        program,
         started,
         timeout: start.timeout,
     })
@@ -419,6 +424,18 @@ impl Exec {
                     if status.code() != Code::DeadlineExceeded {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
+                }
+                // A worker may learn only at the end that the program could not start
+                // (a slow runtime): the same words as a refused start, the same error.
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::FailedPrecondition | Code::InvalidArgument
+                    ) && names_missing_program(status.message()) =>
+                {
+                    return Err(Error::ProgramNotFound {
+                        program: self.program.clone(),
+                    });
                 }
                 Err(status) => {
                     return Err(from_status(&status, &format!("command `{}`", self.exec_id)));

@@ -170,7 +170,7 @@ impl ModalProvider {
 /// "nope": executable file not found in $PATH`, or `stat /no/such: no such file or
 /// directory` for a path. A missing working directory (`chdir ...`) is not a missing
 /// program, nor is a message without the runtime's `exec: "` prefix.
-fn names_missing_program(message: &str) -> bool {
+pub(crate) fn names_missing_program(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     message.contains("exec: \"")
         && !message.contains("chdir")

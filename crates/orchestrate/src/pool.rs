@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use sandkit::capabilities::Capabilities;
 use sandkit::error::{Error, Result};
-use sandkit::layers::{self, LayerOptions};
+use sandkit::layers::LayerOptions;
 use sandkit::provider::SandboxProvider;
 use sandkit::registry;
 use sandkit::requirements::Requirements;
@@ -237,12 +237,13 @@ impl Pool {
             line: None,
             reason: error.to_string(),
         };
-        let registration = registry::find(&config.provider).map_err(in_pool)?;
-        let bare = registration
-            .build(config.config.clone())
+        // The facade's one way to find, build and layer a provider by name.
+        let provider = sandkit::Provider::named(&config.provider)
+            .config(&config.config)
+            .layers(options)
+            .open()
             .await
             .map_err(in_pool)?;
-        let provider = layers::standard(bare, options);
         let mut pool = Self::new(
             config.name.clone(),
             provider,

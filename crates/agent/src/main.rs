@@ -20,6 +20,9 @@ use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 use sandkit_agent::protocol::{
     self, ErrorKind, FrameError, PROTOCOL_VERSION, Reply, Request, SPAWN_FDS, SpawnRequest,
 };
+use users::{Spawner, Users};
+
+mod users;
 
 /// Exit code of the agent when the sandbox ends for another reason than its entrypoint.
 const ENDED: u8 = 137;
@@ -42,10 +45,22 @@ struct Children {
 struct Agent {
     children: Mutex<Children>,
     reaper: OnceLock<Thread>,
+    spawner: Spawner,
+}
+
+/// What the agent was started with.
+struct Args {
+    expires_at: Option<u64>,
+    watch_file: Option<std::path::PathBuf>,
+    users: Users,
 }
 
 fn main() -> ExitCode {
-    let (expires_at, watch_file) = match parse_args() {
+    let Args {
+        expires_at,
+        watch_file,
+        users,
+    } = match parse_args() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("sandkit-agent: {message}");
@@ -66,9 +81,18 @@ fn main() -> ExitCode {
     if let Err(error) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         eprintln!("sandkit-agent: cannot become a subreaper: {error}");
     }
+    // Before any other thread: it sets the capabilities every later thread inherits.
+    let spawner = match Spawner::new(users) {
+        Ok(spawner) => spawner,
+        Err(error) => {
+            eprintln!("sandkit-agent: cannot set up commands as other users: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let agent = Arc::new(Agent {
         children: Mutex::new(Children::default()),
         reaper: OnceLock::new(),
+        spawner,
     });
     let reaper = {
         let agent = agent.clone();
@@ -126,10 +150,11 @@ fn main() -> ExitCode {
     ExitCode::from(ENDED)
 }
 
-fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args_os().skip(1);
     let mut expires_at = None;
     let mut watch_file = None;
+    let mut users = Users::Single;
     while let Some(arg) = args.next() {
         match arg.to_str().unwrap_or_default() {
             "--expires-at" => {
@@ -144,6 +169,8 @@ fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
             "--watch-file" => {
                 watch_file = Some(args.next().ok_or("--watch-file needs a value")?.into());
             }
+            // The sandbox maps a range of users, and the agent holds root's capabilities.
+            "--users" => users = Users::Many,
             "--version" => {
                 println!("sandkit-agent protocol {PROTOCOL_VERSION}");
                 std::process::exit(0);
@@ -151,7 +178,11 @@ fn parse_args() -> Result<(Option<u64>, Option<std::path::PathBuf>), String> {
             _ => return Err(format!("unknown argument `{}`", arg.to_string_lossy())),
         }
     }
-    Ok((expires_at, watch_file))
+    Ok(Args {
+        expires_at,
+        watch_file,
+        users,
+    })
 }
 
 fn unix_now() -> u64 {
@@ -350,10 +381,16 @@ fn start(
     let Some((program, args)) = spawn.argv.split_first() else {
         return Err(error(ErrorKind::BadRequest, "argv is empty"));
     };
+    let (run_as, home) = users::resolve(agent.spawner.users(), spawn.user.as_deref())
+        .map_err(|why| error(ErrorKind::UnknownUser, why.to_string()))?;
     let mut command = Command::new(program);
+    command.env_clear();
+    // The user's home, unless the host set `HOME` (it leaves it out for a named user).
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
     command
         .args(args)
-        .env_clear()
         .envs(spawn.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spawn.cwd)
         .stdin(Stdio::from(stdin))
@@ -364,8 +401,9 @@ fn start(
     let pid = {
         // Held across the spawn, so the reaper cannot see the exit before we listen.
         let mut children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
-        let child = command
-            .spawn()
+        let child = agent
+            .spawner
+            .spawn(command, run_as)
             .map_err(|e| spawn_failure(program, &spawn.cwd, &e))?;
         let pid = child.id() as i32;
         // Never waited through `Child`: the reaper collects every exit.

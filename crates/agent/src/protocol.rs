@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. A peer with another version is refused with
 /// an error naming both.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts (argv and environment fit well below it).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -61,7 +61,9 @@ pub struct SpawnRequest {
     /// Program and arguments; the program is looked up in `PATH` of `env` when it has no
     /// slash.
     pub argv: Vec<String>,
-    /// The whole environment (nothing is inherited from the agent).
+    /// The whole environment (nothing is inherited from the agent), except that a
+    /// named user with a home directory in `/etc/passwd` gets it as `HOME` when this
+    /// sets none.
     pub env: Vec<(String, String)>,
     /// Working directory, a path inside the sandbox.
     pub cwd: String,
@@ -69,6 +71,11 @@ pub struct SpawnRequest {
     pub timeout_ms: Option<u64>,
     /// The sandbox's entrypoint: the sandbox ends when it does.
     pub main: bool,
+    /// Who it runs as: a name or number from the sandbox's `/etc/passwd`; `None` is the
+    /// sandbox's default user. (New in version 2: a version 1 agent would have ignored
+    /// it and run the command as the default user.)
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// A message from the agent.
@@ -117,6 +124,9 @@ pub enum ErrorKind {
     IsADirectory,
     /// The peer speaks another protocol version.
     Version,
+    /// The user the command should run as does not exist in the sandbox, or the sandbox
+    /// cannot run commands as another user.
+    UnknownUser,
     /// The request made no sense (wrong descriptors, empty argv, ...).
     BadRequest,
     /// Anything else.
@@ -272,6 +282,7 @@ mod tests {
             cwd: "/".into(),
             timeout_ms: Some(5),
             main: false,
+            user: Some("1000".into()),
         });
         let devnull = std::fs::File::open("/dev/null").unwrap();
         send(

@@ -113,6 +113,7 @@ fn spawn_error(program: &str, kind: ErrorKind, message: String) -> Error {
                 program: program.to_owned(),
             };
         }
+        ErrorKind::UnknownUser => return Error::invalid_spec("user", message),
         ErrorKind::PermissionDenied => "permission denied: not executable".to_owned(),
         ErrorKind::IsADirectory => "is a directory".to_owned(),
         _ => message,

@@ -39,15 +39,23 @@ const SYSTEM_DIRS: [&str; 7] = [
 ];
 
 /// Writable directories of a sandbox without an image, kept in its layer.
-const WRITABLE_DIRS: [&str; 3] = ["/tmp", "/root", DEFAULT_WORKDIR];
+const WRITABLE_DIRS: [&str; 5] = ["/tmp", "/root", "/home", "/run", DEFAULT_WORKDIR];
 
 /// Host `/etc` entries a sandbox may see (read-only): what programs need to run (shared
-/// library configuration, certificates, the `alternatives` symlinks, time zones), never
-/// accounts, keys or the host's own configuration.
-const HOST_ETC: [&str; 17] = [
+/// library configuration, certificates, the `alternatives` symlinks, time zones, the
+/// defaults and PAM rules `adduser` follows), never accounts, keys (`ssl/private`) or
+/// the host's own configuration.
+const HOST_ETC: [&str; 24] = [
     "alternatives",
     "ca-certificates",
-    "ssl",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "login.defs",
+    "adduser.conf",
+    "deluser.conf",
+    "skel",
+    "default/useradd",
+    "pam.d",
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",
@@ -173,12 +181,14 @@ impl Layout {
 }
 
 /// The environment of a process: a small clean base, then the image's and spec's
-/// variables and secrets, then the request's, and `SANDKIT_SANDBOX_ID`.
+/// variables and secrets, then the request's, and `SANDKIT_SANDBOX_ID`. A command run as
+/// a named `user` gets no base `HOME`: the agent sets the user's own.
 pub(crate) fn environment(
     record: &Record,
     layout: &Layout,
     secrets: BTreeMap<String, String>,
     request: &BTreeMap<String, String>,
+    user: Option<&str>,
 ) -> BTreeMap<String, String> {
     let (home, tmp) = if record.bubblewrap() {
         ("/root".to_owned(), "/tmp".to_owned())
@@ -194,6 +204,9 @@ pub(crate) fn environment(
         ("TMPDIR".to_owned(), tmp),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
     ]);
+    if user.is_some() {
+        env.remove("HOME");
+    }
     env.extend(record.env.clone());
     env.extend(secrets);
     env.extend(request.clone());
@@ -208,21 +221,24 @@ pub(crate) fn prepare(record: &Record, layout: &Layout) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| internal(format!("creating {}", dir.display()), e))
     };
     create(&layout.layer)?;
+    let tmp = layout.layer.join("tmp");
+    create(&tmp)?;
     if !record.bubblewrap() {
-        create(&layout.layer.join("tmp"))?;
         return create(&record.workdir);
     }
     if record.image.is_some() {
         create(&layout.rootfs)?;
         create(&layout.overlay_work)?;
-        for dir in [DEFAULT_WORKDIR, "/tmp"] {
-            create(&layout.layer.join(&dir[1..]))?;
-        }
+        create(&layout.layer.join(&DEFAULT_WORKDIR[1..]))?;
     } else {
         for dir in WRITABLE_DIRS {
             create(&layout.layer.join(&dir[1..]))?;
         }
     }
+    // Any of the sandbox's users may write its `/tmp` (with the sticky bit), as
+    // everywhere. (Outside bubblewrap it is a host directory, and stays private.)
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
+        .map_err(|e| internal(format!("setting the mode of {}", tmp.display()), e))?;
     // Inside a writable directory, or (outside them) bound on its own.
     create(
         &layout
@@ -244,12 +260,15 @@ fn write_etc(record: &Record, layout: &Layout) -> Result<()> {
         .map(|line| format!("{line}\n"))
         .collect();
     let os_release = std::fs::read_to_string("/usr/lib/os-release").unwrap_or_default();
-    let files: [(&str, String); 7] = [
+    let files: [(&str, String); 9] = [
         (
             "passwd",
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".into(),
         ),
-        ("group", "root:x:0:\nnogroup:x:65534:\n".into()),
+        ("group", "root:x:0:\nusers:x:100:\nnogroup:x:65534:\n".into()),
+        // No password anywhere: `*` cannot be matched.
+        ("shadow", "root:*:20000:0:99999:7:::\nnobody:*:20000:0:99999:7:::\n".into()),
+        ("gshadow", "root:*::\nusers:*::\nnogroup:*::\n".into()),
         (
             "hosts",
             format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
@@ -261,7 +280,13 @@ fn write_etc(record: &Record, layout: &Layout) -> Result<()> {
     ];
     for (name, contents) in files {
         let path = layout.etc.join(name);
+        let mode = if name.ends_with("shadow") {
+            0o600
+        } else {
+            0o644
+        };
         std::fs::write(&path, contents)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
             .map_err(|e| internal(format!("writing {}", path.display()), e))?;
     }
     // Mount points for the host entries bubblewrap binds over them.
@@ -274,7 +299,10 @@ fn write_etc(record: &Record, layout: &Layout) -> Result<()> {
         let made = if meta.is_dir() {
             std::fs::create_dir_all(&point)
         } else {
-            std::fs::write(&point, b"")
+            point
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&point, b""))
         };
         made.map_err(|e| internal(format!("creating {}", point.display()), e))?;
     }
@@ -287,14 +315,27 @@ fn bwrap_args(record: &Record, layout: &Layout, agent: &Path) -> Vec<OsString> {
     let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
         args.extend(items.iter().map(|item| item.as_ref().to_owned()));
     };
+    if record.users() {
+        // The supervisor opened the namespace with a range of users as descriptor 3.
+        push(&[
+            &"--userns",
+            &"3",
+            &"--unshare-ipc",
+            &"--unshare-pid",
+            &"--unshare-net",
+            &"--unshare-uts",
+            &"--unshare-cgroup-try",
+            &"--cap-drop",
+            &"ALL",
+        ]);
+        for capability in crate::users::ROOT_CAPABILITIES {
+            push(&[&"--cap-add", &capability]);
+        }
+    } else {
+        push(&[&"--unshare-all", &"--cap-drop", &"ALL"]);
+    }
     // `--die-with-parent`: the sandbox ends when its supervisor does.
-    push(&[
-        &"--unshare-all",
-        &"--new-session",
-        &"--die-with-parent",
-        &"--cap-drop",
-        &"ALL",
-    ]);
+    push(&[&"--new-session", &"--die-with-parent"]);
     push(&[&"--hostname", &record.id]);
     if record.image.is_some() {
         push(&[&"--bind", &layout.rootfs, &"/"]);
@@ -315,7 +356,8 @@ fn bwrap_args(record: &Record, layout: &Layout, agent: &Path) -> Vec<OsString> {
                 push(&[&"--ro-bind", &dir, &dir]);
             }
         }
-        push(&[&"--ro-bind", &layout.etc, &"/etc"]);
+        // Writable, as a container's: `adduser` edits it.
+        push(&[&"--bind", &layout.etc, &"/etc"]);
         for name in HOST_ETC {
             let host = Path::new("/etc").join(name);
             if host.exists() {
@@ -343,6 +385,9 @@ fn bwrap_args(record: &Record, layout: &Layout, agent: &Path) -> Vec<OsString> {
     }
     push(&[&"--chdir", &record.workdir, &"--", &AGENT_IN_SANDBOX]);
     push(&[&"--watch-file", &MARKER_IN_SANDBOX]);
+    if record.users() {
+        push(&[&"--users"]);
+    }
     args
 }
 
@@ -351,6 +396,10 @@ fn bwrap_args(record: &Record, layout: &Layout, agent: &Path) -> Vec<OsString> {
 const SUPERVISOR: &str = r#"
 dir=$1 state=$2 id=$3
 shift 3
+if [ -n "$SANDKIT_USERNS" ]; then
+  exec 3<"$SANDKIT_USERNS" || exit 1
+  unset SANDKIT_USERNS
+fi
 "$@"
 [ -d "$dir" ] || exit 0
 if [ -f "$dir/pasta.pid" ]; then
@@ -393,6 +442,7 @@ pub(crate) fn start(
         .map_err(|e| internal("creating the agent's log", e))?;
     let mut command = Command::new("/bin/sh");
     command
+        .env_clear()
         .arg("-c")
         .arg(SUPERVISOR.replace("AGENT_OUT", AGENT_OUT_FILE))
         .arg("sandkit-supervisor")
@@ -400,8 +450,16 @@ pub(crate) fn start(
         .arg(state_dir)
         .arg(&record.id);
     let expires = record.expires_at_unix_secs.to_string();
+    // Held until bubblewrap has joined it (the init is found inside), then let go.
+    let namespace = record
+        .users()
+        .then(crate::users::UserNamespace::new)
+        .transpose()?;
+    if let Some(namespace) = &namespace {
+        command.env("SANDKIT_USERNS", namespace.path());
+    }
     match &record.isolation {
-        Isolated::Bubblewrap { bwrap } => {
+        Isolated::Bubblewrap { bwrap, .. } => {
             command.arg(bwrap).args(bwrap_args(record, layout, agent));
         }
         Isolated::None => {
@@ -414,7 +472,6 @@ pub(crate) fn start(
     }
     command.args(["--expires-at", &expires]);
     let child = command
-        .env_clear()
         .env("PATH", DEFAULT_PATH)
         .stdin(Stdio::from(OwnedFd::from(listener)))
         .stdout(out)

@@ -169,6 +169,7 @@ impl LocalProcessProvider {
             isolation: match &self.bwrap {
                 Some(bwrap) => Isolated::Bubblewrap {
                     bwrap: bwrap.clone(),
+                    users: self.capabilities.exec_run_as_user,
                 },
                 None => Isolated::None,
             },
@@ -326,6 +327,7 @@ impl LocalProcessProvider {
             layout,
             self.store.read_secrets(&record.id)?,
             &BTreeMap::new(),
+            None,
         );
         let request = SpawnRequest {
             argv: record.entrypoint.clone(),
@@ -333,6 +335,7 @@ impl LocalProcessProvider {
             cwd: record.workdir.display().to_string(),
             timeout_ms: None,
             main: true,
+            user: None,
         };
         let (socket, log_path) = (layout.socket.clone(), layout.dir.join("entrypoint.log"));
         blocking(move || {

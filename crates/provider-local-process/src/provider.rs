@@ -51,7 +51,7 @@ pub struct LocalProcessProvider {
     >,
     pub(crate) default_lifetime_secs: u64,
     warn_unisolated: bool,
-    capabilities: Capabilities,
+    pub(crate) capabilities: Capabilities,
 }
 
 /// Whether sandboxes can be isolated with bubblewrap here: `bwrap` is on `PATH` and can
@@ -62,6 +62,8 @@ pub fn bubblewrap_available() -> bool {
 
 /// The capabilities of a provider using bubblewrap (or not), with `pasta` (or not).
 fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Capabilities {
+    // Another user needs a namespace with a range of users, which only root can make.
+    let users = bubblewrap && crate::users::available();
     Capabilities {
         transport: Transport::Local,
         isolation: if bubblewrap {
@@ -97,6 +99,7 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         // The agent kills a command whose timeout runs out, inside the sandbox.
         exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,
+        exec_run_as_user: users,
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,
@@ -336,6 +339,13 @@ impl SandboxProvider for LocalProcessProvider {
         if record.paused {
             return Err(Error::invalid_state(id, SandboxState::Paused, "exec"));
         }
+        if request.user.is_some() && !record.users() {
+            // A sandbox made when sandkit did not run as root maps one user only.
+            return Err(Error::Unsupported {
+                provider: NAME.into(),
+                feature: format!("running a command as another user in sandbox `{id}`"),
+            });
+        }
         self.warn_if_unisolated(&record);
         let cwd = match &request.cwd {
             None => record.workdir.clone(),
@@ -354,7 +364,13 @@ impl SandboxProvider for LocalProcessProvider {
             }
         };
         let secrets = self.store.read_secrets(id.as_str())?;
-        let env = launch::environment(&record, &layout, secrets, &request.env);
+        let env = launch::environment(
+            &record,
+            &layout,
+            secrets,
+            &request.env,
+            request.user.as_deref(),
+        );
         let spawn = SpawnRequest {
             argv: request.argv.clone(),
             env: env.into_iter().collect(),
@@ -363,6 +379,7 @@ impl SandboxProvider for LocalProcessProvider {
                 .timeout
                 .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
             main: false,
+            user: request.user.clone(),
         };
         let (stdout, stdout_w) = output_pipe()?;
         let (stderr, stderr_w) = output_pipe()?;

@@ -55,6 +55,10 @@ pub(crate) enum Isolated {
     Bubblewrap {
         /// Absolute path of the `bwrap` that built the sandbox.
         bwrap: PathBuf,
+        /// Whether the sandbox maps a range of users (see the `users` module), so its
+        /// commands can run as any of them.
+        #[serde(default)]
+        users: bool,
     },
     /// Plain processes.
     None,
@@ -115,6 +119,11 @@ impl Record {
     /// Whether commands run in bubblewrap's namespaces.
     pub fn bubblewrap(&self) -> bool {
         matches!(self.isolation, Isolated::Bubblewrap { .. })
+    }
+
+    /// Whether commands can run as other users.
+    pub fn users(&self) -> bool {
+        matches!(self.isolation, Isolated::Bubblewrap { users: true, .. })
     }
 }
 

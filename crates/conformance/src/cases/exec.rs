@@ -705,6 +705,43 @@ pub(crate) async fn exec_run_as_user(cx: Cx) -> Result<()> {
     Ok(())
 }
 
+pub(crate) async fn exec_as_root_has_root_powers(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    // Giving a file away takes CAP_CHOWN, which a container's root has.
+    let script =
+        "touch conformance-owned && chown 65534 conformance-owned && stat -c %u conformance-owned";
+    let output = cx
+        .run(&id, ExecRequest::new(["sh", "-c", script]).user("root"))
+        .await?;
+    expect_success(&output, "chown as root")?;
+    ensure!(
+        output.stdout_lossy().trim() == "65534",
+        "after chown as root the file belongs to {}",
+        output.stdout_lossy().trim()
+    );
+    Ok(())
+}
+
+pub(crate) async fn exec_unknown_user_fails_naming_it(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    let user = "conformance-no-such-user";
+    match outcome(&cx, &id, ExecRequest::new(["id", "-u"]).user(user)).await {
+        Err(Error::InvalidSpec { field, .. }) if field == "user" => Ok(()),
+        Err(error) => bail!("expected InvalidSpec naming `user`, got {error}"),
+        // A runtime may start the command and fail it instead, as `docker exec` does.
+        Ok(output) => {
+            let said = format!("{}{}", output.stdout_lossy(), output.stderr_lossy());
+            ensure!(
+                !output.status.success() && said.contains(user),
+                "as an unknown user the command gave {} with {}",
+                output.status,
+                show(said.as_bytes())
+            );
+            Ok(())
+        }
+    }
+}
+
 pub(crate) async fn exec_run_as_user_unsupported(cx: Cx) -> Result<()> {
     let id = cx.sandbox().await?;
     let result = cx

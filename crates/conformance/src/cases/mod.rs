@@ -460,6 +460,16 @@ pub(crate) static CASES: &[Case] = &[
         "a command runs as the uid asked for"
     ),
     case!(
+        exec::exec_as_root_has_root_powers,
+        RUN_AS_USER,
+        "a command run as root may give a file away (chown)"
+    ),
+    case!(
+        exec::exec_unknown_user_fails_naming_it,
+        RUN_AS_USER,
+        "a user the sandbox does not have is InvalidSpec naming `user`, or a failed command naming the user"
+    ),
+    case!(
         exec::exec_run_as_user_unsupported,
         NO_RUN_AS_USER,
         "another user is Unsupported without exec_run_as_user"

@@ -16,7 +16,12 @@ use crate::case::{Cx, show, skip};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn probe(cx: &Cx, id: &SandboxId, script: &str) -> Result<ExecOutput> {
-    let request = ExecRequest::new(["sh", "-c", script]);
+    probe_as(cx, id, script, None).await
+}
+
+async fn probe_as(cx: &Cx, id: &SandboxId, script: &str, user: Option<&str>) -> Result<ExecOutput> {
+    let mut request = ExecRequest::new(["sh", "-c", script]);
+    request.user = user.map(str::to_owned);
     match tokio::time::timeout(PROBE_TIMEOUT, cx.run(id, request)).await {
         Ok(output) => output,
         Err(_) => bail!("the probe did not end within {PROBE_TIMEOUT:?}"),
@@ -34,6 +39,15 @@ pub(crate) async fn host_shadow_unreadable(cx: Cx) -> Result<()> {
         }
     };
     let id = cx.sandbox().await?;
+    // Also as the sandbox's root, with a container root's capabilities, where there is one.
+    if cx.provider().capabilities().exec_run_as_user {
+        let output = probe_as(&cx, &id, "cat /etc/shadow", Some("root")).await?;
+        ensure!(
+            output.stdout != host,
+            "`cat /etc/shadow` as root inside returned the host's /etc/shadow"
+        );
+        host_keys_unreadable_as_root(&cx, &id).await?;
+    }
     let output = probe(&cx, &id, "cat /etc/shadow").await?;
     ensure!(
         output.stdout != host,
@@ -62,6 +76,30 @@ pub(crate) async fn host_shadow_unreadable(cx: Cx) -> Result<()> {
             host.len()
         ),
     );
+    Ok(())
+}
+
+/// The host's TLS private keys (`/etc/ssl/private`, readable by root only) stay out of
+/// reach of the sandbox's root.
+async fn host_keys_unreadable_as_root(cx: &Cx, id: &SandboxId) -> Result<()> {
+    let Ok(keys) = std::fs::read_dir("/etc/ssl/private") else {
+        return Ok(());
+    };
+    for key in keys.flatten() {
+        let Ok(contents) = std::fs::read(key.path()) else {
+            continue;
+        };
+        let path = key.path().display().to_string();
+        let output = probe_as(cx, id, &format!("cat '{path}'"), Some("root")).await?;
+        ensure!(
+            contents.is_empty() || output.stdout != contents,
+            "`cat {path}` as root inside returned the host's key"
+        );
+        note(
+            cx,
+            format!("as root inside, {path}: exit {}", output.status),
+        );
+    }
     Ok(())
 }
 

@@ -195,7 +195,7 @@ static ATTACKS: &[Case] = &[
     attack!(
         inside::host_shadow_unreadable,
         ISOLATED,
-        "`cat /etc/shadow` inside does not return the host's /etc/shadow"
+        "`cat /etc/shadow` inside (and as root: the host's TLS keys) does not return the host's"
     ),
     attack!(
         inside::host_loopback_unreachable,

@@ -211,6 +211,11 @@ class SandkitSandboxEnvironment(SandboxEnvironment):
             )
         except _errors.ProgramNotFound as error:
             return ExecResult(False, 127, "", f"{error}\n")
+        except _errors.InvalidSpec as error:
+            if error.field != "user":
+                raise
+            # As `docker exec --user` reports a user the container does not have.
+            return ExecResult(False, 126, "", f"{error}\n")
         except (_errors.SandboxNotFound, _errors.InvalidState, _errors.Unavailable) as error:
             raise SandboxUnavailableError(str(error)) from error
         if result.truncated:

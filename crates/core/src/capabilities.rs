@@ -366,6 +366,9 @@ pub struct Capabilities {
     pub exec_pty: bool,
     /// Commands can run as a chosen user.
     pub exec_run_as_user: bool,
+    /// A running command can be sent a signal (`ExecProcess::signal`), delivered to its
+    /// process group.
+    pub exec_signal: bool,
     /// Where exec timeouts are enforced.
     pub exec_timeout: TimeoutEnforcement,
     /// Standard error is delivered separately from standard output.
@@ -499,6 +502,8 @@ features! {
     ExecPty = "exec.pty", "pseudo-terminals", |c| c.exec_pty;
     /// Commands as another user.
     ExecRunAsUser = "exec.run_as_user", "running commands as another user", |c| c.exec_run_as_user;
+    /// Signals to a running command.
+    ExecSignal = "exec.signal", "signalling a running command", |c| c.exec_signal;
     /// Exec timeouts, enforced by the client or the provider.
     ExecTimeout = "exec.timeout", "exec timeouts", |c| c.exec_timeout != TimeoutEnforcement::None;
     /// Exec timeouts enforced by the provider, independently of the client.

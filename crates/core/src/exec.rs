@@ -194,6 +194,12 @@ pub trait ExecControl: Send {
 
     /// Kills the command's whole process tree. Killing a finished command is not an error.
     async fn kill(&mut self) -> Result<()>;
+
+    /// Sends `signal` (a Linux signal number, already checked to be in `1..=64`) to the
+    /// command's process group and every descendant. Signalling a finished command is
+    /// not an error. A provider without `Capabilities::exec_signal` returns
+    /// [`Error::Unsupported`].
+    async fn signal(&mut self, signal: i32) -> Result<()>;
 }
 
 /// A running command: its output streams, its stdin, and its control.
@@ -274,6 +280,19 @@ impl ExecProcess {
     /// Kills the command's process tree.
     pub async fn kill(&mut self) -> Result<()> {
         self.control.kill().await
+    }
+
+    /// Sends `signal` to the command's process group (needs `Capabilities::exec_signal`):
+    /// `libc`'s numbers, such as 2 for `SIGINT` or 15 for `SIGTERM`. A number outside
+    /// `1..=64` is [`Error::InvalidSpec`] naming `signal`.
+    pub async fn signal(&mut self, signal: i32) -> Result<()> {
+        if !(1..=64).contains(&signal) {
+            return Err(Error::invalid_spec(
+                "signal",
+                format!("{signal} is not a signal number (1 to 64)"),
+            ));
+        }
+        self.control.signal(signal).await
     }
 
     /// Writes `input` to stdin (if open) and closes it, then collects both streams and
@@ -361,6 +380,9 @@ mod tests {
             std::mem::replace(&mut self.0, Ok(ExitStatus::code(0)))
         }
         async fn kill(&mut self) -> Result<()> {
+            Ok(())
+        }
+        async fn signal(&mut self, _signal: i32) -> Result<()> {
             Ok(())
         }
     }

@@ -33,7 +33,7 @@ mod host;
 
 #[cfg(test)]
 use host::process_table;
-use host::{kill_process_tree, oom_kills};
+use host::{kill_process_tree, oom_kills, signal_process_tree};
 
 /// How the engine starts its message when it could not start a command.
 const START_FAILURE_PREFIX: &[u8] = b"OCI runtime exec failed";
@@ -114,6 +114,12 @@ impl Shared {
     /// command that already ended is fine).
     async fn kill_tree(&self) -> Result<bool> {
         self.killed.store(true, Ordering::SeqCst);
+        self.signal_tree(None).await
+    }
+
+    /// Sends `signal` (SIGKILL in rounds with `None`) to the command's process tree.
+    /// Returns whether it was still running.
+    async fn signal_tree(&self, signal: Option<nix::sys::signal::Signal>) -> Result<bool> {
         if !self.engine.shares_processes {
             return Err(Error::unsupported(
                 crate::provider::PROVIDER_NAME,
@@ -148,10 +154,13 @@ impl Shared {
             )));
         }
         let container_id = self.meta.container_id.clone();
-        tokio::task::spawn_blocking(move || kill_process_tree(pid, &container_id))
-            .await
-            .map_err(|e| error::other(format!("killing a command: {e}")))?
-            .map_err(|e| error::other(format!("killing the process tree of pid {pid}: {e}")))?;
+        tokio::task::spawn_blocking(move || match signal {
+            None => kill_process_tree(pid, &container_id),
+            Some(signal) => signal_process_tree(pid, &container_id, signal),
+        })
+        .await
+        .map_err(|e| error::other(format!("killing a command: {e}")))?
+        .map_err(|e| error::other(format!("killing the process tree of pid {pid}: {e}")))?;
         Ok(true)
     }
 }
@@ -715,6 +724,17 @@ impl ExecControl for DockerExec {
         }
         if self.shared.kill_tree().await? {
             self.shared.settle(Outcome::Exited(ExitStatus::signal(9)));
+        }
+        Ok(())
+    }
+
+    /// Through the host's `/proc`, as kills are (the engine API can only signal a
+    /// container's main process).
+    async fn signal(&mut self, signal: i32) -> Result<()> {
+        let signal = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|_| Error::invalid_spec("signal", format!("no signal {signal} here")))?;
+        if self.outcome.borrow().is_none() {
+            self.shared.signal_tree(Some(signal)).await?;
         }
         Ok(())
     }

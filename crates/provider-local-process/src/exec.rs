@@ -107,4 +107,14 @@ impl ExecControl for LocalExec {
         self.finish().await;
         Ok(())
     }
+
+    /// The agent signals the command's process group and every descendant.
+    async fn signal(&mut self, signal: i32) -> Result<()> {
+        if self.outcome.is_none() {
+            let frame = protocol::encode(&Request::Signal { signal });
+            // A connection the agent already closed means the command is over.
+            let _ = self.connection.write_all(&frame).await;
+        }
+        Ok(())
+    }
 }

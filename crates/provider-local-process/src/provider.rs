@@ -100,6 +100,8 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,
         exec_run_as_user: users,
+        // The agent signals a command's process group.
+        exec_signal: true,
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,

@@ -665,6 +665,11 @@ impl ExecControl for Control {
             ))
         }
     }
+
+    /// The router has no call for it (`exec_signal` is declared false).
+    async fn signal(&mut self, _signal: i32) -> Result<()> {
+        Err(Error::unsupported(NAME, "signalling a running command"))
+    }
 }
 
 #[cfg(test)]

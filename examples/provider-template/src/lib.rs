@@ -66,6 +66,8 @@ fn capabilities(default_lifetime_secs: u64) -> Capabilities {
         default_lifetime_secs: Some(default_lifetime_secs),
         entrypoint: false,
         exec_stdin: true,
+        // Commands run in their own process group, which `signal` reaches.
+        exec_signal: true,
         exec_separate_stderr: true,
         exec_timeout: TimeoutEnforcement::Client,
         tags: true,
@@ -368,6 +370,16 @@ impl ExecControl for Control {
 
     async fn kill(&mut self) -> Result<()> {
         self.kill_group();
+        Ok(())
+    }
+
+    async fn signal(&mut self, signal: i32) -> Result<()> {
+        let signal = Signal::try_from(signal)
+            .map_err(|_| Error::invalid_spec("signal", format!("no signal {signal} here")))?;
+        if let Some(group) = self.group {
+            // ESRCH: the group is gone, so the command has ended.
+            let _ = killpg(Pid::from_raw(group), signal);
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 mod exec;
 mod exec_env;
+mod exec_signal;
 mod exec_stdin;
 mod files;
 mod lifecycle;
@@ -473,6 +474,26 @@ pub(crate) static CASES: &[Case] = &[
         exec::exec_run_as_user_unsupported,
         NO_RUN_AS_USER,
         "another user is Unsupported without exec_run_as_user"
+    ),
+    case!(
+        exec_signal::exec_signal_reaches_the_command,
+        SIGNAL,
+        "SIGTERM reaches a command, whose handler runs"
+    ),
+    case!(
+        exec_signal::exec_signal_unhandled_ends_with_128_plus_n,
+        SIGNAL,
+        "a command ended by SIGINT reports 130"
+    ),
+    case!(
+        exec_signal::exec_signal_after_the_end_and_out_of_range,
+        SIGNAL,
+        "a signal after the end is Ok; 0, -1 and 65 are InvalidSpec naming signal"
+    ),
+    case!(
+        exec_signal::exec_signal_unsupported,
+        NO_SIGNAL,
+        "a signal is Unsupported without exec_signal"
     ),
     // Files.
     case!(

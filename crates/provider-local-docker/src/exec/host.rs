@@ -46,11 +46,43 @@ pub(super) fn kill_process_tree(root: i32, container_id: &str) -> std::io::Resul
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
 
-    if !in_container(root, container_id) {
-        // Gone already, or the id was reused by a process that is not ours.
-        return Ok(());
-    }
     for _ in 0..50 {
+        let victims = process_tree(root, container_id)?;
+        if victims.is_empty() {
+            return Ok(());
+        }
+        for pid in &victims {
+            // ESRCH: it ended on its own meanwhile.
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(std::io::Error::other(
+        "processes kept appearing after 50 rounds of killing",
+    ))
+}
+
+/// Sends `signal` once to host process `root` and the rest of its tree (as
+/// [`kill_process_tree`] finds it): what the command does with it is its own business.
+pub(super) fn signal_process_tree(
+    root: i32,
+    container_id: &str,
+    signal: nix::sys::signal::Signal,
+) -> std::io::Result<()> {
+    for pid in process_tree(root, container_id)? {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+    Ok(())
+}
+
+/// Host process `root`, every process in its session and process group, and every
+/// descendant of those, that belong to the container (none once `root` is gone, or its
+/// id was reused by a process that is not ours).
+fn process_tree(root: i32, container_id: &str) -> std::io::Result<HashSet<i32>> {
+    if !in_container(root, container_id) {
+        return Ok(HashSet::new());
+    }
+    {
         let table = process_table()?;
         let mut victims: HashSet<i32> = table
             .iter()
@@ -73,18 +105,8 @@ pub(super) fn kill_process_tree(root: i32, container_id: &str) -> std::io::Resul
             }
         }
         victims.retain(|pid| in_container(*pid, container_id));
-        if victims.is_empty() {
-            return Ok(());
-        }
-        for pid in &victims {
-            // ESRCH: it ended on its own meanwhile.
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        Ok(victims)
     }
-    Err(std::io::Error::other(
-        "processes kept appearing after 50 rounds of killing",
-    ))
 }
 
 /// The sandbox's out-of-memory kill counter, when this host can read it.

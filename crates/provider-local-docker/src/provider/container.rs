@@ -365,6 +365,8 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
         exec_stdin: true,
         exec_pty: false,
         exec_run_as_user: true,
+        // Signals go through this host's /proc, as kills do.
+        exec_signal: engine.is_none_or(|e| e.shares_processes),
         // Timeouts kill through this host's /proc; an engine elsewhere offers none.
         exec_timeout: if engine.is_none_or(|e| e.shares_processes) {
             TimeoutEnforcement::Client

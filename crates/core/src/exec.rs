@@ -195,7 +195,7 @@ pub trait ExecControl: Send {
     /// Kills the command's whole process tree. Killing a finished command is not an error.
     async fn kill(&mut self) -> Result<()>;
 
-    /// Sends `signal` (a Linux signal number, already checked to be in `1..=64`) to the
+    /// Sends `signal` (a standard Linux signal number, already checked to be in `1..=31`) to the
     /// command's process group and every descendant. Signalling a finished command is
     /// not an error. A provider without `Capabilities::exec_signal` returns
     /// [`Error::Unsupported`].
@@ -283,13 +283,13 @@ impl ExecProcess {
     }
 
     /// Sends `signal` to the command's process group (needs `Capabilities::exec_signal`):
-    /// `libc`'s numbers, such as 2 for `SIGINT` or 15 for `SIGTERM`. A number outside
-    /// `1..=64` is [`Error::InvalidSpec`] naming `signal`.
+    /// the standard Linux numbers (`1..=31`), such as 2 for `SIGINT` or 15 for
+    /// `SIGTERM`. Anything else is [`Error::InvalidSpec`] naming `signal`.
     pub async fn signal(&mut self, signal: i32) -> Result<()> {
-        if !(1..=64).contains(&signal) {
+        if !(1..=31).contains(&signal) {
             return Err(Error::invalid_spec(
                 "signal",
-                format!("{signal} is not a signal number (1 to 64)"),
+                format!("{signal} is not a standard signal number (1 to 31)"),
             ));
         }
         self.control.signal(signal).await

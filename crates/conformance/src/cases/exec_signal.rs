@@ -82,7 +82,7 @@ pub(crate) async fn exec_signal_after_the_end_and_out_of_range(cx: Cx) -> Result
         .signal(15)
         .await
         .context("SIGTERM to a command that has ended is not an error")?;
-    for signal in [0, -1, 65] {
+    for signal in [0, -1, 32, 65] {
         let error = expect_error(
             process.signal(signal).await,
             "InvalidSpec for a signal out of range",

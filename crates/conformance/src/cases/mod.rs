@@ -488,7 +488,7 @@ pub(crate) static CASES: &[Case] = &[
     case!(
         exec_signal::exec_signal_after_the_end_and_out_of_range,
         SIGNAL,
-        "a signal after the end is Ok; 0, -1 and 65 are InvalidSpec naming signal"
+        "a signal after the end is Ok; 0, -1, 32 and 65 are InvalidSpec naming signal"
     ),
     case!(
         exec_signal::exec_signal_unsupported,

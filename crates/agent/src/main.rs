@@ -22,6 +22,7 @@ use sandkit_agent::protocol::{
 };
 use users::{Spawner, Users};
 
+mod pty;
 mod users;
 
 /// Exit code of the agent when the sandbox ends for another reason than its entrypoint.
@@ -56,6 +57,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|first| first == pty::LAUNCHER) {
+        pty::launch(args);
+    }
     let Args {
         expires_at,
         watch_file,
@@ -372,31 +377,65 @@ fn start(
     spawn: SpawnRequest,
     fds: Vec<OwnedFd>,
 ) -> Result<i32, Reply> {
-    let Ok([stdin, stdout, stderr]) = <[OwnedFd; SPAWN_FDS]>::try_from(fds) else {
-        return Err(error(
-            ErrorKind::BadRequest,
-            "spawn needs three descriptors: stdin, stdout, stderr",
-        ));
-    };
     let Some((program, args)) = spawn.argv.split_first() else {
         return Err(error(ErrorKind::BadRequest, "argv is empty"));
     };
     let (run_as, home) = users::resolve(agent.spawner.users(), spawn.user.as_deref())
         .map_err(|why| error(ErrorKind::UnknownUser, why.to_string()))?;
-    let mut command = Command::new(program);
+    let (mut command, [stdin, stdout, stderr], master) = match spawn.pty {
+        None => {
+            let Ok(stdio) = <[OwnedFd; SPAWN_FDS]>::try_from(fds) else {
+                return Err(error(
+                    ErrorKind::BadRequest,
+                    "spawn needs three descriptors: stdin, stdout, stderr",
+                ));
+            };
+            let mut command = Command::new(program);
+            command.args(args).process_group(0);
+            (command, stdio, None)
+        }
+        Some(size) => {
+            if !fds.is_empty() {
+                return Err(error(
+                    ErrorKind::BadRequest,
+                    "a spawn on a pseudo-terminal takes no descriptors",
+                ));
+            }
+            let path = spawn
+                .env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str());
+            let Some(found) = pty::find_program(program, path, &spawn.cwd) else {
+                return Err(error(ErrorKind::NotFound, format!("{program}: not found")));
+            };
+            let (terminal, stdio) = pty::open(size)
+                .and_then(|t| {
+                    Ok([t.slave.try_clone()?, t.slave.try_clone()?, t.slave]).map(|s| (t.master, s))
+                })
+                .map_err(|e| error(ErrorKind::Other, format!("opening a pseudo-terminal: {e}")))?;
+            // The launcher makes a new session, which a group leader cannot: no
+            // `process_group` here (the session's group has the command's pid anyway).
+            let mut command = Command::new(agent_binary());
+            command
+                .arg(pty::LAUNCHER)
+                .arg(found)
+                .arg(program)
+                .args(args);
+            (command, stdio, Some(terminal))
+        }
+    };
     command.env_clear();
     // The user's home, unless the host set `HOME` (it leaves it out for a named user).
     if let Some(home) = home {
         command.env("HOME", home);
     }
     command
-        .args(args)
         .envs(spawn.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spawn.cwd)
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .process_group(0);
+        .stderr(Stdio::from(stderr));
     let (status_tx, status_rx) = mpsc::channel();
     let pid = {
         // Held across the spawn, so the reaper cannot see the exit before we listen.
@@ -419,7 +458,8 @@ fn start(
     }
     {
         let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = protocol::send(&*writer, &Reply::Spawned { pid }, &[]);
+        let master: Vec<_> = master.iter().map(|fd| fd.as_fd()).collect();
+        let _ = protocol::send(&*writer, &Reply::Spawned { pid }, &master);
     }
     let writer = writer.clone();
     let timeout = spawn.timeout_ms.map(Duration::from_millis);
@@ -444,6 +484,13 @@ fn start(
         let _ = protocol::send(&*writer, &exited, &[]);
     });
     Ok(pid)
+}
+
+/// This binary, as the sandbox sees it (the launcher of commands on a terminal).
+fn agent_binary() -> std::path::PathBuf {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()))
+        .clone()
 }
 
 fn spawn_failure(program: &str, cwd: &str, failure: &std::io::Error) -> Reply {

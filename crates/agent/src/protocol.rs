@@ -20,7 +20,8 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest frame either side accepts (argv and environment fit well below it).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 
-/// Descriptors that travel with a `spawn` request: stdin, stdout, stderr.
+/// Descriptors that travel with a `spawn` request: stdin, stdout, stderr (none with a
+/// pseudo-terminal).
 pub const SPAWN_FDS: usize = 3;
 
 /// A message from the host.
@@ -76,6 +77,19 @@ pub struct SpawnRequest {
     /// it and run the command as the default user.)
     #[serde(default)]
     pub user: Option<String>,
+    /// Run on a new pseudo-terminal of this size instead of the three descriptors: the
+    /// request then carries none, and `spawned` carries the terminal's master side.
+    #[serde(default)]
+    pub pty: Option<TerminalSize>,
+}
+
+/// A terminal's size in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
 }
 
 /// A message from the agent.
@@ -87,7 +101,7 @@ pub enum Reply {
         /// The agent's [`PROTOCOL_VERSION`].
         version: u32,
     },
-    /// The command started.
+    /// The command started. With a pseudo-terminal, its master side comes with it.
     Spawned {
         /// Its pid as the sandbox sees it.
         pid: i32,
@@ -283,6 +297,7 @@ mod tests {
             timeout_ms: Some(5),
             main: false,
             user: Some("1000".into()),
+            pty: None,
         });
         let devnull = std::fs::File::open("/dev/null").unwrap();
         send(

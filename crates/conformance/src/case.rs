@@ -405,3 +405,23 @@ pub(crate) async fn drain(mut process: ExecProcess, keep: usize) -> anyhow::Resu
         result,
     })
 }
+
+/// Reads standard output until `marker` has appeared (the command is then running its
+/// script, handlers installed) and returns what was read.
+pub(crate) async fn read_until(process: &mut ExecProcess, marker: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(chunk) = process.stdout.next().await {
+            seen.extend_from_slice(&chunk.context("reading output")?);
+            if String::from_utf8_lossy(&seen).contains(marker) {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the output ended before `{marker}`: {}", show(&seen))
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .with_context(|| format!("no `{marker}` within 60 s"))??;
+    Ok(seen)
+}

@@ -40,8 +40,14 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Run as this user (needs `Capabilities::exec_run_as_user`).
     pub user: Option<String>,
-    /// Run on a pseudo-terminal (needs `Capabilities::exec_pty`).
+    /// Run on a pseudo-terminal (needs `Capabilities::exec_pty`): standard output is
+    /// the terminal's raw bytes (standard error is on it too, so the `stderr` stream is
+    /// empty), standard input is typed on it (`\x03` is Ctrl-C), and
+    /// [`ExecProcess::resize`] changes its size.
     pub pty: bool,
+    /// The terminal's first size, with [`ExecRequest::pty`]: 24 rows by 80 columns when
+    /// unset.
+    pub pty_size: Option<PtySize>,
     /// Keep at most this many bytes of each stream when output is collected
     /// ([`ExecProcess::output`]); the rest is read and discarded, and the output says it
     /// was truncated. A streaming reader sees every byte.
@@ -118,6 +124,12 @@ impl ExecRequest {
                 "must be greater than zero",
             ));
         }
+        if let Some(size) = &self.pty_size {
+            if !self.pty {
+                return Err(Error::invalid_spec("pty_size", "is set without `pty`"));
+            }
+            size.validate("pty_size")?;
+        }
         Ok(())
     }
 }
@@ -144,6 +156,34 @@ mod optional_secs {
             })
         })
         .transpose()
+    }
+}
+
+/// The size of a pseudo-terminal, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PtySize {
+    /// Rows (lines), at least 1.
+    pub rows: u16,
+    /// Columns, at least 1.
+    pub cols: u16,
+}
+
+impl Default for PtySize {
+    fn default() -> Self {
+        Self { rows: 24, cols: 80 }
+    }
+}
+
+impl PtySize {
+    /// Checks that neither side is 0.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        if self.rows == 0 || self.cols == 0 {
+            return Err(Error::invalid_spec(
+                field,
+                format!("a terminal of {} rows by {} columns", self.rows, self.cols),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -200,6 +240,11 @@ pub trait ExecControl: Send {
     /// not an error. A provider without `Capabilities::exec_signal` returns
     /// [`Error::Unsupported`].
     async fn signal(&mut self, signal: i32) -> Result<()>;
+
+    /// Changes the size of the command's pseudo-terminal (already checked: the command
+    /// has one, and the size is not 0). A provider without `Capabilities::exec_pty`
+    /// returns [`Error::Unsupported`].
+    async fn resize(&mut self, size: PtySize) -> Result<()>;
 }
 
 /// A running command: its output streams, its stdin, and its control.
@@ -216,6 +261,7 @@ pub struct ExecProcess {
     control: Box<dyn ExecControl>,
     timeout: Option<Duration>,
     output_limit_bytes: Option<u64>,
+    pty: bool,
 }
 
 impl fmt::Debug for ExecProcess {
@@ -269,6 +315,7 @@ impl ExecProcess {
             control,
             timeout: request.timeout,
             output_limit_bytes: request.output_limit_bytes,
+            pty: request.pty,
         }
     }
 
@@ -293,6 +340,19 @@ impl ExecProcess {
             ));
         }
         self.control.signal(signal).await
+    }
+
+    /// Changes the size of the command's pseudo-terminal. A command started without
+    /// [`ExecRequest::pty`], or a size with a 0, is [`Error::InvalidSpec`].
+    pub async fn resize(&mut self, size: PtySize) -> Result<()> {
+        if !self.pty {
+            return Err(Error::invalid_spec(
+                "pty",
+                "the command runs without a pseudo-terminal, so it has no size",
+            ));
+        }
+        size.validate("pty_size")?;
+        self.control.resize(size).await
     }
 
     /// Writes `input` to stdin (if open) and closes it, then collects both streams and
@@ -383,6 +443,9 @@ mod tests {
             Ok(())
         }
         async fn signal(&mut self, _signal: i32) -> Result<()> {
+            Ok(())
+        }
+        async fn resize(&mut self, _size: PtySize) -> Result<()> {
             Ok(())
         }
     }

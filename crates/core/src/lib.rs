@@ -28,7 +28,7 @@ pub use capabilities::{
 };
 pub use error::{Error, FileErrorKind, Result};
 pub use exec::{
-    ByteStream, ExecControl, ExecOutput, ExecProcess, ExecRequest, ExitStatus, StdinWriter,
+    ByteStream, ExecControl, ExecOutput, ExecProcess, ExecRequest, ExitStatus, PtySize, StdinWriter,
 };
 pub use ownership::{Ownership, ReapFilter, ReapReport, reap};
 pub use provider::{

@@ -738,6 +738,14 @@ impl ExecControl for DockerExec {
         }
         Ok(())
     }
+
+    /// Commands run without a terminal here (`exec_pty` is declared false).
+    async fn resize(&mut self, _size: sandkit_core::PtySize) -> Result<()> {
+        Err(Error::unsupported(
+            crate::provider::PROVIDER_NAME,
+            "resizing a pseudo-terminal",
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! directory, and the requests sent to a sandbox's agent over its socket.
 
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -78,29 +78,27 @@ pub(crate) fn request(socket: &Path, request: &Request) -> Result<Reply> {
     Ok(reply)
 }
 
-/// Starts a command with the given standard streams; returns the connection on which
-/// its end will be reported.
+/// Starts a command with the given standard streams (none for a terminal); returns the
+/// connection on which its end will be reported, and the descriptors that came with the
+/// answer (a terminal's master side).
 pub(crate) fn spawn(
     socket: &Path,
     spawn: SpawnRequest,
-    stdio: [BorrowedFd<'_>; 3],
-) -> Result<UnixStream> {
+    stdio: &[BorrowedFd<'_>],
+) -> Result<(UnixStream, Vec<OwnedFd>)> {
     let program = spawn.argv.first().cloned().unwrap_or_default();
     let stream = connect(socket)?;
-    protocol::send(&stream, &Request::Spawn(spawn), &stdio).map_err(|e| agent_failed(&e))?;
-    match protocol::receive::<Reply>(&stream)
-        .map_err(|e| agent_failed(&e))?
-        .0
-    {
-        Reply::Spawned { .. } => {
+    protocol::send(&stream, &Request::Spawn(spawn), stdio).map_err(|e| agent_failed(&e))?;
+    match protocol::receive::<Reply>(&stream).map_err(|e| agent_failed(&e))? {
+        (Reply::Spawned { .. }, fds) => {
             // The end of a command may be far off: no read timeout from here on.
             stream
                 .set_read_timeout(None)
                 .map_err(|e| internal("configuring the agent connection", e))?;
-            Ok(stream)
+            Ok((stream, fds))
         }
-        Reply::Error { kind, message } => Err(spawn_error(&program, kind, message)),
-        other => Err(unexpected(&other)),
+        (Reply::Error { kind, message }, _) => Err(spawn_error(&program, kind, message)),
+        (other, _) => Err(unexpected(&other)),
     }
 }
 

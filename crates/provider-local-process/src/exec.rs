@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sandkit_agent::protocol::{self, Reply, Request};
-use sandkit_core::{Error, ExecControl, ExitStatus, Result};
+use std::os::fd::OwnedFd;
+
+use sandkit_core::{Error, ExecControl, ExitStatus, PtySize, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -25,6 +27,8 @@ pub(crate) struct LocalExec {
     connection: UnixStream,
     outcome: Option<Outcome>,
     timeout: Option<Duration>,
+    /// The master side of the command's terminal, when it has one.
+    terminal: Option<OwnedFd>,
 }
 
 impl LocalExec {
@@ -32,6 +36,7 @@ impl LocalExec {
     pub fn new(
         connection: std::os::unix::net::UnixStream,
         timeout: Option<Duration>,
+        terminal: Option<OwnedFd>,
     ) -> Result<Self> {
         let setup = |connection: std::os::unix::net::UnixStream| {
             connection.set_nonblocking(true)?;
@@ -43,6 +48,7 @@ impl LocalExec {
             connection,
             outcome: None,
             timeout,
+            terminal,
         })
     }
 
@@ -106,6 +112,13 @@ impl ExecControl for LocalExec {
         }
         self.finish().await;
         Ok(())
+    }
+
+    async fn resize(&mut self, size: PtySize) -> Result<()> {
+        match &self.terminal {
+            Some(master) => crate::terminal::resize(master, size),
+            None => Err(Error::invalid_spec("pty", "the command has no terminal")),
+        }
     }
 
     /// The agent signals the command's process group and every descendant.

@@ -11,6 +11,7 @@ mod lifecycle;
 mod process;
 mod provider;
 mod state;
+mod terminal;
 mod users;
 
 pub use config::{Isolation, LocalProcessConfig};

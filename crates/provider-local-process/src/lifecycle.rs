@@ -336,13 +336,14 @@ impl LocalProcessProvider {
             timeout_ms: None,
             main: true,
             user: None,
+            pty: None,
         };
         let (socket, log_path) = (layout.socket.clone(), layout.dir.join("entrypoint.log"));
         blocking(move || {
             let log = std::fs::File::create(&log_path)
                 .map_err(|e| internal("creating the entrypoint log", e))?;
             let null = agent::dev_null()?;
-            agent::spawn(&socket, request, agent::stdio(&null, &log, &log))
+            agent::spawn(&socket, request, &agent::stdio(&null, &log, &log))
         })
         .await
         .map_err(|error| Error::CreationFailed {

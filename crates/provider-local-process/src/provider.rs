@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sandkit_agent::protocol::{Reply, Request, SpawnRequest};
+use sandkit_agent::protocol::{Reply, Request, SpawnRequest, TerminalSize};
 use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
@@ -102,6 +102,8 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         exec_run_as_user: users,
         // The agent signals a command's process group.
         exec_signal: true,
+        // The agent opens terminals in the sandbox's own devpts.
+        exec_pty: true,
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,
@@ -219,7 +221,7 @@ impl LocalProcessProvider {
     }
 }
 
-fn output_stream<R>(reader: R) -> ByteStream
+pub(crate) fn output_stream<R>(reader: R) -> ByteStream
 where
     R: tokio::io::AsyncRead + Send + 'static,
 {
@@ -373,7 +375,7 @@ impl SandboxProvider for LocalProcessProvider {
             &request.env,
             request.user.as_deref(),
         );
-        let spawn = SpawnRequest {
+        let mut spawn = SpawnRequest {
             argv: request.argv.clone(),
             env: env.into_iter().collect(),
             cwd: cwd.display().to_string(),
@@ -382,25 +384,43 @@ impl SandboxProvider for LocalProcessProvider {
                 .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
             main: false,
             user: request.user.clone(),
-        };
-        let (stdout, stdout_w) = output_pipe()?;
-        let (stderr, stderr_w) = output_pipe()?;
-        let (stdin, stdin_r) = if request.stdin {
-            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(|e| internal("creating a pipe", e.into()))?;
-            let sender = tokio::net::unix::pipe::Sender::from_owned_fd(write)
-                .map_err(|e| internal("watching a pipe", e))?;
-            (Some(Box::pin(sender) as StdinWriter), read)
-        } else {
-            let null = agent::dev_null()?;
-            (None, std::os::fd::OwnedFd::from(null))
+            pty: None,
         };
         let socket = layout.socket.clone();
-        let spawned = blocking(move || {
-            agent::spawn(&socket, spawn, agent::stdio(&stdin_r, &stdout_w, &stderr_w))
-        })
-        .await;
-        let connection = match spawned {
+        let (spawned, pipes) = if request.pty {
+            let size = request.pty_size.unwrap_or_default();
+            spawn.pty = Some(TerminalSize {
+                rows: size.rows,
+                cols: size.cols,
+            });
+            (
+                blocking(move || agent::spawn(&socket, spawn, &[])).await,
+                None,
+            )
+        } else {
+            let (stdout, stdout_w) = output_pipe()?;
+            let (stderr, stderr_w) = output_pipe()?;
+            let (stdin, stdin_r) = if request.stdin {
+                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| internal("creating a pipe", e.into()))?;
+                let sender = tokio::net::unix::pipe::Sender::from_owned_fd(write)
+                    .map_err(|e| internal("watching a pipe", e))?;
+                (Some(Box::pin(sender) as StdinWriter), read)
+            } else {
+                let null = agent::dev_null()?;
+                (None, std::os::fd::OwnedFd::from(null))
+            };
+            let spawned = blocking(move || {
+                agent::spawn(
+                    &socket,
+                    spawn,
+                    &agent::stdio(&stdin_r, &stdout_w, &stderr_w),
+                )
+            })
+            .await;
+            (spawned, Some((stdout, stderr, stdin)))
+        };
+        let (connection, mut fds) = match spawned {
             // A given cwd was checked above; the default one, the workdir, may have been
             // removed by a command, and is then what is missing.
             Err(not_found @ Error::ProgramNotFound { .. }) if request.cwd.is_none() => {
@@ -414,7 +434,21 @@ impl SandboxProvider for LocalProcessProvider {
             }
             spawned => spawned?,
         };
-        let control = LocalExec::new(connection, request.timeout)?;
+        let (stdout, stderr, stdin, terminal) = match pipes {
+            Some((stdout, stderr, stdin)) => (stdout, stderr, stdin, None),
+            None => {
+                let master = fds.pop().ok_or_else(|| {
+                    internal(
+                        "starting a command on a terminal",
+                        std::io::Error::other("the agent sent no terminal"),
+                    )
+                })?;
+                let (output, input, resize) = crate::terminal::streams(master)?;
+                let nothing: ByteStream = Box::pin(futures::stream::empty());
+                (output, nothing, Some(input), Some(resize))
+            }
+        };
+        let control = LocalExec::new(connection, request.timeout, terminal)?;
         Ok(ExecProcess::new(
             &request,
             stdout,

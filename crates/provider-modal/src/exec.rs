@@ -670,6 +670,11 @@ impl ExecControl for Control {
     async fn signal(&mut self, _signal: i32) -> Result<()> {
         Err(Error::unsupported(NAME, "signalling a running command"))
     }
+
+    /// No command here has a pseudo-terminal (`exec_pty` is declared false).
+    async fn resize(&mut self, _size: sandkit_core::PtySize) -> Result<()> {
+        Err(Error::unsupported(NAME, "resizing a pseudo-terminal"))
+    }
 }
 
 #[cfg(test)]

@@ -382,4 +382,11 @@ impl ExecControl for Control {
         }
         Ok(())
     }
+
+    async fn resize(&mut self, _size: sandkit_core::PtySize) -> Result<()> {
+        Err(Error::unsupported(
+            TemplateProvider::NAME,
+            "pseudo-terminals",
+        ))
+    }
 }

@@ -2,30 +2,11 @@
 //! process group as that signal, harmless once it has ended, refused out of range, and
 //! `Unsupported` where a provider does not declare `exec_signal`.
 
-use anyhow::{Context, Result, bail, ensure};
-use futures::StreamExt;
-use sandkit_core::{Error, ExecProcess, ExecRequest};
+use anyhow::{Context, Result, ensure};
+use sandkit_core::{Error, ExecRequest};
 
 use super::exec::HANG;
-use crate::case::{Cx, drain, expect_error, expect_unsupported, show};
-
-/// Reads standard output until `marker` has appeared: the command is then running its
-/// script, handlers installed.
-async fn wait_for(process: &mut ExecProcess, marker: &str) -> Result<()> {
-    let mut seen = Vec::new();
-    let read = async {
-        while let Some(chunk) = process.stdout.next().await {
-            seen.extend_from_slice(&chunk.context("reading output")?);
-            if String::from_utf8_lossy(&seen).contains(marker) {
-                return Ok(());
-            }
-        }
-        bail!("the output ended before `{marker}`: {}", show(&seen))
-    };
-    tokio::time::timeout(HANG, read)
-        .await
-        .with_context(|| format!("no `{marker}` within {HANG:?}"))?
-}
+use crate::case::{Cx, drain, expect_error, expect_unsupported, read_until, show};
 
 pub(crate) async fn exec_signal_reaches_the_command(cx: Cx) -> Result<()> {
     let id = cx.sandbox().await?;
@@ -35,7 +16,7 @@ pub(crate) async fn exec_signal_reaches_the_command(cx: Cx) -> Result<()> {
         .provider()
         .exec(&id, ExecRequest::new(["sh", "-c", script]))
         .await?;
-    wait_for(&mut process, "ready").await?;
+    read_until(&mut process, "ready").await?;
     process.signal(15).await.context("SIGTERM")?;
     let drained = tokio::time::timeout(HANG, drain(process, 4096))
         .await
@@ -58,7 +39,7 @@ pub(crate) async fn exec_signal_unhandled_ends_with_128_plus_n(cx: Cx) -> Result
             ExecRequest::new(["sh", "-c", "echo ready; exec sleep 60"]),
         )
         .await?;
-    wait_for(&mut process, "ready").await?;
+    read_until(&mut process, "ready").await?;
     process.signal(2).await.context("SIGINT")?;
     let drained = tokio::time::timeout(HANG, drain(process, 4096))
         .await

@@ -4,6 +4,7 @@
 
 mod exec;
 mod exec_env;
+mod exec_pty;
 mod exec_signal;
 mod exec_stdin;
 mod files;
@@ -450,6 +451,21 @@ pub(crate) static CASES: &[Case] = &[
         "six commands run at once in one sandbox, each with its own output"
     ),
     case!(exec::exec_pty, PTY, "a command on a pty sees a terminal"),
+    case!(
+        exec_pty::exec_pty_size_and_resize,
+        PTY,
+        "a terminal has the size asked for, and a resize's after it"
+    ),
+    case!(
+        exec_pty::exec_pty_ctrl_c_interrupts,
+        PTY,
+        "Ctrl-C typed on a terminal interrupts the command"
+    ),
+    case!(
+        exec_pty::exec_resize_without_pty_is_invalid,
+        Need::NOTHING,
+        "a resize without a pty, or a pty size without pty, is InvalidSpec"
+    ),
     case!(
         exec::exec_pty_unsupported,
         NO_PTY,

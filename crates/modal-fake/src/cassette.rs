@@ -26,10 +26,11 @@ pub const FORMAT: &str = "sandkit-modal-cassette/1";
 /// What a redacted value is replaced by (JWTs become a well-formed stand-in JWT instead).
 pub const REDACTED: &str = "[redacted]";
 /// Headers that carry credentials.
-const SECRET_HEADERS: [&str; 4] = [
+const SECRET_HEADERS: [&str; 5] = [
     "x-modal-token-id",
     "x-modal-token-secret",
     "x-modal-auth-token",
+    "x-modal-sandbox-token",
     "authorization",
 ];
 /// Request headers worth keeping in a cassette (the rest is client noise).
@@ -307,13 +308,26 @@ pub fn message_bytes(
     Ok(descriptors::message_from_json(descriptor, json)?.encode_to_vec())
 }
 
-/// Redacts in place: `token` and `jwt` strings become the stand-in JWT, the values of
-/// `env_dict` (secret contents) become [`REDACTED`], and any other JWT-shaped string is
-/// replaced too.
+/// Fields whose whole subtree holds secrets: inline secret maps travel as
+/// `StringMap.contents` inside them (V2 creation, Python's exec environment).
+const SECRET_SUBTREES: [&str; 2] = ["secret_sources", "ephemeral_secrets"];
+
+/// Redacts in place: `token`, `jwt` and `sandbox_token` strings become the stand-in JWT,
+/// the values of `env_dict` and of `contents` maps under [`SECRET_SUBTREES`] (secret
+/// contents) become [`REDACTED`], and any other JWT-shaped string is replaced too.
 fn redact(value: &mut serde_json::Value, key: Option<&str>, secrets: &mut HashSet<String>) {
+    redact_in(value, key, false, secrets);
+}
+
+fn redact_in(
+    value: &mut serde_json::Value,
+    key: Option<&str>,
+    in_secret: bool,
+    secrets: &mut HashSet<String>,
+) {
     match value {
         serde_json::Value::String(text) => {
-            let is_token_field = matches!(key, Some("token" | "jwt"));
+            let is_token_field = matches!(key, Some("token" | "jwt" | "sandbox_token"));
             if (is_token_field || ids::looks_like_jwt(text)) && !text.is_empty() {
                 secrets.insert(text.clone());
                 *text = ids::redacted_jwt();
@@ -321,23 +335,23 @@ fn redact(value: &mut serde_json::Value, key: Option<&str>, secrets: &mut HashSe
         }
         serde_json::Value::Object(map) => {
             for (name, child) in map.iter_mut() {
-                if name == "env_dict" {
-                    if let serde_json::Value::Object(values) = child {
-                        for secret in values.values_mut() {
-                            if let Some(text) = secret.as_str() {
-                                secrets.insert(text.to_owned());
-                            }
-                            *secret = serde_json::Value::String(REDACTED.to_owned());
+                let secret_map = name == "env_dict" || (in_secret && name == "contents");
+                if secret_map && let serde_json::Value::Object(values) = child {
+                    for secret in values.values_mut() {
+                        if let Some(text) = secret.as_str() {
+                            secrets.insert(text.to_owned());
                         }
+                        *secret = serde_json::Value::String(REDACTED.to_owned());
                     }
                 } else {
-                    redact(child, Some(name), secrets);
+                    let in_secret = in_secret || SECRET_SUBTREES.contains(&name.as_str());
+                    redact_in(child, Some(name), in_secret, secrets);
                 }
             }
         }
         serde_json::Value::Array(items) => {
             for item in items {
-                redact(item, key, secrets);
+                redact_in(item, key, in_secret, secrets);
             }
         }
         _ => {}
@@ -368,6 +382,31 @@ mod tests {
         assert!(secrets.contains(&jwt));
         let scrubbed = scrub(&format!("echo {jwt} hunter2-hunter2"), &secrets);
         assert_eq!(scrubbed, format!("echo {REDACTED} {REDACTED}"));
+    }
+
+    #[test]
+    fn inline_secrets_of_v2_creation_and_exec_are_redacted() {
+        let mut secrets = HashSet::new();
+        let mut json = serde_json::json!({
+            "secret_sources": [
+                {"env": {"contents": {"FLOW_SECRET": "s3cret-value"}}},
+                {"secret_id": "st-1"},
+            ],
+            "ephemeral_secrets": {"contents": {"OLD": "older-secret"}},
+            "sandbox_token": "opaque-sandbox-token",
+            "definition": {"environment_variables": {"contents": {"PLAIN": "kept"}}},
+        });
+        redact(&mut json, None, &mut secrets);
+        let text = json.to_string();
+        for secret in ["s3cret-value", "older-secret", "opaque-sandbox-token"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+            assert!(secrets.contains(secret));
+        }
+        assert_eq!(json["secret_sources"][1]["secret_id"], "st-1");
+        assert_eq!(
+            json["definition"]["environment_variables"]["contents"]["PLAIN"],
+            "kept"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::sync::OnceLock;
 
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor, ReflectMessage as _, Value,
+};
 
 /// The control-plane service.
 pub const CONTROL_SERVICE: &str = "modal.client.ModalClient";
@@ -104,6 +106,32 @@ pub fn encode(message: &DynamicMessage) -> Vec<u8> {
     message.encode_to_vec()
 }
 
+/// Answers that hand out a command router's address (`url`) and bearer `jwt`: directly
+/// (the router-access calls) or in a nested `command_router_access` (V2 creation).
+pub const ROUTER_ACCESS_PATHS: [&str; 3] = [
+    "/modal.client.ModalClient/TaskGetCommandRouterAccess",
+    "/modal.client.ModalClient/SandboxGetCommandRouterAccess",
+    "/modal.client.ModalClient/SandboxCreateV2",
+];
+
+/// The part of a router-access answer (see [`ROUTER_ACCESS_PATHS`]) that holds `url` and
+/// `jwt`: the nested `command_router_access` when the message has one set, else the
+/// message itself when it has a `url` field; `None` otherwise.
+pub fn router_access_mut(message: &mut DynamicMessage) -> Option<&mut DynamicMessage> {
+    const NESTED: &str = "command_router_access";
+    if message.has_field_by_name(NESTED) {
+        return match message.get_field_by_name_mut(NESTED) {
+            Some(Value::Message(access)) => Some(access),
+            _ => None,
+        };
+    }
+    message
+        .descriptor()
+        .get_field_by_name("url")
+        .is_some()
+        .then_some(message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +178,42 @@ mod tests {
         let back = message_from_json(&descriptor, &json).unwrap();
         let decoded = tcr::TaskExecStartRequest::decode(encode(&back).as_slice()).unwrap();
         assert_eq!(decoded, original);
+    }
+
+    #[test]
+    fn router_access_is_found_directly_and_nested() {
+        use sandkit_modal_proto::client as pb;
+        let direct = pb::TaskGetCommandRouterAccessResponse {
+            jwt: "j".into(),
+            url: "https://upstream:1".into(),
+        };
+        let nested = pb::SandboxCreateV2Response {
+            sandbox_id: "sb-1".into(),
+            command_router_access: Some(pb::CommandRouterAccess {
+                jwt: "j".into(),
+                url: "https://upstream:2".into(),
+            }),
+            ..Default::default()
+        };
+        for (path, bytes, url) in [
+            (
+                ROUTER_ACCESS_PATHS[0],
+                direct.encode_to_vec(),
+                "https://upstream:1",
+            ),
+            (
+                ROUTER_ACCESS_PATHS[2],
+                nested.encode_to_vec(),
+                "https://upstream:2",
+            ),
+        ] {
+            let mut message = decode(&method(path).unwrap().output(), &bytes).unwrap();
+            let access = router_access_mut(&mut message).unwrap();
+            assert_eq!(access.get_field_by_name("url").unwrap().as_str(), Some(url));
+        }
+        let without = pb::SandboxCreateV2Response::default().encode_to_vec();
+        let mut message =
+            decode(&method(ROUTER_ACCESS_PATHS[2]).unwrap().output(), &without).unwrap();
+        assert!(router_access_mut(&mut message).is_none());
     }
 }

@@ -14,11 +14,7 @@ const ID_SUFFIX_LEN: usize = 22;
 
 /// A new random id such as `sb-3kTMd9bA0xkQ1Lf7Zp2uW4`.
 pub fn mint(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    let suffix: String = (0..ID_SUFFIX_LEN)
-        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
-        .collect();
-    format!("{prefix}-{suffix}")
+    format!("{prefix}-{}", random_base62(ID_SUFFIX_LEN))
 }
 
 /// A V1-shaped sandbox id.
@@ -26,7 +22,25 @@ pub fn sandbox_id() -> String {
     mint("sb")
 }
 
-/// A task id. V2 task ids end in `V` and Python routes on that, so ours never do.
+/// Length of the random part of a V2 sandbox id. Clients take any sandbox id that is not
+/// `sb-` + 22 base62 characters for a V2 one, so V2 ids differ from V1 ids in length alone
+/// (and stay alphanumeric, as Modal's CLI insists).
+const V2_SANDBOX_SUFFIX_LEN: usize = 26;
+
+fn random_base62(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect()
+}
+
+/// A V2-shaped sandbox id: `sb-` + 26 base62 characters.
+pub fn sandbox_id_v2() -> String {
+    format!("sb-{}", random_base62(V2_SANDBOX_SUFFIX_LEN))
+}
+
+/// The task id of a V1 sandbox. V2 task ids end in `V` and Python routes on that, so these
+/// never do.
 pub fn task_id() -> String {
     loop {
         let id = mint("ta");
@@ -34,6 +48,11 @@ pub fn task_id() -> String {
             return id;
         }
     }
+}
+
+/// The task id of a V2 sandbox: the V1 shape, ending in `V` (the mark Python looks for).
+pub fn task_id_v2() -> String {
+    format!("ta-{}V", random_base62(ID_SUFFIX_LEN - 1))
 }
 
 /// An id derived from `seed`, so the same definition always gets the same id (Modal dedupes
@@ -137,6 +156,18 @@ mod tests {
         assert!(!is_v1_sandbox_id("sb-short"));
         assert!(!is_v1_sandbox_id("sb-0123456789012345678901V2"));
         assert!(!task_id().ends_with('V'));
+    }
+
+    #[test]
+    fn minted_v2_ids_are_not_v1_shaped() {
+        for _ in 0..100 {
+            let id = sandbox_id_v2();
+            assert!(id.starts_with("sb-") && !is_v1_sandbox_id(&id), "{id}");
+            assert!(id[3..].bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+            let task = task_id_v2();
+            assert!(task.starts_with("ta-") && task.ends_with('V'), "{task}");
+            assert_eq!(task.len(), 3 + ID_SUFFIX_LEN);
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! that forwards every call unchanged and writes each exchange to a cassette.
 //!
 //! Router URLs in `TaskGetCommandRouterAccess` / `SandboxGetCommandRouterAccess` answers
-//! are rewritten to the proxy's own address, so router traffic is recorded too; the proxy
+//! (and in the `command_router_access` of `SandboxCreateV2` answers) are rewritten to the
+//! proxy's own address, so router traffic is recorded too; the proxy
 //! remembers which upstream router each JWT belongs to.
 
 use std::collections::{HashMap, HashSet};
@@ -204,10 +205,13 @@ impl Recorder {
         let Ok(mut message) = descriptors::decode(&method.output(), &bytes) else {
             return bytes;
         };
-        let url = message
+        let Some(access) = descriptors::router_access_mut(&mut message) else {
+            return bytes;
+        };
+        let url = access
             .get_field_by_name("url")
             .and_then(|value| value.as_str().map(str::to_owned));
-        let jwt = message
+        let jwt = access
             .get_field_by_name("jwt")
             .and_then(|value| value.as_str().map(str::to_owned));
         let Some(url) = url.filter(|url| !url.is_empty()) else {
@@ -217,7 +221,7 @@ impl Recorder {
             lock(&self.router_of_jwt).insert(jwt, url.clone());
         }
         *lock(&self.last_router) = Some(url);
-        message.set_field_by_name("url", Value::String(self.own_router_url.clone()));
+        access.set_field_by_name("url", Value::String(self.own_router_url.clone()));
         Bytes::from(descriptors::encode(&message))
     }
 }
@@ -341,11 +345,7 @@ impl RawHandler for Recorder {
             for name in HOP_HEADERS {
                 response_metadata.remove(name);
             }
-            let rewrites = matches!(
-                path.as_str(),
-                "/modal.client.ModalClient/TaskGetCommandRouterAccess"
-                    | "/modal.client.ModalClient/SandboxGetCommandRouterAccess"
-            );
+            let rewrites = descriptors::ROUTER_ACCESS_PATHS.contains(&path.as_str());
             let recorder = Arc::clone(&self);
             let stream = futures::stream::unfold(Some((incoming, pending)), move |state| {
                 let recorder = Arc::clone(&recorder);

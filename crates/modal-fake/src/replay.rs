@@ -16,7 +16,7 @@
 //! - whole-number strings between 1024 and 65535 in a command line (ports chosen at run
 //!   time) are paired like UUIDs.
 //!
-//! Waits (`TaskExecWait`, `SandboxWait`) end no earlier than they did in the recording,
+//! Waits (`TaskExecWait`, `SandboxWait[V2]`) end no earlier than they did in the recording,
 //! counted from the first call: clients tell a timeout from a normal end by the clock.
 //! Times in answers (creation, start, end and readiness times, sandkit's `created-at` and
 //! `expires-at` tags) are moved forward by the time between recording and replay, and
@@ -52,13 +52,10 @@ use compare::{Comparison, Difference, tokens};
 const STDIO_READ: &str = "/modal.task_command_router.TaskCommandRouter/TaskExecStdioRead";
 /// Calls that wait for something to happen (a command or sandbox to end): replay holds
 /// them as long as they took when recorded, because clients judge timeouts by the clock.
-const WAITS: [&str; 2] = [
+const WAITS: [&str; 3] = [
     "/modal.task_command_router.TaskCommandRouter/TaskExecWait",
     "/modal.client.ModalClient/SandboxWait",
-];
-const ROUTER_ACCESS: [&str; 2] = [
-    "/modal.client.ModalClient/TaskGetCommandRouterAccess",
-    "/modal.client.ModalClient/SandboxGetCommandRouterAccess",
+    "/modal.client.ModalClient/SandboxWaitV2",
 ];
 /// Epoch-seconds fields of answers, moved to the replay's time.
 const TIME_FIELDS: [&str; 6] = [
@@ -492,8 +489,10 @@ impl Replayer {
                 if let Value::Message(rewritten) = value {
                     *message = rewritten;
                 }
-                if ROUTER_ACCESS.contains(&path) && message.has_field_by_name("url") {
-                    message.set_field_by_name("url", Value::String(self.own_router_url.clone()));
+                if descriptors::ROUTER_ACCESS_PATHS.contains(&path)
+                    && let Some(access) = descriptors::router_access_mut(message)
+                {
+                    access.set_field_by_name("url", Value::String(self.own_router_url.clone()));
                 }
             }
         }

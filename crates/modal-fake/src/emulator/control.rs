@@ -1,107 +1,27 @@
 //! `modal.client.ModalClient`: apps, environments, images, secrets, volumes and the
-//! sandbox lifecycle.
+//! sandbox lifecycle. The sandbox calls of both families (V1 and V2) delegate to
+//! `lifecycle` (what they share) and `v2` (what only V2 does).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sandkit_modal_proto::client::{
-    self as pb, ObjectCreationType, generic_result::GenericStatus,
-    modal_client_server::ModalClient, sandbox_get_command_router_access_request::Target,
+    self as pb, ObjectCreationType, modal_client_server::ModalClient,
 };
-use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use super::spec::modal_workdir;
+use super::lifecycle::{CreateArgs, handle_metadata, idempotency_key};
 use super::{
-    Emulator, IMAGE_BUILDER_VERSION, SandboxRecord, environment_name, host_and_port, lock, result,
-    status_of,
+    AUTH_TOKEN_SUBJECT, Emulator, IMAGE_BUILDER_VERSION, SandboxVersion, environment_name,
 };
 use crate::ids;
 
 type StreamOf<T> = tonic::codegen::BoxStream<T>;
 
-/// Longest a long poll (`SandboxWait`, `SandboxGetTaskId`) is held, as Modal's server does.
-const MAX_LONG_POLL: Duration = Duration::from_secs(55);
-/// Modal's maximum sandbox lifetime.
-const MAX_TIMEOUT_SECS: u32 = 24 * 60 * 60;
-/// Modal's default sandbox lifetime.
-const DEFAULT_TIMEOUT_SECS: u32 = 300;
-
-fn long_poll(timeout_secs: f32) -> Duration {
-    if timeout_secs.is_finite() && timeout_secs > 0.0 {
-        Duration::from_secs_f32(timeout_secs).min(MAX_LONG_POLL)
-    } else {
-        Duration::ZERO
-    }
-}
+const V1: SandboxVersion = SandboxVersion::V1;
+const V2: SandboxVersion = SandboxVersion::V2;
 
 fn creation_type(value: i32) -> ObjectCreationType {
     ObjectCreationType::try_from(value).unwrap_or(ObjectCreationType::Unspecified)
-}
-
-fn handle_metadata(record: &SandboxRecord) -> pb::SandboxHandleMetadata {
-    pb::SandboxHandleMetadata {
-        result: record.result(),
-        app_id: record.app_id.clone(),
-    }
-}
-
-/// Waits until the sandbox has a result or `limit` passes.
-async fn wait_for_result(record: &SandboxRecord, limit: Duration) -> Option<pb::GenericResult> {
-    let mut receiver = record.result.subscribe();
-    let _ = tokio::time::timeout(limit, receiver.wait_for(Option::is_some)).await;
-    record.result()
-}
-
-impl Emulator {
-    fn sandbox_info(record: &SandboxRecord) -> pb::SandboxInfo {
-        let result = record.result();
-        let finished_at = lock(&record.finished_at).unwrap_or(0.0);
-        pb::SandboxInfo {
-            id: record.id.clone(),
-            created_at: record.created_at,
-            task_info: Some(pb::TaskInfo {
-                id: record.task_id.clone(),
-                started_at: record.created_at,
-                finished_at,
-                result: result.clone(),
-                enqueued_at: record.created_at,
-                sandbox_id: record.id.clone(),
-                ..Default::default()
-            }),
-            app_id: record.app_id.clone(),
-            tags: record.tags(),
-            name: record.name.clone().unwrap_or_default(),
-            image_id: record.image_id.clone(),
-            regions: record.regions.clone(),
-            timeout_secs: record.timeout_secs,
-            idle_timeout_secs: record.idle_timeout_secs,
-            ready_at: Some(record.created_at),
-            metadata: Some(handle_metadata(record)),
-            ..Default::default()
-        }
-    }
-
-    fn router_access(&self, record: &SandboxRecord) -> (String, String) {
-        (self.issue_jwt(&record.task_id), self.0.router_url.clone())
-    }
-}
-
-fn tags_match(have: &[pb::SandboxTag], wanted: &[pb::SandboxTag]) -> bool {
-    wanted.iter().all(|want| {
-        have.iter()
-            .any(|tag| tag.tag_name == want.tag_name && tag.tag_value == want.tag_value)
-    })
-}
-
-fn idempotency_key<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("x-idempotency-key")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
 }
 
 #[tonic::async_trait]
@@ -184,7 +104,7 @@ impl ModalClient for Emulator {
         request: Request<pb::AuthTokenGetRequest>,
     ) -> Result<Response<pb::AuthTokenGetResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let token = self.issue_jwt("client");
+        let token = self.issue_jwt(AUTH_TOKEN_SUBJECT);
         Ok(Response::new(pb::AuthTokenGetResponse { token }))
     }
 
@@ -258,142 +178,36 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxCreateRequest>,
     ) -> Result<Response<pb::SandboxCreateResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let key = idempotency_key(&request);
+        let idempotency_key = idempotency_key(&request);
         let request = request.into_inner();
-        if let Some(key) = &key {
-            let repeat = {
-                let state = self.state();
-                state
-                    .create_keys
-                    .get(key)
-                    .and_then(|id| state.sandboxes.get(id))
-                    .cloned()
-            };
-            if let Some(record) = repeat {
-                return Ok(Response::new(pb::SandboxCreateResponse {
-                    sandbox_id: record.id.clone(),
-                    metadata: Some(handle_metadata(&record)),
-                }));
-            }
-        }
-        let definition = request.definition.unwrap_or_default();
-        if !self.state().app_names.contains_key(&request.app_id) {
-            return Err(Status::not_found(format!(
-                "App `{}` not found",
-                request.app_id
-            )));
-        }
-        let timeout_secs = match definition.timeout_secs {
-            0 => DEFAULT_TIMEOUT_SECS,
-            secs if secs > MAX_TIMEOUT_SECS => {
-                return Err(Status::invalid_argument(format!(
-                    "timeout_secs {secs} exceeds the maximum of {MAX_TIMEOUT_SECS}"
-                )));
-            }
-            secs => secs,
-        };
-        let name = definition.name.clone().filter(|name| !name.is_empty());
-        let spec = self.spec_for(&definition, timeout_secs)?;
-        let name_key = name.clone().map(|name| (request.app_id.clone(), name));
-        if let Some(name_key) = &name_key {
-            let mut state = self.state();
-            let taken = state.reserved_names.contains(name_key)
-                || state.sandboxes.values().any(|sandbox| {
-                    sandbox.app_id == name_key.0
-                        && sandbox.name.as_deref() == Some(name_key.1.as_str())
-                        && sandbox.is_running()
-                });
-            if taken {
-                return Err(Status::already_exists(format!(
-                    "Sandbox with name '{}' already exists in App",
-                    name_key.1
-                )));
-            }
-            state.reserved_names.insert(name_key.clone());
-        }
-        let created = self.backend().create(&spec).await;
-        let info = match created {
-            Ok(info) => info,
-            Err(error) => {
-                if let Some(name_key) = &name_key {
-                    self.state().reserved_names.remove(name_key);
-                }
-                return Err(status_of(error));
-            }
-        };
-        let path_root = self.probe_path_root(&info, spec.workdir.as_deref()).await;
-        let workdir = modal_workdir(&info.workdir, path_root.as_deref());
-        let mut state = self.state();
-        let record = Arc::new(SandboxRecord {
-            id: ids::sandbox_id(),
-            task_id: ids::task_id(),
-            app_id: request.app_id.clone(),
-            name,
-            image_id: definition.image_id.clone(),
-            backend_id: info.id,
-            created_at: Self::next_created_at(&mut state),
-            timeout_secs,
-            idle_timeout_secs: definition.idle_timeout_secs,
-            regions: definition
-                .scheduler_placement
-                .as_ref()
-                .map(|placement| placement.regions.clone())
-                .unwrap_or_default(),
-            has_ports: !spec.ports.is_empty(),
-            path_root,
-            workdir,
-            emulated_idle_timeout: definition
-                .idle_timeout_secs
-                .filter(|_| !self.backend().capabilities().idle_timeout),
-            activity: Mutex::new(std::time::Instant::now()),
-            running_execs: std::sync::atomic::AtomicUsize::new(0),
-            tags: Mutex::new(request.tags),
-            result: watch::channel(None).0,
-            finished_at: Mutex::new(None),
-            watchers: Mutex::new(Vec::new()),
-        });
-        if let Some(name_key) = &name_key {
-            // The record now holds the name; the reservation only covered the creation.
-            state.reserved_names.remove(name_key);
-        }
-        state
-            .sandboxes
-            .insert(record.id.clone(), Arc::clone(&record));
-        state
-            .tasks
-            .insert(record.task_id.clone(), record.id.clone());
-        if let Some(key) = key {
-            state.create_keys.insert(key, record.id.clone());
-        }
-        drop(state);
-        self.watch(&record);
-        tracing::info!(sandbox = %record.id, backend = %record.backend_id, "sandbox created");
+        let record = self
+            .create_sandbox(CreateArgs {
+                app_id: request.app_id,
+                definition: request.definition.unwrap_or_default(),
+                tags: request.tags,
+                secret_sources: Vec::new(),
+                version: V1,
+                idempotency_key,
+            })
+            .await?;
         Ok(Response::new(pb::SandboxCreateResponse {
             sandbox_id: record.id.clone(),
             metadata: Some(handle_metadata(&record)),
         }))
     }
 
+    async fn sandbox_create_v2(
+        &self,
+        request: Request<pb::SandboxCreateV2Request>,
+    ) -> Result<Response<pb::SandboxCreateV2Response>, Status> {
+        self.create_v2(request).await.map(Response::new)
+    }
+
     async fn sandbox_get_command_router_access(
         &self,
         request: Request<pb::SandboxGetCommandRouterAccessRequest>,
     ) -> Result<Response<pb::SandboxGetCommandRouterAccessResponse>, Status> {
-        self.check_credentials(request.metadata())?;
-        let record = match request.into_inner().target {
-            Some(Target::SandboxId(id)) => self.sandbox(&id)?,
-            Some(Target::TaskId(id)) => self.sandbox_of_task(&id)?,
-            None => {
-                return Err(Status::invalid_argument(
-                    "a sandbox_id or task_id is required",
-                ));
-            }
-        };
-        let (jwt, url) = self.router_access(&record);
-        Ok(Response::new(pb::SandboxGetCommandRouterAccessResponse {
-            jwt,
-            url,
-            worker_ipv4_address: "127.0.0.1".to_owned(),
-        }))
+        self.sandbox_router_access(request).map(Response::new)
     }
 
     async fn sandbox_get_from_name(
@@ -401,42 +215,17 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxGetFromNameRequest>,
     ) -> Result<Response<pb::SandboxGetFromNameResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let request = request.into_inner();
-        let environment = environment_name(&request.environment_name);
-        let state = self.state();
-        let app_id = state
-            .apps
-            .get(&(environment.clone(), request.app_name.clone()))
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "App '{}' not found in environment '{environment}'",
-                    request.app_name
-                ))
-            })?;
-        let mut candidates: Vec<&Arc<SandboxRecord>> = state
-            .sandboxes
-            .values()
-            .filter(|sandbox| {
-                sandbox.app_id == *app_id
-                    && sandbox.name.as_deref() == Some(request.sandbox_name.as_str())
-                    && (sandbox.is_running() || request.include_terminated)
-            })
-            .collect();
-        candidates.sort_by(|a, b| {
-            b.is_running()
-                .cmp(&a.is_running())
-                .then(b.created_at.total_cmp(&a.created_at))
-        });
-        let record = candidates.first().ok_or_else(|| {
-            Status::not_found(format!(
-                "Sandbox with name '{}' not found in App '{}'",
-                request.sandbox_name, request.app_name
-            ))
-        })?;
-        Ok(Response::new(pb::SandboxGetFromNameResponse {
-            sandbox_id: record.id.clone(),
-            metadata: Some(handle_metadata(record)),
-        }))
+        self.sandbox_from_name(request.get_ref(), V1)
+            .map(Response::new)
+    }
+
+    async fn sandbox_get_from_name_v2(
+        &self,
+        request: Request<pb::SandboxGetFromNameRequest>,
+    ) -> Result<Response<pb::SandboxGetFromNameResponse>, Status> {
+        self.check_v2_call(request.metadata(), None)?;
+        self.sandbox_from_name(request.get_ref(), V2)
+            .map(Response::new)
     }
 
     /// The entrypoint's output is not reachable through the provider API: the log stream
@@ -446,7 +235,7 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxGetLogsRequest>,
     ) -> Result<Response<StreamOf<pb::TaskLogsBatch>>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox(&request.into_inner().sandbox_id)?;
+        let record = self.sandbox_as(&request.into_inner().sandbox_id, V1)?;
         let batch = pb::TaskLogsBatch {
             task_id: record.task_id.clone(),
             entry_id: "0-1".to_owned(),
@@ -462,12 +251,16 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxGetTaskIdRequest>,
     ) -> Result<Response<pb::SandboxGetTaskIdResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox(&request.into_inner().sandbox_id)?;
-        // The task exists from creation on; a finished sandbox also reports its result.
-        Ok(Response::new(pb::SandboxGetTaskIdResponse {
-            task_id: Some(record.task_id.clone()),
-            task_result: record.result(),
-        }))
+        let record = self.sandbox_as(&request.get_ref().sandbox_id, V1)?;
+        Ok(Response::new(Self::task_of(&record)))
+    }
+
+    async fn sandbox_get_task_id_v2(
+        &self,
+        request: Request<pb::SandboxGetTaskIdRequest>,
+    ) -> Result<Response<pb::SandboxGetTaskIdResponse>, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
+        Ok(Response::new(Self::task_of(&record)))
     }
 
     async fn sandbox_get_tunnels(
@@ -475,32 +268,16 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxGetTunnelsRequest>,
     ) -> Result<Response<pb::SandboxGetTunnelsResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox(&request.into_inner().sandbox_id)?;
-        if !record.has_ports || !record.is_running() {
-            return Ok(Response::new(pb::SandboxGetTunnelsResponse::default()));
-        }
-        let tunnels = self
-            .backend()
-            .tunnels(&record.backend_id)
-            .await
-            .map_err(status_of)?;
-        let tunnels = tunnels
-            .into_iter()
-            .filter_map(|tunnel| {
-                let (host, port) = host_and_port(&tunnel.url)?;
-                Some(pb::TunnelData {
-                    host: host.clone(),
-                    port,
-                    unencrypted_host: Some(host),
-                    unencrypted_port: Some(port),
-                    container_port: u32::from(tunnel.port),
-                })
-            })
-            .collect();
-        Ok(Response::new(pb::SandboxGetTunnelsResponse {
-            result: Some(result(GenericStatus::Success, 0, "")),
-            tunnels,
-        }))
+        let record = self.sandbox_as(&request.get_ref().sandbox_id, V1)?;
+        self.tunnels_of(&record).await.map(Response::new)
+    }
+
+    async fn sandbox_get_tunnels_v2(
+        &self,
+        request: Request<pb::SandboxGetTunnelsRequest>,
+    ) -> Result<Response<pb::SandboxGetTunnelsResponse>, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
+        self.tunnels_of(&record).await.map(Response::new)
     }
 
     async fn sandbox_list(
@@ -508,28 +285,18 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxListRequest>,
     ) -> Result<Response<pb::SandboxListResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let request = request.into_inner();
-        let mut matching: Vec<Arc<SandboxRecord>> = self
-            .state()
-            .sandboxes
-            .values()
-            .filter(|sandbox| {
-                (request.app_id.is_empty() || sandbox.app_id == request.app_id)
-                    && (request.include_finished || sandbox.is_running())
-                    && (request.before_timestamp <= 0.0
-                        || sandbox.created_at < request.before_timestamp)
-                    && tags_match(&sandbox.tags(), &request.tags)
-            })
-            .cloned()
-            .collect();
-        matching.sort_by(|a, b| b.created_at.total_cmp(&a.created_at));
-        matching.truncate(self.0.list_page_size);
-        Ok(Response::new(pb::SandboxListResponse {
-            sandboxes: matching
-                .iter()
-                .map(|record| Self::sandbox_info(record))
-                .collect(),
-        }))
+        Ok(Response::new(
+            self.list_sandboxes(request.get_ref(), Some(V1)),
+        ))
+    }
+
+    /// Lists V1 and V2 sandboxes, as Modal's does.
+    async fn sandbox_list_v2(
+        &self,
+        request: Request<pb::SandboxListRequest>,
+    ) -> Result<Response<pb::SandboxListResponse>, Status> {
+        self.check_v2_call(request.metadata(), None)?;
+        Ok(Response::new(self.list_sandboxes(request.get_ref(), None)))
     }
 
     async fn sandbox_stdin_write(
@@ -537,7 +304,7 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxStdinWriteRequest>,
     ) -> Result<Response<pb::SandboxStdinWriteResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox(&request.into_inner().sandbox_id)?;
+        let record = self.sandbox_as(&request.into_inner().sandbox_id, V1)?;
         if !record.is_running() {
             return Err(Status::failed_precondition(
                 "the sandbox has already terminated",
@@ -553,7 +320,17 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxTagsGetRequest>,
     ) -> Result<Response<pb::SandboxTagsGetResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox(&request.into_inner().sandbox_id)?;
+        let record = self.sandbox_as(&request.get_ref().sandbox_id, V1)?;
+        Ok(Response::new(pb::SandboxTagsGetResponse {
+            tags: record.tags(),
+        }))
+    }
+
+    async fn sandbox_tags_get_v2(
+        &self,
+        request: Request<pb::SandboxTagsGetRequest>,
+    ) -> Result<Response<pb::SandboxTagsGetResponse>, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
         Ok(Response::new(pb::SandboxTagsGetResponse {
             tags: record.tags(),
         }))
@@ -565,22 +342,16 @@ impl ModalClient for Emulator {
     ) -> Result<Response<()>, Status> {
         self.check_credentials(request.metadata())?;
         let request = request.into_inner();
-        let record = self.sandbox(&request.sandbox_id)?;
-        let mut unique: BTreeMap<String, String> = BTreeMap::new();
-        for tag in request.tags {
-            if tag.tag_name.is_empty() {
-                return Err(Status::invalid_argument("tag names must not be empty"));
-            }
-            unique.insert(tag.tag_name, tag.tag_value);
-        }
-        *lock(&record.tags) = unique
-            .into_iter()
-            .map(|(tag_name, tag_value)| pb::SandboxTag {
-                tag_name,
-                tag_value,
-            })
-            .collect();
-        Ok(Response::new(()))
+        let record = self.sandbox_as(&request.sandbox_id, V1)?;
+        Self::set_tags(&record, request.tags).map(Response::new)
+    }
+
+    async fn sandbox_tags_set_v2(
+        &self,
+        request: Request<pb::SandboxTagsSetRequest>,
+    ) -> Result<Response<()>, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
+        Self::set_tags(&record, request.into_inner().tags).map(Response::new)
     }
 
     async fn sandbox_terminate(
@@ -588,19 +359,16 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxTerminateRequest>,
     ) -> Result<Response<pb::SandboxTerminateResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox(&request.into_inner().sandbox_id)?;
-        let existing_result = record.result();
-        if existing_result.is_none() {
-            self.end(
-                &record,
-                result(GenericStatus::Terminated, 137, "terminated"),
-            )
-            .await;
-            tracing::info!(sandbox = %record.id, "sandbox terminated");
-        }
-        Ok(Response::new(pb::SandboxTerminateResponse {
-            existing_result,
-        }))
+        let record = self.sandbox_as(&request.get_ref().sandbox_id, V1)?;
+        Ok(Response::new(self.terminate_sandbox(&record).await))
+    }
+
+    async fn sandbox_terminate_v2(
+        &self,
+        request: Request<pb::SandboxTerminateRequest>,
+    ) -> Result<Response<pb::SandboxTerminateResponse>, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
+        Ok(Response::new(self.terminate_sandbox(&record).await))
     }
 
     async fn sandbox_wait(
@@ -609,12 +377,19 @@ impl ModalClient for Emulator {
     ) -> Result<Response<pb::SandboxWaitResponse>, Status> {
         self.check_credentials(request.metadata())?;
         let request = request.into_inner();
-        let record = self.sandbox(&request.sandbox_id)?;
-        let result = wait_for_result(&record, long_poll(request.timeout)).await;
-        Ok(Response::new(pb::SandboxWaitResponse {
-            result,
-            metadata: Some(handle_metadata(&record)),
-        }))
+        let record = self.sandbox_as(&request.sandbox_id, V1)?;
+        Ok(Response::new(
+            Self::wait_sandbox(&record, request.timeout).await,
+        ))
+    }
+
+    async fn sandbox_wait_v2(
+        &self,
+        request: Request<pb::SandboxWaitRequest>,
+    ) -> Result<Response<pb::SandboxWaitResponse>, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
+        let timeout = request.get_ref().timeout;
+        Ok(Response::new(Self::wait_sandbox(&record, timeout).await))
     }
 
     async fn sandbox_wait_until_ready(

@@ -12,15 +12,22 @@
 //! - CPU and memory requests are passed on when the backend enforces limits and only
 //!   recorded otherwise; GPUs, PTY entrypoints and anything else the backend cannot do fail
 //!   with the backend's `Unsupported` error as `UNIMPLEMENTED`;
-//! - V2 sandbox RPCs are not served (ids are V1-shaped, so clients use V1 RPCs; Python
-//!   1.6.4 needs `MODAL_SANDBOX_V2=0`).
+//! - the entrypoint's streams of V2 sandboxes (`SandboxStdioReadV2`, `SandboxStdinWriteV2`)
+//!   are `UNIMPLEMENTED`: as with V1's logs and stdin, the provider API does not reach
+//!   them.
+//!
+//! V1 and V2 sandboxes are the same backend sandboxes behind differently shaped ids: clients
+//! pick V1 or V2 calls by the shape of the id, and each call family finds only its own
+//! sandboxes, except `SandboxListV2`, which lists both (as Modal's does).
 
 mod control;
 pub mod exec;
 pub mod fs_tools;
 mod images;
+mod lifecycle;
 mod router;
 mod spec;
+mod v2;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -51,6 +58,8 @@ use exec::ExecSession;
 const MONITOR_INTERVAL: Duration = Duration::from_millis(500);
 /// The image builder version announced to clients.
 pub const IMAGE_BUILDER_VERSION: &str = "2025.06";
+/// The subject of the auth tokens `AuthTokenGet` hands out (router JWTs name a task).
+pub(crate) const AUTH_TOKEN_SUBJECT: &str = "client";
 
 /// The scheme of the router URL handed to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -251,9 +260,31 @@ pub(crate) enum ImageSource {
     },
 }
 
+/// Which family of Modal's sandbox calls a sandbox is managed through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SandboxVersion {
+    /// `SandboxCreate`, `SandboxWait`, ...: ids `sb-` + 22 base62.
+    V1,
+    /// `SandboxCreateV2`, `SandboxWaitV2`, ...: longer ids, task ids ending in `V`.
+    V2,
+}
+
+impl SandboxVersion {
+    /// The suffix of the call family's RPC names, for messages.
+    pub fn rpc_suffix(self) -> &'static str {
+        match self {
+            SandboxVersion::V1 => "",
+            SandboxVersion::V2 => "V2",
+        }
+    }
+}
+
 /// A sandbox as Modal knows it.
 pub(crate) struct SandboxRecord {
     pub id: String,
+    pub version: SandboxVersion,
+    /// What V2 clients send back as `x-modal-sandbox-token` (V2 sandboxes only).
+    pub sandbox_token: Option<String>,
     pub task_id: String,
     pub app_id: String,
     pub name: Option<String>,

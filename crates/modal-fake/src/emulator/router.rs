@@ -287,6 +287,20 @@ enum ExitStatusOneof {
 
 #[tonic::async_trait]
 impl TaskCommandRouter for Emulator {
+    async fn sandbox_stdin_write_v2(
+        &self,
+        request: Request<tcr::SandboxStdinWriteV2Request>,
+    ) -> Result<Response<tcr::SandboxStdinWriteV2Response>, Status> {
+        Err(self.refuse_stdin_write_v2(&request))
+    }
+
+    async fn sandbox_stdio_read_v2(
+        &self,
+        request: Request<tcr::SandboxStdioReadV2Request>,
+    ) -> Result<Response<StreamOf<tcr::SandboxStdioReadV2Response>>, Status> {
+        Err(self.refuse_stdio_read_v2(&request))
+    }
+
     async fn sandbox_wait_until_ready(
         &self,
         request: Request<tcr::SandboxWaitUntilReadyTcrRequest>,

@@ -1,7 +1,9 @@
 """The official Modal Python client (modal==1.6.4) running a sandbox flow against modal-fake.
 
-Run by tests/python_client.rs with MODAL_SERVER_URL pointing at an emulator. Every step
-asserts what it expects and prints a line, so a failure names the step.
+Run by tests/python_client.rs with MODAL_SERVER_URL pointing at an emulator, twice: in the
+client's default mode (V2 sandboxes: `SandboxCreateV2`, `SandboxWaitV2`, ...) and with
+MODAL_SANDBOX_V2=0 (V1 sandboxes). Every step asserts what it expects and prints a line, so
+a failure names the step.
 """
 
 import os
@@ -9,6 +11,7 @@ import sys
 import uuid
 
 import modal
+import modal.config
 
 RUN = uuid.uuid4().hex[:10]
 APP_NAME = "sandkit-python-flow"
@@ -16,13 +19,29 @@ APP_NAME = "sandkit-python-flow"
 # writable, but local processes under bubblewrap keep system directories (and `/`) read-only.
 BASE_DIR = "/tmp"
 FLOW_DIR = f"{BASE_DIR}/flow"
+# The client creates V2 sandboxes unless MODAL_SANDBOX_V2 (or the profile) turns them off;
+# ask the client's own configuration rather than parse the variable again.
+V2 = bool(modal.config.config.get("sandbox_v2"))
 
 
 def step(name):
     print(f"step: {name}", flush=True)
 
 
+def is_v1_id(sandbox_id):
+    """Modal's V1 shape, which the client routes V1 calls by: `sb-` + 22 alphanumerics."""
+    suffix = sandbox_id.removeprefix("sb-")
+    return sandbox_id.startswith("sb-") and len(suffix) == 22 and suffix.isalnum()
+
+
+def assert_sandbox_id(sandbox_id):
+    """A sandbox of the mode's family: V1-shaped ids with MODAL_SANDBOX_V2=0, others by default."""
+    assert sandbox_id.startswith("sb-"), sandbox_id
+    assert is_v1_id(sandbox_id) != V2, (sandbox_id, "V2" if V2 else "V1")
+
+
 def main():
+    print(f"mode: {'V2' if V2 else 'V1'} sandboxes", flush=True)
     step("app lookup")
     app = modal.App.lookup(APP_NAME, create_if_missing=True)
 
@@ -34,7 +53,7 @@ def main():
         secrets=[modal.Secret.from_dict({"FLOW_SECRET": "s3cret-value"})],
         timeout=300,
     )
-    assert sb.object_id.startswith("sb-") and len(sb.object_id) == 25, sb.object_id
+    assert_sandbox_id(sb.object_id)
 
     step("exec: stdout, stderr and exit code")
     p = sb.exec("sh", "-c", "echo out; echo err >&2; exit 3")
@@ -118,6 +137,7 @@ def main():
     image = sb.snapshot_filesystem()
     assert image.object_id.startswith("im-"), image.object_id
     restored = modal.Sandbox.create(app=app, image=image, tags={"run": RUN, "restored": "yes"})
+    assert_sandbox_id(restored.object_id)
     assert restored.filesystem.read_text(f"{FLOW_DIR}/hello.txt") == "hello file\n"
     restored.terminate()
 

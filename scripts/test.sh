@@ -24,6 +24,7 @@ step "system packages"
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v pasta >/dev/null || missing+=(passt)
+command -v tmux >/dev/null || missing+=(tmux)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v python3 >/dev/null || missing+=(python3)

@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod output;
 mod stream;
+mod terminal;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -342,6 +342,11 @@ impl ExecProcess {
         self.control.signal(signal).await
     }
 
+    /// Whether the command runs on a pseudo-terminal ([`ExecRequest::pty`]).
+    pub fn pty(&self) -> bool {
+        self.pty
+    }
+
     /// Changes the size of the command's pseudo-terminal. A command started without
     /// [`ExecRequest::pty`], or a size with a 0, is [`Error::InvalidSpec`].
     pub async fn resize(&mut self, size: PtySize) -> Result<()> {

@@ -32,15 +32,37 @@ pub struct CommandArgs {
     /// Run as this user.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+
+    /// Run on a pseudo-terminal attached to ours (raw mode, keys and size passed on;
+    /// stderr comes on the terminal too). Cannot be combined with --json.
+    #[arg(short = 't', long)]
+    pub tty: bool,
 }
 
 impl CommandArgs {
+    /// `--tty` is interactive: no `--json` with it.
+    pub fn check_json(&self, context: &Context) -> Result<(), CliError> {
+        if self.tty && context.json {
+            return Err(CliError::usage(
+                "--tty attaches the command to this terminal: it cannot be combined with --json",
+            ));
+        }
+        Ok(())
+    }
+
     /// The exec request for `argv`.
     pub fn request(&self, argv: Vec<String>) -> ExecRequest {
         let mut request = ExecRequest::new(argv);
         request.cwd = self.cwd.clone();
         request.stdin = self.stdin;
         request.user = self.user.clone();
+        if self.tty {
+            request.pty = true;
+            request.pty_size = crate::terminal::size();
+            request.env.insert("TERM".into(), super::shell::term());
+            // The terminal is the input.
+            request.stdin = false;
+        }
         // Zero and negative values are passed on as zero, which validation rejects by
         // name; a value too large for a Duration is as good as no timeout.
         request.timeout = self
@@ -86,7 +108,8 @@ pub struct ExecArgs {
 /// Runs the command; exits with its exit code.
 pub async fn run(context: &Context, args: ExecArgs) -> Result<i32, CliError> {
     let mut request = args.command.request(args.argv);
-    request.env = args.env.into_iter().collect();
+    request.env.extend(args.env);
+    args.command.check_json(context)?;
     request.validate()?;
     let mut interrupts = Interrupts::catch()?;
     let provider = context.open().await?;
@@ -131,6 +154,9 @@ pub async fn report(
     mut process: ExecProcess,
     interrupts: &mut Interrupts,
 ) -> Result<i32, CliError> {
+    if process.pty() {
+        return crate::terminal::attach(&mut process, interrupts).await;
+    }
     let sink = if context.json {
         Sink::Collect
     } else {

@@ -13,6 +13,7 @@ mod rm;
 mod run;
 mod schema;
 mod select;
+mod shell;
 mod snapshot;
 
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub enum Command {
     Create(create::CreateArgs),
     /// Run a command in an existing sandbox, with live output.
     Exec(exec::ExecArgs),
+    /// Start an interactive shell in a sandbox, on a pseudo-terminal.
+    Shell(shell::ShellArgs),
     /// Copy files or directories to or from a sandbox (one side is ID:PATH).
     Cp(cp::CpArgs),
     /// List sandboxes with their state, age and estimated cost.
@@ -100,6 +103,7 @@ impl Command {
             Self::Run(args) => args.output.json,
             Self::Create(args) => args.output.json,
             Self::Exec(args) => args.output.json,
+            Self::Shell(_) => false,
             Self::Cp(args) => args.output.json,
             Self::Ls(args) => args.output.json,
             Self::Rm(args) => args.output.json,
@@ -119,6 +123,7 @@ impl Command {
             Self::Run(args) => run::run(context, args).await,
             Self::Create(args) => create::run(context, args).await,
             Self::Exec(args) => exec::run(context, args).await,
+            Self::Shell(args) => shell::run(context, args).await,
             Self::Cp(args) => cp::run(context, args).await,
             Self::Ls(args) => ls::run(context, args).await,
             Self::Rm(args) => rm::run(context, args).await,

@@ -42,6 +42,7 @@ pub async fn run(context: &Context, args: RunArgs) -> Result<i32, CliError> {
     let spec = args.spec.to_spec()?;
     spec.validate()?;
     let request = args.command.request(args.argv.clone());
+    args.command.check_json(context)?;
     request.validate()?;
 
     let mut interrupts = Interrupts::catch()?;

@@ -23,6 +23,7 @@ use sandkit_agent::protocol::{
 use users::{Spawner, Users};
 
 mod pty;
+mod usage;
 mod users;
 
 /// Exit code of the agent when the sandbox ends for another reason than its entrypoint.
@@ -104,6 +105,7 @@ fn main() -> ExitCode {
         std::thread::spawn(move || reap(&agent))
     };
     let _ = agent.reaper.set(reaper.thread().clone());
+    usage::sample_peak(descendants);
     if let Some(expires_at) = expires_at {
         std::thread::spawn(move || {
             let now = unix_now();
@@ -306,6 +308,7 @@ fn serve(agent: &Agent, stream: UnixStream) {
                 hold_lease(&stream, grace_secs, &reply);
                 return;
             }
+            Request::Usage => usage::report(descendants),
             Request::Pause => {
                 signal_all(Signal::STOP);
                 Reply::Done

@@ -48,6 +48,8 @@ pub enum Request {
         /// Seconds to wait for a new lease before ending the sandbox.
         grace_secs: u64,
     },
+    /// Asks what the sandbox's processes use.
+    Usage,
     /// Stops every process of the sandbox.
     Pause,
     /// Continues every process of the sandbox.
@@ -114,6 +116,18 @@ pub enum Reply {
         signal: Option<i32>,
         /// Whether the agent killed it because its timeout ran out.
         timed_out: bool,
+    },
+    /// Answer to [`Request::Usage`]: the agent's descendants (every command and what
+    /// they started; the agent itself not counted).
+    Usage {
+        /// Cpu time, user and system, of every command so far, in milliseconds.
+        cpu_millis: u64,
+        /// Resident memory of the live commands, in bytes.
+        memory_bytes: u64,
+        /// The most resident memory seen at once (sampled every second), in bytes.
+        peak_memory_bytes: u64,
+        /// How many processes are alive.
+        processes: u32,
     },
     /// A `pause`, `resume`, `signal` or `shutdown` was carried out.
     Done,

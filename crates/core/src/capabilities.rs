@@ -369,6 +369,8 @@ pub struct Capabilities {
     /// A running command can be sent a signal (`ExecProcess::signal`), delivered to its
     /// process group.
     pub exec_signal: bool,
+    /// What a sandbox's processes use, measured (`SandboxProvider::resource_usage`).
+    pub resource_usage: bool,
     /// Where exec timeouts are enforced.
     pub exec_timeout: TimeoutEnforcement,
     /// Standard error is delivered separately from standard output.
@@ -504,6 +506,8 @@ features! {
     ExecRunAsUser = "exec.run_as_user", "running commands as another user", |c| c.exec_run_as_user;
     /// Signals to a running command.
     ExecSignal = "exec.signal", "signalling a running command", |c| c.exec_signal;
+    /// Measured resource usage of a sandbox.
+    ResourceUsage = "resource_usage", "measured resource usage (cpu time, memory)", |c| c.resource_usage;
     /// Exec timeouts, enforced by the client or the provider.
     ExecTimeout = "exec.timeout", "exec timeouts", |c| c.exec_timeout != TimeoutEnforcement::None;
     /// Exec timeouts enforced by the provider, independently of the client.

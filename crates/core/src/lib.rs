@@ -40,4 +40,4 @@ pub use requirements::{Rejection, Requirements, Selection, Unmet, select};
 pub use spec::{
     GpuRequest, ImageSource, InitialFile, NetworkPolicy, SandboxSpec, SecretString, VolumeMount,
 };
-pub use usage::{LifecycleEvent, LifecycleKind, Usage};
+pub use usage::{LifecycleEvent, LifecycleKind, ResourceUsage, Usage};

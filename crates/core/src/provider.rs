@@ -14,6 +14,7 @@ use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecOutput, ExecProcess, ExecRequest};
 use crate::spec::{GpuRequest, SandboxSpec};
+use crate::usage::ResourceUsage;
 
 /// A sandbox's id at its provider.
 #[derive(
@@ -359,6 +360,13 @@ pub trait SandboxProvider: Send + Sync + 'static {
     async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
         let _ = snapshot_id;
         Err(Error::unsupported(self.name(), "filesystem snapshots"))
+    }
+
+    /// What the sandbox's processes use now: cpu seconds, resident and peak memory
+    /// (needs `resource_usage`).
+    async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
+        let _ = id;
+        Err(Error::unsupported(self.name(), "resource usage"))
     }
 
     /// Pauses every process of the sandbox (needs `pause`). Pausing a paused sandbox is

@@ -41,6 +41,21 @@ impl Usage {
     }
 }
 
+/// What a sandbox's processes use, as measured (not allocated: see [`Usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceUsage {
+    /// Cpu seconds (user and system) of every process the sandbox has run, ended ones
+    /// included.
+    pub cpu_secs: f64,
+    /// Resident memory of its live processes now, in bytes.
+    pub memory_bytes: u64,
+    /// The most resident memory seen at once, in bytes (the provider says how often it
+    /// looks).
+    pub peak_memory_bytes: u64,
+    /// Its live processes.
+    pub processes: u32,
+}
+
 impl PriceSheet {
     /// Estimated price of `usage` for a sandbox described by `info` (its GPU kind and
     /// region choose the GPU price and the regional multiplier).

@@ -11,8 +11,8 @@ use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
     ExecRequest, FileErrorKind, FileKind, FileStat, IdleCost, ListFilter, Os, PauseSupport,
-    ProviderFactory, Requirements, Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec,
-    SandboxState, Snapshot, StdinWriter, TimeoutEnforcement, Transport,
+    ProviderFactory, Requirements, ResourceUsage, Result, SandboxId, SandboxInfo, SandboxProvider,
+    SandboxSpec, SandboxState, Snapshot, StdinWriter, TimeoutEnforcement, Transport,
 };
 use tokio_util::io::ReaderStream;
 
@@ -104,6 +104,8 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         exec_signal: true,
         // The agent opens terminals in the sandbox's own devpts.
         exec_pty: true,
+        // The agent measures its descendants in /proc.
+        resource_usage: true,
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,
@@ -614,6 +616,30 @@ impl SandboxProvider for LocalProcessProvider {
 
     async fn resume(&self, id: &SandboxId) -> Result<()> {
         self.pause_or_resume(id, false).await
+    }
+
+    /// Measured by the agent over its descendants (every command, the processes they
+    /// started); the peak is sampled every second.
+    async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
+        let (_, layout) = self.live(id).await?;
+        let socket = layout.socket.clone();
+        match blocking(move || agent::request(&socket, &Request::Usage)).await? {
+            Reply::Usage {
+                cpu_millis,
+                memory_bytes,
+                peak_memory_bytes,
+                processes,
+            } => Ok(ResourceUsage {
+                cpu_secs: cpu_millis as f64 / 1000.0,
+                memory_bytes,
+                peak_memory_bytes,
+                processes,
+            }),
+            other => Err(internal(
+                format!("resource usage of {id}"),
+                std::io::Error::other(format!("{other:?}")),
+            )),
+        }
     }
 
     async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {

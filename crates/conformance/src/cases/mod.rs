@@ -14,6 +14,7 @@ mod network;
 mod optional;
 mod paths;
 mod specs;
+mod usage;
 
 use crate::case::{Case, Need};
 use needs::*;
@@ -510,6 +511,16 @@ pub(crate) static CASES: &[Case] = &[
         exec_signal::exec_signal_unsupported,
         NO_SIGNAL,
         "a signal is Unsupported without exec_signal"
+    ),
+    case!(
+        usage::resource_usage_measures_cpu_and_memory,
+        USAGE,
+        "resource usage counts the cpu time of ended commands and a live process's memory"
+    ),
+    case!(
+        usage::resource_usage_unsupported,
+        NO_USAGE,
+        "resource usage is Unsupported without resource_usage"
     ),
     // Files.
     case!(

@@ -22,6 +22,7 @@ needs!(TIMEOUTS, NO_TIMEOUTS, ExecTimeout);
 needs!(PTY, NO_PTY, ExecPty);
 needs!(RUN_AS_USER, NO_RUN_AS_USER, ExecRunAsUser);
 needs!(SIGNAL, NO_SIGNAL, ExecSignal);
+needs!(USAGE, NO_USAGE, ResourceUsage);
 needs!(SECRETS, NO_SECRETS, Secrets);
 needs!(FILES, NO_FILES, Files);
 needs!(BATCH, NO_BATCH, BatchTransfer);

@@ -14,6 +14,7 @@ use crate::provider::{
 };
 use crate::requirements::Requirements;
 use crate::spec::SandboxSpec;
+use crate::usage::ResourceUsage;
 
 /// Rejects what the provider cannot honour, before the provider runs: invalid specs and
 /// requests, options beyond its [`Capabilities`], and operations it does not offer. It
@@ -149,6 +150,10 @@ crate::layer_impl! {
         async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
             self.require(Feature::FsSnapshot)?;
             self.inner.delete_snapshot(snapshot_id).await
+        }
+        async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
+            self.require(Feature::ResourceUsage)?;
+            self.inner.resource_usage(id).await
         }
         async fn pause(&self, id: &SandboxId) -> Result<()> {
             self.require(Feature::Pause)?;

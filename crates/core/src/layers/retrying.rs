@@ -14,6 +14,7 @@ use crate::provider::{
     Tunnel,
 };
 use crate::spec::SandboxSpec;
+use crate::usage::ResourceUsage;
 
 /// Exponential backoff for retryable errors, honouring a provider's `retry_after`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,6 +193,9 @@ crate::layer_impl! {
         }
         async fn pause(&self, id: &SandboxId) -> Result<()> {
             self.inner.pause(id).await
+        }
+        async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
+            self.idempotent(|| self.inner.resource_usage(id)).await
         }
         async fn resume(&self, id: &SandboxId) -> Result<()> {
             self.inner.resume(id).await

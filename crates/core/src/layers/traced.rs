@@ -16,7 +16,7 @@ use crate::provider::{
     Tunnel,
 };
 use crate::spec::SandboxSpec;
-use crate::usage::{LifecycleEvent, LifecycleKind, Usage};
+use crate::usage::{LifecycleEvent, LifecycleKind, ResourceUsage, Usage};
 
 /// Puts every call in a tracing span (provider, operation, sandbox id), logs failures, and
 /// sends lifecycle events with usage and estimated cost.
@@ -231,6 +231,10 @@ crate::layer_impl! {
                 self.inner.delete_snapshot(snapshot_id),
             )
             .await
+        }
+        async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
+            self.traced("resource_usage", Some(id), self.inner.resource_usage(id))
+                .await
         }
         async fn pause(&self, id: &SandboxId) -> Result<()> {
             self.traced("pause", Some(id), self.inner.pause(id)).await?;

@@ -87,20 +87,19 @@ fn sandkit(state: &Path) -> String {
     )
 }
 
-fn create(state: &Path) -> String {
+/// `sandkit` on the local-process provider with its state in `state`, run here.
+fn run_sandkit(state: &Path, args: &[&str]) -> std::process::Output {
     let config = serde_json::json!({ "state_dir": state }).to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_sandkit"))
-        .args([
-            "--provider",
-            "local-process",
-            "--config",
-            &config,
-            "create",
-            "--json",
-        ])
+    Command::new(env!("CARGO_BIN_EXE_sandkit"))
+        .args(["--provider", "local-process", "--config", &config])
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("sandkit runs");
+        .expect("sandkit runs")
+}
+
+fn create(state: &Path) -> String {
+    let output = run_sandkit(state, &["create", "--json"]);
     assert!(
         output.status.success(),
         "create: {}",
@@ -192,13 +191,7 @@ fn shell_takes_keys_follows_resizes_and_passes_ctrl_c_on() {
         7,
         "sandkit shell exits with the shell's code"
     );
-    let rm = Command::new(env!("CARGO_BIN_EXE_sandkit"))
-        .args(["--provider", "local-process", "--config"])
-        .arg(serde_json::json!({ "state_dir": state.path() }).to_string())
-        .args(["rm", &id])
-        .output()
-        .unwrap();
-    assert!(rm.status.success());
+    assert!(run_sandkit(state.path(), &["rm", &id]).status.success());
 }
 
 #[test]
@@ -218,11 +211,5 @@ fn exec_tty_runs_a_program_on_the_terminal_and_restores_ours() {
     tmux.wait_for_line("got-hello");
     tmux.wait_for_line("cooked-again");
     assert_eq!(exit_code(&exit_file), 3);
-    let rm = Command::new(env!("CARGO_BIN_EXE_sandkit"))
-        .args(["--provider", "local-process", "--config"])
-        .arg(serde_json::json!({ "state_dir": state.path() }).to_string())
-        .args(["rm", &id])
-        .output()
-        .unwrap();
-    assert!(rm.status.success());
+    assert!(run_sandkit(state.path(), &["rm", &id]).status.success());
 }

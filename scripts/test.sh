@@ -52,6 +52,18 @@ if [ ! -x "$SANDKIT_MODAL_VENV/bin/python" ] || ! "$SANDKIT_MODAL_VENV/bin/pytho
     "$SANDKIT_MODAL_VENV/bin/pip" install --quiet --disable-pip-version-check 'modal==1.6.4'
 fi
 
+step "the official modal JavaScript SDK (npm modal@0.11.1, for the emulator's JS referee)"
+export SANDKIT_MODAL_JS_DIR="${SANDKIT_MODAL_JS_DIR:-$PWD/.venv/modal-js}"
+modal_js_manifest="$SANDKIT_MODAL_JS_DIR/node_modules/modal/package.json"
+if ! node -e 'process.exit(require(process.argv[1]).version === "0.11.1" ? 0 : 1)' "$modal_js_manifest" 2>/dev/null; then
+    # Not from apt: Debian's Node.js is older than the 20 the SDK needs.
+    if ! command -v npm >/dev/null; then
+        echo "npm (Node.js 20 or newer) is needed to install the modal JavaScript SDK" >&2
+        exit 1
+    fi
+    npm install --prefix "$SANDKIT_MODAL_JS_DIR" --no-audit --no-fund --loglevel=error 'modal@0.11.1'
+fi
+
 step "format, lints, docs, and core's dependency rule"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

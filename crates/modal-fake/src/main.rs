@@ -54,6 +54,14 @@ enum Mode {
         /// Sandboxes per `SandboxList` page.
         #[arg(long, default_value_t = 10)]
         list_page_size: usize,
+        /// Seconds after its create before a V1 sandbox's task id is handed out
+        /// (`SandboxGetTaskId` answers without one until then), as while Modal schedules.
+        #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
+        task_start_delay: Duration,
+        /// Seconds after its create before a sandbox's command router answers (router
+        /// calls get `UNAVAILABLE` until then), as while a task starts on its worker.
+        #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
+        router_ready_delay: Duration,
         /// Only accept this token id (with --token-secret); default: any.
         #[arg(long, env = "MODAL_FAKE_TOKEN_ID", requires = "token_secret")]
         token_id: Option<String>,
@@ -114,6 +122,18 @@ impl Common {
     }
 }
 
+/// A delay given as seconds (fractions allowed), at most a day.
+fn parse_secs(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("`{value}` must be between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 async fn start(mode: Mode) -> Result<ServerHandle, String> {
     match mode {
         Mode::Emulate {
@@ -122,6 +142,8 @@ async fn start(mode: Mode) -> Result<ServerHandle, String> {
             backend_config,
             registry_images,
             list_page_size,
+            task_start_delay,
+            router_ready_delay,
             token_id,
             token_secret,
         } => {
@@ -138,6 +160,8 @@ async fn start(mode: Mode) -> Result<ServerHandle, String> {
             options.router_scheme = common.router_scheme;
             options.list_page_size = list_page_size;
             options.registry_images = registry_images;
+            options.task_start_delay = task_start_delay;
+            options.router_ready_delay = router_ready_delay;
             options.credentials =
                 token_id
                     .zip(token_secret)
@@ -235,5 +259,40 @@ async fn main() -> ExitCode {
             eprintln!("modal-fake: cleanup did not finish within 60 s");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn start_delays_are_seconds_within_a_day() {
+        assert_eq!(parse_secs("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "nan", "inf", "1e9", "soon"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from([
+            "modal-fake",
+            "emulate",
+            "--task-start-delay",
+            "3",
+            "--router-ready-delay",
+            "6",
+        ])
+        .unwrap();
+        let Mode::Emulate {
+            task_start_delay,
+            router_ready_delay,
+            ..
+        } = cli.mode
+        else {
+            panic!("not emulate");
+        };
+        assert_eq!(task_start_delay, Duration::from_secs(3));
+        assert_eq!(router_ready_delay, Duration::from_secs(6));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -16,6 +17,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
+use crate::error::router_not_ready;
 use crate::retry::{Decision, RetryPolicy, RetryState};
 
 /// `ClientType.LIBMODAL_GO`: we speak the protocol the way libmodal's Go client does
@@ -33,6 +35,9 @@ const AUTH_TOKEN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Assumed lifetime of an auth token whose JWT has no `exp` claim.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
+/// Longest pause between attempts of a first router call once its ordinary retries are
+/// spent, as Modal's Python client caps its router-connect backoff at 10 s.
+const ROUTER_START_MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// Hosts that get plaintext even for `https://` router URLs: local fakes serve h2c, and
 /// Modal's Go and JS clients connect to them the same way.
@@ -114,6 +119,8 @@ pub(crate) struct ControlPlane {
     /// The control plane is a local fake: routers it hands out get plaintext.
     local: bool,
     max_throttle_wait: Option<Duration>,
+    /// How long a router's first call is retried while the router refuses it.
+    router_connect_timeout: Duration,
 }
 
 impl ControlPlane {
@@ -123,6 +130,7 @@ impl ControlPlane {
         token_id: &str,
         token_secret: &SecretString,
         max_throttle_wait: Option<Duration>,
+        router_connect_timeout: Duration,
     ) -> Result<Self, String> {
         let stub = ModalClientClient::new(channel(server_url, false)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -140,6 +148,7 @@ impl ControlPlane {
             policy: RetryPolicy::control_plane(max_throttle_wait),
             local,
             max_throttle_wait,
+            router_connect_timeout,
         })
     }
 
@@ -312,6 +321,8 @@ impl ControlPlane {
             control_plane: Arc::clone(self),
             access: RwLock::new(access),
             policy: RetryPolicy::router(self.max_throttle_wait),
+            connect_timeout: self.router_connect_timeout,
+            answered: AtomicBool::new(false),
         })
     }
 
@@ -376,11 +387,19 @@ impl RouterAccess {
 
 /// One task's `modal.task_command_router.TaskCommandRouter`, authenticated with a JWT that
 /// is re-fetched once when the router answers UNAUTHENTICATED.
+///
+/// Until the router has answered once, a call failing with `UNAVAILABLE` (which is also
+/// how a refused or failed connection surfaces) is retried for `connect_timeout`: a task
+/// may take minutes to start on its worker after it is scheduled, and its router refuses
+/// connections until then.
 pub(crate) struct Router {
     task_id: String,
     control_plane: Arc<ControlPlane>,
     access: RwLock<RouterAccess>,
     policy: RetryPolicy,
+    connect_timeout: Duration,
+    /// Whether the router has answered a call with anything but `UNAVAILABLE`.
+    answered: AtomicBool,
 }
 
 impl Router {
@@ -442,22 +461,56 @@ impl Router {
         let mut state = RetryState::default();
         let mut refreshed = false;
         let mut access = self.access().await;
+        let started = Instant::now();
         loop {
             let mut attempt = access.request(request.clone());
             if let Some(timeout) = timeout {
                 attempt.set_timeout(timeout);
             }
             state.attempts += 1;
-            match call(access.stub.clone(), attempt).await {
+            let result = call(access.stub.clone(), attempt).await;
+            let starting = !self.answered.load(Ordering::Acquire);
+            if starting
+                && result
+                    .as_ref()
+                    .err()
+                    .is_none_or(|s| s.code() != Code::Unavailable)
+            {
+                self.answered.store(true, Ordering::Release);
+            }
+            match result {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if status.code() == Code::Unauthenticated && !refreshed => {
                     refreshed = true;
                     access = self.refresh(&access).await?;
                 }
-                Err(status) => match policy.decide(&mut state, &status) {
-                    Decision::RetryAfter(delay) => tokio::time::sleep(delay).await,
-                    Decision::Stop => return Err(status),
-                },
+                Err(status) => {
+                    let decision = policy.decide(&mut state, &status);
+                    if !(starting && status.code() == Code::Unavailable) {
+                        match decision {
+                            Decision::RetryAfter(delay) => tokio::time::sleep(delay).await,
+                            Decision::Stop => return Err(status),
+                        }
+                        continue;
+                    }
+                    // The router has never answered: its task may still be starting.
+                    // The ordinary retries first, then one try every 10 s, until the
+                    // window is over.
+                    let delay = match decision {
+                        Decision::RetryAfter(delay) => delay,
+                        Decision::Stop => ROUTER_START_MAX_DELAY,
+                    };
+                    let remaining = self.connect_timeout.saturating_sub(started.elapsed());
+                    if remaining.is_zero() {
+                        return Err(router_not_ready(
+                            &self.task_id,
+                            self.connect_timeout,
+                            &status,
+                        ));
+                    }
+                    tracing::debug!(task_id = %self.task_id, ?delay, attempt = state.attempts, "the command router is not accepting calls yet");
+                    tokio::time::sleep(delay.min(remaining)).await;
+                }
             }
         }
     }

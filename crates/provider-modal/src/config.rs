@@ -21,6 +21,19 @@ pub const DEFAULT_APP_NAME: &str = "sandkit";
 /// The image used when a spec names none.
 pub const DEFAULT_IMAGE: &str = "debian:bookworm-slim";
 
+/// How long `create` waits for scheduling by default: Modal's Python client (1.6.4) waits
+/// 21 minutes (`_SANDBOX_SCHEDULING_TIMEOUT` in `modal/sandbox/_impl_v1.py`).
+pub const DEFAULT_SCHEDULE_TIMEOUT_SECS: u64 = 21 * 60;
+/// How long a first router call is retried by default: Modal's Python client (1.6.4)
+/// retries connecting to a task's router for up to 310 s (`total_timeout` of
+/// `_connect_channel` in `modal/sandbox/_task_command_router_client.py`).
+pub const DEFAULT_ROUTER_CONNECT_TIMEOUT_SECS: u64 = 310;
+/// The lifetime of a filesystem snapshot by default: Modal's Python client (1.6.4) sends
+/// 30 days (the `ttl` default of `Sandbox.snapshot_filesystem`).
+pub const DEFAULT_SNAPSHOT_TTL_SECS: i64 = 30 * 24 * 3600;
+/// The longest wait a configuration may ask for: a week.
+const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
+
 /// Configuration of the `modal` provider. Every field is optional: `{}` reads credentials
 /// from the environment or `~/.modal.toml` like Modal's own clients do.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -49,8 +62,20 @@ pub struct ModalConfig {
     /// Image builder version. Default: `MODAL_IMAGE_BUILDER_VERSION`, then the profile's
     /// `image_builder_version`, then the environment's setting from the server.
     pub image_builder_version: Option<String>,
-    /// How long `create` waits for the sandbox to be scheduled, in seconds. Default: 300.
+    /// How long `create` waits for the sandbox to be scheduled, in seconds: it polls
+    /// `SandboxGetTaskId` until a task appears and keeps polling through transient errors
+    /// until then. Default: 1260 (21 minutes, as Modal's Python client waits). At least 1,
+    /// at most 604800 (a week).
     pub schedule_timeout_secs: Option<u64>,
+    /// How long a sandbox's first command-router call (and the connection it opens) is
+    /// retried on connection errors and `UNAVAILABLE`, in seconds: a task can take a while
+    /// to start on its worker after it is scheduled. Default: 310 (as Modal's Python client
+    /// retries connecting to the router). At least 1, at most 604800 (a week).
+    pub router_connect_timeout_secs: Option<u64>,
+    /// How long Modal keeps a filesystem snapshot's image, in seconds, sent as
+    /// `TaskSnapshotFilesystem.ttl_seconds`; `-1` keeps it indefinitely. Default: 2592000
+    /// (30 days, as Modal's Python client sends).
+    pub snapshot_ttl_secs: Option<i64>,
     /// Regions offered for placement. Default: the regions of Modal's region-selection
     /// guide (`us`, `us-east`, `eu-west`, ...); the server validates the choice.
     pub regions: Option<Vec<String>>,
@@ -70,6 +95,8 @@ pub(crate) struct Settings {
     pub default_image: String,
     pub image_builder_version: Option<String>,
     pub schedule_timeout: Duration,
+    pub router_connect_timeout: Duration,
+    pub snapshot_ttl_secs: i64,
     pub max_throttle_wait: Option<Duration>,
 }
 
@@ -194,7 +221,17 @@ impl ModalConfig {
                 .clone()
                 .or_else(|| env.var("MODAL_IMAGE_BUILDER_VERSION"))
                 .or(profile.image_builder_version),
-            schedule_timeout: Duration::from_secs(self.schedule_timeout_secs.unwrap_or(300)),
+            schedule_timeout: wait_secs(
+                "schedule_timeout_secs",
+                self.schedule_timeout_secs,
+                DEFAULT_SCHEDULE_TIMEOUT_SECS,
+            )?,
+            router_connect_timeout: wait_secs(
+                "router_connect_timeout_secs",
+                self.router_connect_timeout_secs,
+                DEFAULT_ROUTER_CONNECT_TIMEOUT_SECS,
+            )?,
+            snapshot_ttl_secs: snapshot_ttl(self.snapshot_ttl_secs)?,
             max_throttle_wait: max_throttle_wait.map(Duration::from_secs),
         })
     }
@@ -238,6 +275,28 @@ impl ModalConfig {
                 .unwrap_or_else(|| "default".to_owned()),
         };
         Ok(profiles.remove(&name).unwrap_or_default())
+    }
+}
+
+/// A wait given in whole seconds: at least 1 (a zero wait would give up before the first
+/// answer) and at most [`MAX_WAIT_SECS`] (so deadlines never overflow the clock).
+fn wait_secs(field: &str, value: Option<u64>, default: u64) -> Result<Duration> {
+    match value.unwrap_or(default) {
+        secs @ 1..=MAX_WAIT_SECS => Ok(Duration::from_secs(secs)),
+        secs => Err(invalid(format!(
+            "{field} must be between 1 and {MAX_WAIT_SECS} seconds, got {secs}"
+        ))),
+    }
+}
+
+/// A snapshot lifetime: positive seconds, or `-1` (Modal's "never expires").
+fn snapshot_ttl(value: Option<i64>) -> Result<i64> {
+    match value.unwrap_or(DEFAULT_SNAPSHOT_TTL_SECS) {
+        secs if secs > 0 || secs == -1 => Ok(secs),
+        secs => Err(invalid(format!(
+            "snapshot_ttl_secs must be a positive number of seconds or -1 (never expires), \
+             got {secs}"
+        ))),
     }
 }
 
@@ -389,6 +448,79 @@ active = true
         let message = error.to_string();
         assert!(!message.contains("as-unquoted-secret"), "{message}");
         assert!(message.contains("line 2"), "{message}");
+    }
+
+    fn credentials() -> ModalConfig {
+        ModalConfig {
+            token_id: Some("ak-1".into()),
+            token_secret: Some(SecretString::new("as-1")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn waits_and_snapshot_ttl_default_to_modal_pythons() {
+        let settings = credentials().resolve_with(&env(&[], None)).unwrap();
+        assert_eq!(settings.schedule_timeout, Duration::from_secs(1260));
+        assert_eq!(settings.router_connect_timeout, Duration::from_secs(310));
+        assert_eq!(settings.snapshot_ttl_secs, 2_592_000);
+        let settings = ModalConfig {
+            schedule_timeout_secs: Some(5),
+            router_connect_timeout_secs: Some(7),
+            snapshot_ttl_secs: Some(-1),
+            ..credentials()
+        }
+        .resolve_with(&env(&[], None))
+        .unwrap();
+        assert_eq!(settings.schedule_timeout, Duration::from_secs(5));
+        assert_eq!(settings.router_connect_timeout, Duration::from_secs(7));
+        assert_eq!(settings.snapshot_ttl_secs, -1);
+    }
+
+    #[test]
+    fn bad_waits_and_ttls_are_config_errors_naming_the_field() {
+        let cases = [
+            (
+                ModalConfig {
+                    schedule_timeout_secs: Some(0),
+                    ..credentials()
+                },
+                "schedule_timeout_secs",
+            ),
+            (
+                ModalConfig {
+                    router_connect_timeout_secs: Some(0),
+                    ..credentials()
+                },
+                "router_connect_timeout_secs",
+            ),
+            (
+                ModalConfig {
+                    router_connect_timeout_secs: Some(u64::MAX),
+                    ..credentials()
+                },
+                "router_connect_timeout_secs",
+            ),
+            (
+                ModalConfig {
+                    snapshot_ttl_secs: Some(0),
+                    ..credentials()
+                },
+                "snapshot_ttl_secs",
+            ),
+            (
+                ModalConfig {
+                    snapshot_ttl_secs: Some(-2),
+                    ..credentials()
+                },
+                "snapshot_ttl_secs",
+            ),
+        ];
+        for (config, field) in cases {
+            let error = config.resolve_with(&env(&[], None)).unwrap_err();
+            assert!(matches!(error, Error::InvalidConfig { .. }), "{error:?}");
+            assert!(error.to_string().contains(field), "{error}");
+        }
     }
 
     #[test]

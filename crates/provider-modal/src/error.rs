@@ -70,9 +70,15 @@ pub(crate) fn from_status(status: &Status, subject: &str) -> Error {
                 message: format!("Modal: {}", describe(subject, message)),
             }
         }
-        Code::DeadlineExceeded => Error::Timeout {
-            operation: format!("Modal call about {subject}"),
-            timeout: Duration::ZERO,
+        Code::DeadlineExceeded => match router_wait(status) {
+            Some(waited) => Error::Timeout {
+                operation: format!("{subject}: {message}"),
+                timeout: waited,
+            },
+            None => Error::Timeout {
+                operation: format!("Modal call about {subject}"),
+                timeout: Duration::ZERO,
+            },
         },
         Code::FailedPrecondition | Code::Aborted => {
             Error::provider(NAME, format!("conflict: {}", describe(subject, message)))
@@ -86,6 +92,36 @@ pub(crate) fn from_status(status: &Status, subject: &str) -> Error {
             format!("{}: {}", status.code(), describe(subject, message)),
         ),
     }
+}
+
+/// Marks the status [`router_not_ready`] makes, with the wait in milliseconds. A server
+/// sending this key in its trailers could only change the wait an error reports.
+const ROUTER_WAIT_KEY: &str = "x-sandkit-router-wait-ms";
+
+/// The failure of a first router call whose router never accepted calls within `waited`:
+/// `DEADLINE_EXCEEDED` saying what was waited for and the last answer, which
+/// [`from_status`] reports as [`Error::Timeout`] of that length.
+pub(crate) fn router_not_ready(task_id: &str, waited: Duration, last: &Status) -> Status {
+    let mut status = Status::deadline_exceeded(format!(
+        "waiting for the command router of task `{task_id}` to accept calls (the task \
+         starting on its worker): none accepted within {} s; last answer: {:?}: {}",
+        waited.as_secs(),
+        last.code(),
+        last.message()
+    ));
+    if let Ok(value) = waited.as_millis().to_string().parse() {
+        status.metadata_mut().insert(ROUTER_WAIT_KEY, value);
+    }
+    status
+}
+
+/// How long a first router call waited, when `status` is [`router_not_ready`]'s.
+pub(crate) fn router_wait(status: &Status) -> Option<Duration> {
+    if status.code() != Code::DeadlineExceeded {
+        return None;
+    }
+    let millis = status.metadata().get(ROUTER_WAIT_KEY)?.to_str().ok()?;
+    millis.parse().ok().map(Duration::from_millis)
 }
 
 fn describe(subject: &str, message: &str) -> String {

@@ -11,7 +11,7 @@ use sandkit_modal_proto::task_command_router::TaskSnapshotFilesystemRequest;
 use tonic::Code;
 
 use crate::NAME;
-use crate::error::from_status;
+use crate::error::{from_status, router_wait};
 use crate::listing::is_finished;
 use crate::mapping::{ImageRef, image_ref, registry_image};
 use crate::provider::{ModalProvider, subject};
@@ -177,6 +177,9 @@ impl ModalProvider {
         let request = TaskSnapshotFilesystemRequest {
             task_id: router.task_id().to_owned(),
             snapshot_id: uuid::Uuid::new_v4().to_string(),
+            // Sent explicitly, as Modal's Python client does: the server's default could
+            // change, the configured lifetime should not.
+            ttl_seconds: Some(self.settings.snapshot_ttl_secs),
             ..Default::default()
         };
         // A snapshot attempt that timed out may still be running; retrying it would only
@@ -196,7 +199,9 @@ impl ModalProvider {
             .await;
         let response = match result {
             Ok(response) => response,
-            Err(status) if status.code() == Code::DeadlineExceeded => {
+            Err(status)
+                if status.code() == Code::DeadlineExceeded && router_wait(&status).is_none() =>
+            {
                 return Err(Error::Timeout {
                     operation: format!("snapshotting {}", subject(id.as_str())),
                     timeout: started.elapsed().max(SNAPSHOT_TIMEOUT),

@@ -81,6 +81,7 @@ impl ModalProvider {
             &settings.token_id,
             &settings.token_secret,
             settings.max_throttle_wait,
+            settings.router_connect_timeout,
         )
         .map_err(|reason| Error::InvalidConfig {
             provider: NAME.to_owned(),

@@ -17,6 +17,16 @@ use crate::provider::{ModalProvider, is_v1_sandbox_id, subject};
 /// Interval between `SandboxGetTaskId` polls while a sandbox is scheduled.
 const TASK_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Failures of `SandboxGetTaskId` that say nothing about the sandbox, so the wait for
+/// scheduling goes on through them (Modal's Python client: UNAVAILABLE, DEADLINE_EXCEEDED,
+/// internal errors and lost connections).
+const SCHEDULING_TRANSIENT: [Code; 4] = [
+    Code::Unavailable,
+    Code::DeadlineExceeded,
+    Code::Internal,
+    Code::Unknown,
+];
+
 /// Where a sandbox's task stands.
 pub(crate) enum Task {
     Running(String),
@@ -25,6 +35,8 @@ pub(crate) enum Task {
 
 impl ModalProvider {
     /// Where the sandbox's task stands, polling until it is scheduled or `timeout` passes.
+    /// Transient failures of the poll (after the call's own retries) are polled through
+    /// until then too, as Modal's Python client does while it waits for scheduling.
     pub(crate) async fn wait_for_task(&self, id: &str, timeout: Duration) -> Result<Task> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -32,20 +44,33 @@ impl ModalProvider {
                 sandbox_id: id.to_owned(),
                 ..Default::default()
             };
-            let response = self.control_plane.call(request, &subject(id)).await?;
-            if let Some(task_id) = response.task_id.filter(|task_id| !task_id.is_empty()) {
-                return Ok(Task::Running(task_id));
+            let last_error = match self.control_plane.call(request, &subject(id)).await {
+                Ok(response) => {
+                    if let Some(task_id) = response.task_id.filter(|task_id| !task_id.is_empty()) {
+                        return Ok(Task::Running(task_id));
+                    }
+                    if let Some(result) = response.task_result {
+                        return Ok(Task::Finished(result));
+                    }
+                    None
+                }
+                Err(error) if SCHEDULING_TRANSIENT.contains(&error.code()) => {
+                    Some(Error::from(error))
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                let operation = match last_error {
+                    Some(error) => format!(
+                        "waiting for {} to be scheduled (last poll failed: {error})",
+                        subject(id)
+                    ),
+                    None => format!("waiting for {} to be scheduled", subject(id)),
+                };
+                return Err(Error::Timeout { operation, timeout });
             }
-            if let Some(result) = response.task_result {
-                return Ok(Task::Finished(result));
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    operation: format!("waiting for {} to be scheduled", subject(id)),
-                    timeout,
-                });
-            }
-            tokio::time::sleep(TASK_POLL_INTERVAL).await;
+            tokio::time::sleep(TASK_POLL_INTERVAL.min(deadline - now)).await;
         }
     }
 

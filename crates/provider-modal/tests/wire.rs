@@ -44,6 +44,8 @@ async fn unary_calls_carry_modal_headers_and_retry_with_one_idempotency_key() {
     assert_eq!(numbers, ["0", "1", "2"]);
     for metadata in attempts {
         assert_eq!(header(metadata, "x-modal-client-type"), Some("9"));
+        // libmodal's Go and JS clients announce the protocol level `1.0.0` here.
+        assert_eq!(header(metadata, "x-modal-client-version"), Some("1.0.0"));
         assert_eq!(header(metadata, "x-modal-token-id"), Some("ak-test"));
         assert_eq!(header(metadata, "x-modal-token-secret"), Some(SECRET));
         assert!(header(metadata, "x-modal-auth-token").is_some());

@@ -252,7 +252,7 @@ impl ModalClient for Emulator {
     ) -> Result<Response<pb::SandboxGetTaskIdResponse>, Status> {
         self.check_credentials(request.metadata())?;
         let record = self.sandbox_as(&request.get_ref().sandbox_id, V1)?;
-        Ok(Response::new(Self::task_of(&record)))
+        Ok(Response::new(self.task_of(&record)))
     }
 
     async fn sandbox_get_task_id_v2(
@@ -260,7 +260,7 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxGetTaskIdRequest>,
     ) -> Result<Response<pb::SandboxGetTaskIdResponse>, Status> {
         let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
-        Ok(Response::new(Self::task_of(&record)))
+        Ok(Response::new(self.task_of(&record)))
     }
 
     async fn sandbox_get_tunnels(

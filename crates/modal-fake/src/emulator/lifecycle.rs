@@ -214,6 +214,7 @@ impl Emulator {
                 .idle_timeout_secs
                 .filter(|_| !self.backend().capabilities().idle_timeout),
             activity: Mutex::new(std::time::Instant::now()),
+            created: std::time::Instant::now(),
             running_execs: std::sync::atomic::AtomicUsize::new(0),
             tags: Mutex::new(tags),
             result: watch::channel(None).0,
@@ -309,13 +310,42 @@ impl Emulator {
         })
     }
 
-    /// `SandboxGetTaskId[V2]`: the task exists from creation on; a finished sandbox also
-    /// reports its result.
-    pub(super) fn task_of(record: &SandboxRecord) -> pb::SandboxGetTaskIdResponse {
+    /// `SandboxGetTaskId[V2]`: the task exists from creation on (for a V1 sandbox, once
+    /// the task-start delay has passed: before, the answer holds neither a task id nor a
+    /// result, as while Modal schedules); a finished sandbox also reports its result.
+    pub(super) fn task_of(&self, record: &SandboxRecord) -> pb::SandboxGetTaskIdResponse {
+        let scheduling = record.version == SandboxVersion::V1
+            && record.is_running()
+            && record.created.elapsed() < self.0.task_start_delay;
+        if scheduling {
+            return pb::SandboxGetTaskIdResponse::default();
+        }
         pb::SandboxGetTaskIdResponse {
             task_id: Some(record.task_id.clone()),
             task_result: record.result(),
         }
+    }
+
+    /// Refuses router calls for `task_id` as `UNAVAILABLE` until the router-ready delay
+    /// has passed since its sandbox was created, as Modal's router refuses connections
+    /// while the task still starts on its worker. Unknown tasks are left to the call.
+    pub(crate) fn check_router_ready(&self, task_id: &str) -> Result<(), Status> {
+        let delay = self.0.router_ready_delay;
+        if delay.is_zero() {
+            return Ok(());
+        }
+        let Ok(record) = self.sandbox_of_task(task_id) else {
+            return Ok(());
+        };
+        let waited = record.created.elapsed();
+        if waited < delay {
+            return Err(Status::unavailable(format!(
+                "the command router of task `{task_id}` is not accepting connections yet \
+                 (ready {:.1} s after create)",
+                delay.as_secs_f64()
+            )));
+        }
+        Ok(())
     }
 
     /// `SandboxGetTunnels[V2]`.

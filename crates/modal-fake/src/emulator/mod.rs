@@ -173,6 +173,12 @@ pub struct EmulatorOptions {
     pub jwt_lifetime: Duration,
     /// What registry-tag images run as.
     pub registry_images: RegistryImages,
+    /// How long after its create a V1 sandbox's task id stays unavailable
+    /// (`SandboxGetTaskId` answers without one), as while Modal schedules it.
+    pub task_start_delay: Duration,
+    /// How long after its create a sandbox's command router answers `UNAVAILABLE`, as a
+    /// router whose task is still starting on its worker refuses connections.
+    pub router_ready_delay: Duration,
 }
 
 impl EmulatorOptions {
@@ -186,6 +192,8 @@ impl EmulatorOptions {
             credentials: None,
             jwt_lifetime: Duration::from_secs(3600),
             registry_images: RegistryImages::default(),
+            task_start_delay: Duration::ZERO,
+            router_ready_delay: Duration::ZERO,
         }
     }
 }
@@ -199,6 +207,8 @@ impl std::fmt::Debug for EmulatorOptions {
             .field("list_page_size", &self.list_page_size)
             .field("credentials", &self.credentials)
             .field("registry_images", &self.registry_images)
+            .field("task_start_delay", &self.task_start_delay)
+            .field("router_ready_delay", &self.router_ready_delay)
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +239,8 @@ pub async fn serve_emulator(addr: SocketAddr, options: EmulatorOptions) -> Resul
         credentials: options.credentials.clone(),
         jwt_lifetime: options.jwt_lifetime,
         registry_images: options.registry_images,
+        task_start_delay: options.task_start_delay,
+        router_ready_delay: options.router_ready_delay,
         state: Mutex::new(State::default()),
         issued_jwts: Mutex::new(HashSet::new()),
         image_workdirs: Mutex::new(HashMap::new()),
@@ -304,6 +316,8 @@ pub(crate) struct SandboxRecord {
     pub emulated_idle_timeout: Option<u32>,
     /// Last activity (an exec starting or ending, stdin written), for the idle timeout.
     pub activity: Mutex<std::time::Instant>,
+    /// When it was created, for the task-start and router-ready delays.
+    pub created: std::time::Instant,
     /// Commands running now; a sandbox running one is never idle.
     pub running_execs: std::sync::atomic::AtomicUsize,
     pub tags: Mutex<Vec<SandboxTag>>,
@@ -384,6 +398,8 @@ pub(crate) struct Shared {
     pub credentials: Option<Credentials>,
     pub jwt_lifetime: Duration,
     pub registry_images: RegistryImages,
+    pub task_start_delay: Duration,
+    pub router_ready_delay: Duration,
     pub state: Mutex<State>,
     pub issued_jwts: Mutex<HashSet<String>>,
     /// The working directory of each image kind the backend was asked about (`""`: its
@@ -515,6 +531,7 @@ impl Emulator {
 
     /// Router calls carry `authorization: Bearer <jwt>` for their task.
     pub fn check_router_token(&self, metadata: &MetadataMap, task_id: &str) -> Result<(), Status> {
+        self.check_router_ready(task_id)?;
         let token = header(metadata, "authorization")
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer` token"))?;

@@ -31,6 +31,7 @@ use sandkit_modal_proto::task_command_router::{
     TaskExecStdinStatusResponse, TaskExecStdinWriteRequest, TaskExecStdinWriteResponse,
     TaskExecStdinWriteStreamRequest, TaskExecStdinWriteStreamResponse, TaskExecStdioReadRequest,
     TaskExecStdioReadResponse, TaskExecWaitRequest, TaskExecWaitResponse,
+    TaskSnapshotFilesystemRequest, TaskSnapshotFilesystemResponse,
     task_exec_stdin_write_stream_request::Payload, task_exec_wait_response::ExitStatus,
 };
 use sandkit_provider_modal::{FS_TOOLS_PATH, ModalConfig, ModalProvider, retry_policy_details};
@@ -137,6 +138,13 @@ pub struct State {
     pub created: Vec<SandboxCreateRequest>,
     /// The sandbox's tags: those it was created with, unless a test changes them.
     pub tags: Vec<SandboxTag>,
+    /// `SandboxGetTaskId` answers UNAVAILABLE this many times first (`u32::MAX`: always).
+    pub task_id_unavailable: u32,
+    /// The router answers UNAVAILABLE this many times first (`u32::MAX`: always), as a
+    /// router whose task is still starting.
+    pub router_unavailable: u32,
+    /// Every `TaskSnapshotFilesystem` request.
+    pub snapshots: Vec<TaskSnapshotFilesystemRequest>,
 }
 
 #[derive(Clone)]
@@ -192,6 +200,9 @@ impl Fake {
     }
 
     fn check_jwt<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if countdown(&mut self.state.lock().unwrap().router_unavailable) {
+            return Err(Status::unavailable("connection refused"));
+        }
         let wanted = format!("Bearer jwt-{}", self.state.lock().unwrap().jwt_generation);
         match request.metadata().get("authorization") {
             Some(value) if value.to_str().unwrap() == wanted => Ok(()),
@@ -394,6 +405,9 @@ impl ModalClient for Fake {
         request: Request<SandboxGetTaskIdRequest>,
     ) -> Result<Response<SandboxGetTaskIdResponse>, Status> {
         self.record("SandboxGetTaskId", request.metadata());
+        if countdown(&mut self.state.lock().unwrap().task_id_unavailable) {
+            return Err(Status::unavailable("scheduler busy"));
+        }
         Ok(Response::new(SandboxGetTaskIdResponse {
             task_id: Some(TASK.to_owned()),
             task_result: None,
@@ -414,8 +428,35 @@ impl ModalClient for Fake {
     }
 }
 
+/// Counts a scripted failure down; `u32::MAX` never runs out.
+fn countdown(remaining: &mut u32) -> bool {
+    match *remaining {
+        0 => false,
+        u32::MAX => true,
+        _ => {
+            *remaining -= 1;
+            true
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl TaskCommandRouter for Fake {
+    async fn task_snapshot_filesystem(
+        &self,
+        request: Request<TaskSnapshotFilesystemRequest>,
+    ) -> Result<Response<TaskSnapshotFilesystemResponse>, Status> {
+        self.check_jwt(&request)?;
+        self.state
+            .lock()
+            .unwrap()
+            .snapshots
+            .push(request.into_inner());
+        Ok(Response::new(TaskSnapshotFilesystemResponse {
+            image_id: "im-snapshot".into(),
+        }))
+    }
+
     async fn task_exec_start(
         &self,
         request: Request<TaskExecStartRequest>,
@@ -582,6 +623,14 @@ impl TaskCommandRouter for Fake {
 }
 
 pub async fn serve(state: State) -> (ModalProvider, Fake) {
+    serve_with(state, |config| config).await
+}
+
+/// [`serve`] with the provider's configuration adjusted by `configure`.
+pub async fn serve_with(
+    state: State,
+    configure: impl FnOnce(ModalConfig) -> ModalConfig,
+) -> (ModalProvider, Fake) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let fake = Fake {
@@ -601,7 +650,10 @@ pub async fn serve(state: State) -> (ModalProvider, Fake) {
         config_path: Some("/nonexistent/modal.toml".into()),
         ..Default::default()
     };
-    (ModalProvider::from_config(config).await.unwrap(), fake)
+    (
+        ModalProvider::from_config(configure(config)).await.unwrap(),
+        fake,
+    )
 }
 
 pub fn id() -> SandboxId {

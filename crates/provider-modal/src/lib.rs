@@ -18,7 +18,10 @@ mod retry;
 mod router_access;
 
 pub use capabilities::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, capabilities};
-pub use config::{DEFAULT_APP_NAME, DEFAULT_IMAGE, DEFAULT_SERVER_URL, ModalConfig};
+pub use config::{
+    DEFAULT_APP_NAME, DEFAULT_IMAGE, DEFAULT_ROUTER_CONNECT_TIMEOUT_SECS,
+    DEFAULT_SCHEDULE_TIMEOUT_SECS, DEFAULT_SERVER_URL, DEFAULT_SNAPSHOT_TTL_SECS, ModalConfig,
+};
 pub use exec::{EXEC_ID_ENV, KILL_SCRIPT, kill_argv};
 pub use files::FS_TOOLS_PATH;
 pub use prices::price_sheet;

@@ -25,6 +25,7 @@ use users::{Spawner, Users};
 mod pty;
 mod usage;
 mod users;
+mod watch;
 
 /// Exit code of the agent when the sandbox ends for another reason than its entrypoint.
 const ENDED: u8 = 137;
@@ -309,6 +310,10 @@ fn serve(agent: &Agent, stream: UnixStream) {
                 return;
             }
             Request::Usage => usage::report(descendants),
+            Request::Watch { path, recursive } => {
+                watch::serve(&stream, &path, recursive);
+                return;
+            }
             Request::Pause => {
                 signal_all(Signal::STOP);
                 Reply::Done

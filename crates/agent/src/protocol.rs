@@ -50,6 +50,14 @@ pub enum Request {
     },
     /// Asks what the sandbox's processes use.
     Usage,
+    /// Watches a directory (a path as the sandbox sees it): answers `watching`, then a
+    /// `file-event` per change, until the host closes the connection.
+    Watch {
+        /// The directory.
+        path: String,
+        /// Its subdirectories too, and those created later.
+        recursive: bool,
+    },
     /// Stops every process of the sandbox.
     Pause,
     /// Continues every process of the sandbox.
@@ -129,6 +137,19 @@ pub enum Reply {
         /// How many processes are alive.
         processes: u32,
     },
+    /// The watch is in place: events follow.
+    Watching,
+    /// A change under a watched directory.
+    FileEvent {
+        /// What happened.
+        kind: WatchEventKind,
+        /// The path, relative to the watched directory.
+        path: String,
+        /// A rename's old path.
+        from: Option<String>,
+        /// Whether it is a directory.
+        is_dir: bool,
+    },
     /// A `pause`, `resume`, `signal` or `shutdown` was carried out.
     Done,
     /// The request failed.
@@ -138,6 +159,20 @@ pub enum Reply {
         /// What happened, in words.
         message: String,
     },
+}
+
+/// What happened to a watched path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchEventKind {
+    /// Created, or moved in.
+    Created,
+    /// Written.
+    Modified,
+    /// Deleted, or moved out.
+    Deleted,
+    /// Renamed within the watch.
+    Renamed,
 }
 
 /// Kinds of failure the host maps onto its own errors.
@@ -150,6 +185,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The program is a directory.
     IsADirectory,
+    /// A watched path is not a directory.
+    NotADirectory,
     /// The peer speaks another protocol version.
     Version,
     /// The user the command should run as does not exist in the sandbox, or the sandbox

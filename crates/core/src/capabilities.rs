@@ -371,6 +371,8 @@ pub struct Capabilities {
     pub exec_signal: bool,
     /// What a sandbox's processes use, measured (`SandboxProvider::resource_usage`).
     pub resource_usage: bool,
+    /// Changes under a directory as a stream of events (`SandboxProvider::watch`).
+    pub file_watch: bool,
     /// Where exec timeouts are enforced.
     pub exec_timeout: TimeoutEnforcement,
     /// Standard error is delivered separately from standard output.
@@ -506,6 +508,8 @@ features! {
     ExecRunAsUser = "exec.run_as_user", "running commands as another user", |c| c.exec_run_as_user;
     /// Signals to a running command.
     ExecSignal = "exec.signal", "signalling a running command", |c| c.exec_signal;
+    /// Watching a directory for changes.
+    FileWatch = "files.watch", "watching a directory for changes", |c| c.file_watch;
     /// Measured resource usage of a sandbox.
     ResourceUsage = "resource_usage", "measured resource usage (cpu time, memory)", |c| c.resource_usage;
     /// Exec timeouts, enforced by the client or the provider.

@@ -11,6 +11,7 @@ pub mod requirements;
 pub mod spec;
 pub mod stream;
 pub mod usage;
+pub mod watch;
 
 #[doc(hidden)]
 pub use inventory;
@@ -41,3 +42,4 @@ pub use spec::{
     GpuRequest, ImageSource, InitialFile, NetworkPolicy, SandboxSpec, SecretString, VolumeMount,
 };
 pub use usage::{LifecycleEvent, LifecycleKind, ResourceUsage, Usage};
+pub use watch::{FileEvent, FileEventKind, FileEvents};

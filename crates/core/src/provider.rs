@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecOutput, ExecProcess, ExecRequest};
 use crate::spec::{GpuRequest, SandboxSpec};
 use crate::usage::ResourceUsage;
+use crate::watch::FileEvents;
 
 /// A sandbox's id at its provider.
 #[derive(
@@ -360,6 +361,15 @@ pub trait SandboxProvider: Send + Sync + 'static {
     async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
         let _ = snapshot_id;
         Err(Error::unsupported(self.name(), "filesystem snapshots"))
+    }
+
+    /// Changes under the directory `path` (a sandbox path, as for the other file
+    /// operations), and under its subdirectories when `recursive`, as a stream that
+    /// starts once the watch is in place (needs `file_watch`). A path that is not a
+    /// directory is [`Error::FileOperation`].
+    async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
+        let _ = (id, path, recursive);
+        Err(Error::unsupported(self.name(), "watching files"))
     }
 
     /// What the sandbox's processes use now: cpu seconds, resident and peak memory

@@ -22,6 +22,19 @@ enum Outcome {
     Lost,
 }
 
+/// The next frame from the agent on `connection`; `None` once it ends or breaks.
+pub(crate) async fn next_reply(connection: &mut UnixStream) -> Option<Reply> {
+    let mut header = [0u8; 4];
+    connection.read_exact(&mut header).await.ok()?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len > protocol::MAX_FRAME_BYTES {
+        return None;
+    }
+    let mut body = vec![0u8; len];
+    connection.read_exact(&mut body).await.ok()?;
+    protocol::decode(&body).ok()
+}
+
 /// The [`ExecControl`] of a command started through the agent.
 pub(crate) struct LocalExec {
     connection: UnixStream,
@@ -53,15 +66,7 @@ impl LocalExec {
     }
 
     async fn next_reply(&mut self) -> Option<Reply> {
-        let mut header = [0u8; 4];
-        self.connection.read_exact(&mut header).await.ok()?;
-        let len = u32::from_le_bytes(header) as usize;
-        if len > protocol::MAX_FRAME_BYTES {
-            return None;
-        }
-        let mut body = vec![0u8; len];
-        self.connection.read_exact(&mut body).await.ok()?;
-        protocol::decode(&body).ok()
+        next_reply(&mut self.connection).await
     }
 
     async fn finish(&mut self) -> Outcome {

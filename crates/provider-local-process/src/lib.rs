@@ -13,6 +13,7 @@ mod provider;
 mod state;
 mod terminal;
 mod users;
+mod watch;
 
 pub use config::{Isolation, LocalProcessConfig};
 pub use provider::{LocalProcessProvider, bubblewrap_available};

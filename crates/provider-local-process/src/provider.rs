@@ -10,9 +10,10 @@ use sandkit_agent::protocol::{Reply, Request, SpawnRequest, TerminalSize};
 use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
-    ExecRequest, FileErrorKind, FileKind, FileStat, IdleCost, ListFilter, Os, PauseSupport,
-    ProviderFactory, Requirements, ResourceUsage, Result, SandboxId, SandboxInfo, SandboxProvider,
-    SandboxSpec, SandboxState, Snapshot, StdinWriter, TimeoutEnforcement, Transport,
+    ExecRequest, FileErrorKind, FileEvents, FileKind, FileStat, IdleCost, ListFilter, Os,
+    PauseSupport, ProviderFactory, Requirements, ResourceUsage, Result, SandboxId, SandboxInfo,
+    SandboxProvider, SandboxSpec, SandboxState, Snapshot, StdinWriter, TimeoutEnforcement,
+    Transport,
 };
 use tokio_util::io::ReaderStream;
 
@@ -106,6 +107,8 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         exec_pty: true,
         // The agent measures its descendants in /proc.
         resource_usage: true,
+        // The agent watches with inotify, inside the sandbox.
+        file_watch: true,
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,
@@ -616,6 +619,10 @@ impl SandboxProvider for LocalProcessProvider {
 
     async fn resume(&self, id: &SandboxId) -> Result<()> {
         self.pause_or_resume(id, false).await
+    }
+
+    async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
+        self.watch_dir(id, path, recursive).await
     }
 
     /// Measured by the agent over its descendants (every command, the processes they

@@ -15,6 +15,7 @@ mod optional;
 mod paths;
 mod specs;
 mod usage;
+mod watch;
 
 use crate::case::{Case, Need};
 use needs::*;
@@ -521,6 +522,21 @@ pub(crate) static CASES: &[Case] = &[
         usage::resource_usage_unsupported,
         NO_USAGE,
         "resource usage is Unsupported without resource_usage"
+    ),
+    case!(
+        watch::watch_reports_changes,
+        WATCH,
+        "a watch reports creations, writes, renames and deletions, subdirectories only when recursive"
+    ),
+    case!(
+        watch::watch_of_a_file_or_missing_path_is_an_error,
+        WATCH,
+        "watching a file or a missing path is FileOperation NotADirectory or NotFound"
+    ),
+    case!(
+        watch::watch_unsupported,
+        NO_WATCH,
+        "watching files is Unsupported without file_watch"
     ),
     // Files.
     case!(

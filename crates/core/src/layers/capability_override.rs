@@ -42,7 +42,7 @@ crate::layer_impl! {
         name, check_provider_options, create, info, list, exec, read_file, write_file, stat,
         list_dir, make_dir, remove, terminate, read_file_stream, write_file_stream,
         download_archive_stream, upload_archive_stream, upload_archive, download_archive,
-        snapshot, delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage,
+        snapshot, delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
     ] {
         fn capabilities(&self) -> &Capabilities {
             &self.capabilities

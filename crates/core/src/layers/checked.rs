@@ -15,6 +15,7 @@ use crate::provider::{
 use crate::requirements::Requirements;
 use crate::spec::SandboxSpec;
 use crate::usage::ResourceUsage;
+use crate::watch::FileEvents;
 
 /// Rejects what the provider cannot honour, before the provider runs: invalid specs and
 /// requests, options beyond its [`Capabilities`], and operations it does not offer. It
@@ -150,6 +151,10 @@ crate::layer_impl! {
         async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
             self.require(Feature::FsSnapshot)?;
             self.inner.delete_snapshot(snapshot_id).await
+        }
+        async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
+            self.require(Feature::FileWatch)?;
+            self.inner.watch(id, path, recursive).await
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.require(Feature::ResourceUsage)?;

@@ -28,7 +28,7 @@
 ///         read_file, write_file, stat, list_dir, make_dir, remove, terminate,
 ///         read_file_stream, write_file_stream, download_archive_stream,
 ///         upload_archive_stream, upload_archive, download_archive, snapshot,
-///         delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage,
+///         delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
 ///     ] {
 ///         async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
 ///             self.creates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -233,6 +233,13 @@ macro_rules! layer_impl {
         $crate::layer_impl!(@munch $ty, $inner, [$($done)*
         async fn capacity(&self) -> $crate::Result<$crate::Capacity> {
             self.$inner.capacity().await
+        }
+        ], [$($rest)*]);
+    };
+    (@munch $ty:ty, $inner:ident, [$($done:tt)*], [watch $($rest:ident)*]) => {
+        $crate::layer_impl!(@munch $ty, $inner, [$($done)*
+        async fn watch(&self, id: &$crate::SandboxId, path: &str, recursive: bool) -> $crate::Result<$crate::FileEvents> {
+            self.$inner.watch(id, path, recursive).await
         }
         ], [$($rest)*]);
     };

@@ -36,7 +36,7 @@ crate::layer_impl! {
         write_file, stat, list_dir, make_dir, remove, terminate, read_file_stream,
         write_file_stream, download_archive_stream, upload_archive_stream, upload_archive,
         download_archive, snapshot, delete_snapshot, pause, resume, tunnels, capacity,
-        find_by_name, resource_usage,
+        find_by_name, resource_usage, watch,
     ] {
         async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
             let caps = self.inner.capabilities();

@@ -15,6 +15,7 @@ use crate::provider::{
 };
 use crate::spec::SandboxSpec;
 use crate::usage::ResourceUsage;
+use crate::watch::FileEvents;
 
 /// Exponential backoff for retryable errors, honouring a provider's `retry_after`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,6 +194,9 @@ crate::layer_impl! {
         }
         async fn pause(&self, id: &SandboxId) -> Result<()> {
             self.inner.pause(id).await
+        }
+        async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
+            self.idempotent(|| self.inner.watch(id, path, recursive)).await
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.idempotent(|| self.inner.resource_usage(id)).await

@@ -17,6 +17,7 @@ use crate::provider::{
 };
 use crate::spec::SandboxSpec;
 use crate::usage::{LifecycleEvent, LifecycleKind, ResourceUsage, Usage};
+use crate::watch::FileEvents;
 
 /// Puts every call in a tracing span (provider, operation, sandbox id), logs failures, and
 /// sends lifecycle events with usage and estimated cost.
@@ -231,6 +232,10 @@ crate::layer_impl! {
                 self.inner.delete_snapshot(snapshot_id),
             )
             .await
+        }
+        async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
+            self.traced("watch", Some(id), self.inner.watch(id, path, recursive))
+                .await
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.traced("resource_usage", Some(id), self.inner.resource_usage(id))

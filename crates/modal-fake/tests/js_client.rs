@@ -9,12 +9,11 @@
 //! `npm install --prefix .venv/modal-js modal@0.11.1`. A missing install fails this test;
 //! it is never skipped.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use sandkit_modal_fake::{EmulatorOptions, serve_emulator};
 use sandkit_provider_local_process as _;
+
+mod sdk_flow;
 
 /// The install command the failure messages print, so they say exactly how to fix it.
 const INSTALL: &str = "npm install --prefix .venv/modal-js modal@0.11.1";
@@ -43,77 +42,23 @@ fn sdk_dir() -> PathBuf {
     dir
 }
 
-/// Runs one flow at a time: each starts sandboxes and a Node.js process, and the two runs
-/// competing for a small machine's cores would only make both slower and flakier.
-static ONE_FLOW_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The SDK's default mode: no `MODAL_SANDBOX_V2` at all, so 0.11.1 creates V2 sandboxes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_official_js_sdk_runs_a_sandbox_flow_on_v2_sandboxes() {
-    run_flow(None).await;
+    sdk_flow::run(flow(&sdk_dir()), None).await;
 }
 
 /// `MODAL_SANDBOX_V2=0`: the SDK creates V1 sandboxes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_official_js_sdk_runs_a_sandbox_flow_on_v1_sandboxes() {
-    run_flow(Some("0")).await;
+    sdk_flow::run(flow(&sdk_dir()), Some("0")).await;
 }
 
-/// Runs `flow.mjs` against a fresh emulator, with `MODAL_SANDBOX_V2` set to `sandbox_v2`
-/// (or absent).
-async fn run_flow(sandbox_v2: Option<&str>) {
-    let _one_at_a_time = ONE_FLOW_AT_A_TIME.lock().await;
-    let sdk = sdk_dir();
-    let state = tempfile::tempdir().unwrap();
-    let backend = sandkit_modal_fake::backend(
-        "local-process",
-        serde_json::json!({ "state_dir": state.path().join("sandboxes") }),
-    )
-    .await
-    .unwrap();
-    let server = serve_emulator(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        EmulatorOptions::new(backend),
-    )
-    .await
-    .unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/flow.mjs");
-    let home = state.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut command = tokio::process::Command::new("node");
-    command
-        .arg(&script)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        // A config file that does not exist: the SDK then reads no profile at all, so
-        // nothing from a developer's ~/.modal.toml leaks in.
-        .env("MODAL_CONFIG_PATH", home.join("modal.toml"))
-        .env("MODAL_SERVER_URL", server.url())
-        .env("MODAL_TOKEN_ID", "ak-test")
-        .env("MODAL_TOKEN_SECRET", "as-test")
-        .env("SANDKIT_MODAL_JS_DIR", &sdk)
-        .kill_on_drop(true);
-    if let Some(value) = sandbox_v2 {
-        command.env("MODAL_SANDBOX_V2", value);
+fn flow(sdk: &std::path::Path) -> sdk_flow::Flow<'static> {
+    sdk_flow::Flow {
+        language: "js",
+        interpreter: std::path::Path::new("node"),
+        script: "js/flow.mjs",
+        env: vec![("SANDKIT_MODAL_JS_DIR", sdk.as_os_str().to_owned())],
     }
-    let run = command.output();
-    let output = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the JS flow finished within 5 minutes")
-        .expect("node started (Node.js 20 or newer must be on PATH)");
-    server.shutdown().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("js flow: ok"),
-        "the JS flow (MODAL_SANDBOX_V2={sandbox_v2:?}) failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        output.status
-    );
-    // The flow checks the id shapes itself; this checks it ran in the mode meant.
-    let mode = if sandbox_v2 == Some("0") { "V1" } else { "V2" };
-    assert!(
-        stdout.contains(&format!("mode: {mode} sandboxes")),
-        "the JS flow did not run on {mode} sandboxes:\n{stdout}"
-    );
 }

@@ -11,8 +11,7 @@
 
 use std::path::PathBuf;
 
-use sandkit_provider_local_process as _;
-
+mod common;
 mod sdk_flow;
 
 /// The install command the failure messages print, so they say exactly how to fix it.

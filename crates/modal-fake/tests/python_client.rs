@@ -10,8 +10,7 @@
 
 use std::path::PathBuf;
 
-use sandkit_provider_local_process as _;
-
+mod common;
 mod sdk_flow;
 
 fn venv_python() -> PathBuf {

@@ -2,9 +2,9 @@
 //! V2 ids and tokens, which calls reach which family's sandboxes, the checks of the
 //! headers V2 clients send, and the entrypoint streams that are refused rather than faked.
 
-use std::net::SocketAddr;
+mod common;
 
-use sandkit_modal_fake::{EmulatorOptions, ServerHandle, serve_emulator};
+use sandkit_modal_fake::ServerHandle;
 use sandkit_modal_proto::client::{
     self as pb, modal_client_client::ModalClientClient,
     sandbox_get_command_router_access_request::Target,
@@ -12,7 +12,6 @@ use sandkit_modal_proto::client::{
 use sandkit_modal_proto::task_command_router::{
     self as tcr, task_command_router_client::TaskCommandRouterClient,
 };
-use sandkit_provider_local_process as _;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -21,23 +20,12 @@ const APP: &str = "v2-calls";
 struct Fixture {
     server: ServerHandle,
     control: ModalClientClient<Channel>,
-    _state: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
-    let state = tempfile::tempdir().unwrap();
-    let backend = sandkit_modal_fake::backend(
-        "local-process",
-        serde_json::json!({ "state_dir": state.path().join("sandboxes") }),
-    )
-    .await
-    .unwrap();
-    let server = serve_emulator(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        EmulatorOptions::new(backend),
-    )
-    .await
-    .unwrap();
+    let server = common::emulator("v2-calls", Default::default())
+        .await
+        .unwrap();
     let channel = Channel::from_shared(server.url())
         .unwrap()
         .connect()
@@ -46,7 +34,6 @@ async fn fixture() -> Fixture {
     Fixture {
         server,
         control: ModalClientClient::new(channel),
-        _state: state,
     }
 }
 
@@ -99,7 +86,6 @@ async fn v2_calls_serve_v2_sandboxes_beside_v1_ones() {
     let Fixture {
         server,
         mut control,
-        _state,
     } = fixture().await;
     let app_id = control
         .app_get_or_create(authed(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sandkit_agent::protocol::{self, ErrorKind, PROTOCOL_VERSION, Reply, Request, SpawnRequest};
-use sandkit_core::{Error, Result};
+use sandkit_core::{Error, FileErrorKind, Result};
 
 use crate::error::internal;
 
@@ -99,6 +99,32 @@ pub(crate) fn spawn(
         }
         (Reply::Error { kind, message }, _) => Err(spawn_error(&program, kind, message)),
         (other, _) => Err(unexpected(&other)),
+    }
+}
+
+/// Starts watching `path` (as the sandbox sees it; `shown` as the caller named it);
+/// returns the connection the events will come on.
+pub(crate) fn watch(socket: &Path, path: &str, recursive: bool, shown: &str) -> Result<UnixStream> {
+    let stream = connect(socket)?;
+    let request = Request::Watch {
+        path: path.to_owned(),
+        recursive,
+    };
+    protocol::send(&stream, &request, &[]).map_err(|e| agent_failed(&e))?;
+    match protocol::receive::<Reply>(&stream)
+        .map_err(|e| agent_failed(&e))?
+        .0
+    {
+        Reply::Watching => Ok(stream),
+        Reply::Error { kind, message } => {
+            let kind = match kind {
+                ErrorKind::NotFound => FileErrorKind::NotFound,
+                ErrorKind::NotADirectory => FileErrorKind::NotADirectory,
+                _ => FileErrorKind::Other(message),
+            };
+            Err(Error::file(shown, kind))
+        }
+        other => Err(unexpected(&other)),
     }
 }
 

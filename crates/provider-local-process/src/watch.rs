@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sandkit_agent::protocol::{self, ErrorKind, Reply, Request, WatchEventKind};
+use sandkit_agent::protocol::{Reply, WatchEventKind};
 use sandkit_core::{
     Error, FileErrorKind, FileEvent, FileEventKind, FileEvents, FileKind, Result, SandboxId,
 };
@@ -33,40 +33,7 @@ impl LocalProcessProvider {
         let socket = layout.socket.clone();
         let shown = path.to_owned();
         let connection = blocking(move || {
-            let stream = agent::connect(&socket)?;
-            let request = Request::Watch {
-                path: seen.display().to_string(),
-                recursive,
-            };
-            protocol::send(&stream, &request, &[]).map_err(|e| {
-                internal(
-                    "asking the agent to watch",
-                    std::io::Error::other(e.to_string()),
-                )
-            })?;
-            match protocol::receive::<Reply>(&stream) {
-                Ok((Reply::Watching, _)) => {}
-                Ok((Reply::Error { kind, message }, _)) => {
-                    let kind = match kind {
-                        ErrorKind::NotFound => FileErrorKind::NotFound,
-                        ErrorKind::NotADirectory => FileErrorKind::NotADirectory,
-                        _ => FileErrorKind::Other(message),
-                    };
-                    return Err(Error::file(&shown, kind));
-                }
-                Ok((other, _)) => {
-                    return Err(internal(
-                        "watching a directory",
-                        std::io::Error::other(format!("unexpected answer {other:?}")),
-                    ));
-                }
-                Err(error) => {
-                    return Err(internal(
-                        "watching a directory",
-                        std::io::Error::other(error.to_string()),
-                    ));
-                }
-            }
+            let stream = agent::watch(&socket, &seen.display().to_string(), recursive, &shown)?;
             // Events may be far apart: no read timeout from here on.
             stream
                 .set_read_timeout(None)

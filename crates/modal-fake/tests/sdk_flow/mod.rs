@@ -1,12 +1,9 @@
 //! Running an official Modal SDK's sandbox flow against a fresh emulator over local
-//! processes: shared by the Python and the JavaScript referees.
+//! processes (`common::emulator`): shared by the Python and the JavaScript referees.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use sandkit_modal_fake::{EmulatorOptions, serve_emulator};
 
 /// Runs one flow at a time: each starts sandboxes and an interpreter, and two competing
 /// for a small machine's cores would only make both slower and flakier.
@@ -29,18 +26,9 @@ pub struct Flow<'a> {
 pub async fn run(flow: Flow<'_>, sandbox_v2: Option<&str>) {
     let _one_at_a_time = ONE_FLOW_AT_A_TIME.lock().await;
     let state = tempfile::tempdir().unwrap();
-    let backend = sandkit_modal_fake::backend(
-        "local-process",
-        serde_json::json!({ "state_dir": state.path().join("sandboxes") }),
-    )
-    .await
-    .unwrap();
-    let server = serve_emulator(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        EmulatorOptions::new(backend),
-    )
-    .await
-    .unwrap();
+    let server = crate::common::emulator(&format!("{}-flow", flow.language), Default::default())
+        .await
+        .unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(flow.script);

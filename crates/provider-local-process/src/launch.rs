@@ -169,6 +169,11 @@ impl Layout {
         }
     }
 
+    /// The sandbox's agent, at its socket.
+    pub fn agent(&self) -> sandkit_agent_host::Agent {
+        sandkit_agent_host::Agent::new(crate::NAME, &self.socket)
+    }
+
     /// How the sandbox names the root directory of its files: `/` in bubblewrap, the
     /// host path of its layer without.
     pub fn seen_root(&self, record: &Record) -> PathBuf {

@@ -1,9 +1,7 @@
 #![doc = include_str!("../README.md")]
 
-mod agent;
 mod config;
 mod error;
-mod exec;
 mod files;
 pub mod image;
 mod launch;
@@ -11,7 +9,6 @@ mod lifecycle;
 mod process;
 mod provider;
 mod state;
-mod terminal;
 mod users;
 mod watch;
 

@@ -12,7 +12,7 @@ use sandkit_core::{
     Error, ImageSource, NetworkPolicy, Result, SandboxId, SandboxSpec, SandboxState,
 };
 
-use crate::agent;
+use crate::NAME;
 use crate::error::internal;
 use crate::files::{SandboxFs, Trust};
 use crate::launch::{self, DEFAULT_WORKDIR, Layout};
@@ -100,8 +100,8 @@ impl LocalProcessProvider {
                 if !record.bubblewrap() {
                     // Without a pid namespace, the agent ends its own processes (its
                     // orphans included); the host kills whatever it still sees.
-                    let socket = Layout::new(trash.clone()).socket;
-                    let _ = blocking(move || agent::request(&socket, &Request::Shutdown)).await;
+                    let agent = Layout::new(trash.clone()).agent();
+                    let _ = agent.request(Request::Shutdown).await;
                 }
                 init.kill_tree().await;
             }
@@ -338,17 +338,22 @@ impl LocalProcessProvider {
             user: None,
             pty: None,
         };
-        let (socket, log_path) = (layout.socket.clone(), layout.dir.join("entrypoint.log"));
-        blocking(move || {
-            let log = std::fs::File::create(&log_path)
-                .map_err(|e| internal("creating the entrypoint log", e))?;
-            let null = agent::dev_null()?;
-            agent::spawn(&socket, request, &agent::stdio(&null, &log, &log))
-        })
-        .await
-        .map_err(|error| Error::CreationFailed {
-            message: format!("entrypoint: {error}"),
-        })?;
+        let log = std::fs::File::create(layout.dir.join("entrypoint.log"))
+            .map_err(|e| internal("creating the entrypoint log", e))?;
+        let stdio = [
+            sandkit_agent_host::dev_null(NAME)?,
+            log.try_clone()
+                .map_err(|e| internal("sharing the entrypoint log", e))?
+                .into(),
+            log.into(),
+        ];
+        layout
+            .agent()
+            .spawn(request, stdio.into())
+            .await
+            .map_err(|error| Error::CreationFailed {
+                message: format!("entrypoint: {error}"),
+            })?;
         Ok(())
     }
 }

@@ -6,29 +6,25 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sandkit_agent::protocol::{Reply, Request, SpawnRequest, TerminalSize};
+use sandkit_agent::protocol::{Request, SpawnRequest};
 use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
     ExecRequest, FileErrorKind, FileEvents, FileKind, FileStat, IdleCost, ListFilter, Os,
     PauseSupport, ProviderFactory, Requirements, ResourceUsage, Result, SandboxId, SandboxInfo,
-    SandboxProvider, SandboxSpec, SandboxState, Snapshot, StdinWriter, TimeoutEnforcement,
-    Transport,
+    SandboxProvider, SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement, Transport,
 };
 use tokio_util::io::ReaderStream;
 
 use crate::NAME;
-use crate::agent;
+
 use crate::config::{Isolation, LocalProcessConfig};
 use crate::error::internal;
-use crate::exec::LocalExec;
+
 use crate::files::Trust;
 use crate::launch;
 use crate::lifecycle::write_snapshot;
 use crate::state::{Phase, Record, Store};
-
-/// Output is read in chunks of this size: large enough for fast bulk output.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Streamed files and archives move in chunks of this size, a few at a time.
 const STREAM_CHUNK_BYTES: usize = 256 * 1024;
@@ -162,7 +158,7 @@ impl LocalProcessProvider {
             .as_ref()
             .and(launch::pasta(config.pasta_path.as_deref()));
         let store = Store::open(&config.resolved_state_dir())?;
-        let agent = agent::install(store.dir())?;
+        let agent = sandkit_agent_host::install(NAME, &store.dir().join("bin"))?;
         let images = crate::image::ImageCache::new(store.dir().join("images"));
         Ok(Self {
             images,
@@ -224,24 +220,6 @@ impl LocalProcessProvider {
             );
         });
     }
-}
-
-pub(crate) fn output_stream<R>(reader: R) -> ByteStream
-where
-    R: tokio::io::AsyncRead + Send + 'static,
-{
-    ReaderStream::with_capacity(reader, READ_CHUNK_BYTES)
-        .map(|chunk| chunk.map_err(|e| internal("reading command output", e)))
-        .boxed()
-}
-
-/// A pipe whose read end becomes an output stream here.
-fn output_pipe() -> Result<(ByteStream, std::os::fd::OwnedFd)> {
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| internal("creating a pipe", e.into()))?;
-    let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
-        .map_err(|e| internal("watching a pipe", e))?;
-    Ok((output_stream(receiver), write))
 }
 
 #[async_trait]
@@ -380,7 +358,7 @@ impl SandboxProvider for LocalProcessProvider {
             &request.env,
             request.user.as_deref(),
         );
-        let mut spawn = SpawnRequest {
+        let spawn = SpawnRequest {
             argv: request.argv.clone(),
             env: env.into_iter().collect(),
             cwd: cwd.display().to_string(),
@@ -391,76 +369,20 @@ impl SandboxProvider for LocalProcessProvider {
             user: request.user.clone(),
             pty: None,
         };
-        let socket = layout.socket.clone();
-        let (spawned, pipes) = if request.pty {
-            let size = request.pty_size.unwrap_or_default();
-            spawn.pty = Some(TerminalSize {
-                rows: size.rows,
-                cols: size.cols,
-            });
-            (
-                blocking(move || agent::spawn(&socket, spawn, &[])).await,
-                None,
-            )
-        } else {
-            let (stdout, stdout_w) = output_pipe()?;
-            let (stderr, stderr_w) = output_pipe()?;
-            let (stdin, stdin_r) = if request.stdin {
-                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                    .map_err(|e| internal("creating a pipe", e.into()))?;
-                let sender = tokio::net::unix::pipe::Sender::from_owned_fd(write)
-                    .map_err(|e| internal("watching a pipe", e))?;
-                (Some(Box::pin(sender) as StdinWriter), read)
-            } else {
-                let null = agent::dev_null()?;
-                (None, std::os::fd::OwnedFd::from(null))
-            };
-            let spawned = blocking(move || {
-                agent::spawn(
-                    &socket,
-                    spawn,
-                    &agent::stdio(&stdin_r, &stdout_w, &stderr_w),
-                )
-            })
-            .await;
-            (spawned, Some((stdout, stderr, stdin)))
-        };
-        let (connection, mut fds) = match spawned {
+        match layout.agent().exec(spawn, &request).await {
             // A given cwd was checked above; the default one, the workdir, may have been
             // removed by a command, and is then what is missing.
             Err(not_found @ Error::ProgramNotFound { .. }) if request.cwd.is_none() => {
                 let fs = blocking(move || crate::lifecycle::sandbox_fs(&record, &layout)).await?;
                 let gone = blocking(move || Ok(fs.kind_following(".").is_err())).await?;
-                return Err(if gone {
+                Err(if gone {
                     Error::file(cwd.display().to_string(), FileErrorKind::NotFound)
                 } else {
                     not_found
-                });
+                })
             }
-            spawned => spawned?,
-        };
-        let (stdout, stderr, stdin, terminal) = match pipes {
-            Some((stdout, stderr, stdin)) => (stdout, stderr, stdin, None),
-            None => {
-                let master = fds.pop().ok_or_else(|| {
-                    internal(
-                        "starting a command on a terminal",
-                        std::io::Error::other("the agent sent no terminal"),
-                    )
-                })?;
-                let (output, input, resize) = crate::terminal::streams(master)?;
-                let nothing: ByteStream = Box::pin(futures::stream::empty());
-                (output, nothing, Some(input), Some(resize))
-            }
-        };
-        let control = LocalExec::new(connection, request.timeout, terminal)?;
-        Ok(ExecProcess::new(
-            &request,
-            stdout,
-            stderr,
-            stdin,
-            Box::new(control),
-        ))
+            started => started,
+        }
     }
 
     async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
@@ -629,24 +551,7 @@ impl SandboxProvider for LocalProcessProvider {
     /// started); the peak is sampled every second.
     async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
         let (_, layout) = self.live(id).await?;
-        let socket = layout.socket.clone();
-        match blocking(move || agent::request(&socket, &Request::Usage)).await? {
-            Reply::Usage {
-                cpu_millis,
-                memory_bytes,
-                peak_memory_bytes,
-                processes,
-            } => Ok(ResourceUsage {
-                cpu_secs: cpu_millis as f64 / 1000.0,
-                memory_bytes,
-                peak_memory_bytes,
-                processes,
-            }),
-            other => Err(internal(
-                format!("resource usage of {id}"),
-                std::io::Error::other(format!("{other:?}")),
-            )),
-        }
+        layout.agent().usage().await
     }
 
     async fn find_by_name(&self, name: &str) -> Result<SandboxInfo> {
@@ -664,18 +569,10 @@ impl LocalProcessProvider {
     /// Takes the sandbox's lease and keeps its connection for as long as this provider
     /// (and so this process) lives.
     async fn take_lease(&self, record: &Record, grace_secs: u64) -> Result<()> {
-        let socket = self
+        let layout = self
             .layout(&record.id)
-            .ok_or_else(|| Error::sandbox_not_found(&record.id))?
-            .socket;
-        let lease = blocking(move || {
-            let stream = agent::connect(&socket)?;
-            sandkit_agent::protocol::send(&stream, &Request::Lease { grace_secs }, &[])
-                .and_then(|()| sandkit_agent::protocol::receive::<Reply>(&stream))
-                .map_err(|e| internal("taking the lease", std::io::Error::other(e.to_string())))?;
-            Ok(stream)
-        })
-        .await?;
+            .ok_or_else(|| Error::sandbox_not_found(&record.id))?;
+        let lease = layout.agent().lease(grace_secs).await?;
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -699,16 +596,11 @@ impl LocalProcessProvider {
                 ));
             }
         };
-        let socket = layout.socket.clone();
-        match blocking(move || agent::request(&socket, &request)).await? {
-            Reply::Done => {}
-            other => {
-                return Err(internal(
-                    format!("{operation} of {id}"),
-                    std::io::Error::other(format!("{other:?}")),
-                ));
-            }
-        }
+        layout
+            .agent()
+            .command(request)
+            .await
+            .map_err(|e| internal(format!("{operation} of {id}"), std::io::Error::other(e)))?;
         self.update(id.as_str(), move |record| {
             record.paused = pause;
             Ok(())

@@ -9,26 +9,29 @@ use std::task::{Context, Poll};
 use sandkit_core::{ByteStream, PtySize, Result, StdinWriter};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::error::internal;
+use crate::Agent;
 
 /// Output, input and a handle for resizing, from a terminal's master side.
-pub(crate) fn streams(master: OwnedFd) -> Result<(ByteStream, StdinWriter, OwnedFd)> {
+pub(crate) fn streams(
+    agent: &Agent,
+    master: OwnedFd,
+) -> Result<(ByteStream, StdinWriter, OwnedFd)> {
     let clone = |fd: &OwnedFd| {
         fd.try_clone()
-            .map_err(|e| internal("sharing the terminal", e))
+            .map_err(|e| agent.internal("sharing the terminal", e))
     };
     let (input, resize) = (clone(&master)?, clone(&master)?);
     let reader = MasterReader(tokio::fs::File::from_std(std::fs::File::from(master)));
     let writer = tokio::fs::File::from_std(std::fs::File::from(input));
     Ok((
-        crate::provider::output_stream(reader),
+        agent.output_stream(reader),
         Box::pin(writer) as StdinWriter,
         resize,
     ))
 }
 
 /// Sets the terminal's size (the command gets `SIGWINCH`).
-pub(crate) fn resize(master: &OwnedFd, size: PtySize) -> Result<()> {
+pub(crate) fn resize(provider: &str, master: &OwnedFd, size: PtySize) -> Result<()> {
     let winsize = rustix::termios::Winsize {
         ws_row: size.rows,
         ws_col: size.cols,
@@ -36,7 +39,7 @@ pub(crate) fn resize(master: &OwnedFd, size: PtySize) -> Result<()> {
         ws_ypixel: 0,
     };
     rustix::termios::tcsetwinsize(master, winsize)
-        .map_err(|e| internal("resizing the terminal", e.into()))
+        .map_err(|e| crate::internal(provider, "resizing the terminal", e.into()))
 }
 
 /// Reads a master side, for which the end of the command's side is `EIO`: that is the

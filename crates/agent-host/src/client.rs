@@ -1,0 +1,259 @@
+//! The embedded binary, installed where a sandbox can run it, and [`Agent`]: requests
+//! to one sandbox's agent over its socket, one connection each.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sandkit_agent::protocol::{self, ErrorKind, PROTOCOL_VERSION, Reply, Request, SpawnRequest};
+use sandkit_core::{Error, ResourceUsage, Result};
+
+use crate::internal;
+
+/// The agent, built statically for this target by `build.rs`.
+static AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandkit-agent"));
+/// A hash of [`AGENT`], so each build installs its own copy beside older ones.
+const AGENT_ID: &str = include_str!(concat!(env!("OUT_DIR"), "/sandkit-agent.id"));
+
+/// How long a request to an agent may take before the agent counts as unresponsive.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Installs the embedded agent as `<dir>/sandkit-agent-<hash>` (once per build) and
+/// returns its path. `provider` names who failed, if it fails.
+pub fn install(provider: &str, dir: &Path) -> Result<PathBuf> {
+    let path = dir.join(format!("sandkit-agent-{}", AGENT_ID.trim()));
+    if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == AGENT.len() as u64) {
+        return Ok(path);
+    }
+    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .open(&temporary)
+        })
+        .and_then(|mut file| file.write_all(AGENT))
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        internal(
+            provider,
+            format!("installing the agent at {}", path.display()),
+            e,
+        )
+    })?;
+    Ok(path)
+}
+
+/// `/dev/null`, for a command without standard input.
+pub fn dev_null(provider: &str) -> Result<OwnedFd> {
+    std::fs::File::open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| internal(provider, "opening /dev/null", e))
+}
+
+/// One sandbox's agent, reached at its socket. Cheap to clone; every request opens a
+/// connection of its own, so requests never wait for each other.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    provider: &'static str,
+    socket: PathBuf,
+}
+
+impl Agent {
+    /// The agent listening at `socket`, for the provider named `provider` (errors name
+    /// it).
+    pub fn new(provider: &'static str, socket: impl Into<PathBuf>) -> Self {
+        Self {
+            provider,
+            socket: socket.into(),
+        }
+    }
+
+    /// Where the agent listens.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub(crate) fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    pub(crate) fn internal(&self, context: impl std::fmt::Display, e: std::io::Error) -> Error {
+        internal(self.provider, context, e)
+    }
+
+    /// Whether an agent answers at the socket (a connection and the version handshake).
+    pub async fn ready(&self) -> bool {
+        let agent = self.clone();
+        tokio::task::spawn_blocking(move || agent.connect().is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Sends `request` (one without descriptors) and returns the answer.
+    pub async fn request(&self, request: Request) -> Result<Reply> {
+        self.blocking(move |agent| {
+            let stream = agent.connect()?;
+            protocol::send(&stream, &request, &[]).map_err(|e| agent.failed(&e))?;
+            let (reply, _) = protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))?;
+            Ok(reply)
+        })
+        .await
+    }
+
+    /// Sends `request` and expects `done`.
+    pub async fn command(&self, request: Request) -> Result<()> {
+        match self.request(request).await? {
+            Reply::Done => Ok(()),
+            Reply::Error { message, .. } => Err(self.internal(
+                "a request to the sandbox's agent",
+                std::io::Error::other(message),
+            )),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// What the sandbox's processes use: the agent measures its descendants (every
+    /// command and what they started), and samples the peak every second.
+    pub async fn usage(&self) -> Result<ResourceUsage> {
+        match self.request(Request::Usage).await? {
+            Reply::Usage {
+                cpu_millis,
+                memory_bytes,
+                peak_memory_bytes,
+                processes,
+            } => Ok(ResourceUsage {
+                cpu_secs: cpu_millis as f64 / 1000.0,
+                memory_bytes,
+                peak_memory_bytes,
+                processes,
+            }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Takes a lease on the sandbox: it holds while the returned connection stays open
+    /// (the kernel closes it when this process dies); once the last lease closes and
+    /// none comes within `grace_secs`, the agent ends the sandbox.
+    pub async fn lease(&self, grace_secs: u64) -> Result<UnixStream> {
+        self.blocking(move |agent| {
+            let stream = agent.connect()?;
+            protocol::send(&stream, &Request::Lease { grace_secs }, &[])
+                .and_then(|()| protocol::receive::<Reply>(&stream))
+                .map_err(|e| agent.failed(&e))?;
+            Ok(stream)
+        })
+        .await
+    }
+
+    /// Starts a command with the given standard streams (none for a terminal); returns
+    /// the connection on which its end will be reported, and the descriptors that came
+    /// with the answer (a terminal's master side).
+    pub async fn spawn(
+        &self,
+        spawn: SpawnRequest,
+        stdio: Vec<OwnedFd>,
+    ) -> Result<(UnixStream, Vec<OwnedFd>)> {
+        self.blocking(move |agent| {
+            let program = spawn.argv.first().cloned().unwrap_or_default();
+            let stream = agent.connect()?;
+            let fds: Vec<_> = stdio.iter().map(AsFd::as_fd).collect();
+            protocol::send(&stream, &Request::Spawn(spawn), &fds).map_err(|e| agent.failed(&e))?;
+            drop(stdio);
+            match protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))? {
+                (Reply::Spawned { .. }, fds) => {
+                    // The end of a command may be far off: no read timeout from here on.
+                    stream
+                        .set_read_timeout(None)
+                        .map_err(|e| agent.internal("configuring the agent connection", e))?;
+                    Ok((stream, fds))
+                }
+                (Reply::Error { kind, message }, _) => Err(spawn_error(&program, kind, message)),
+                (other, _) => Err(agent.unexpected(&other)),
+            }
+        })
+        .await
+    }
+
+    /// A connection after the version handshake.
+    pub(crate) fn connect(&self) -> Result<UnixStream> {
+        let stream = UnixStream::connect(&self.socket).map_err(|e| self.unavailable(&e))?;
+        stream
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
+            .map_err(|e| self.internal("configuring the agent connection", e))?;
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+        };
+        protocol::send(&stream, &hello, &[]).map_err(|e| self.failed(&e))?;
+        match protocol::receive::<Reply>(&stream)
+            .map_err(|e| self.failed(&e))?
+            .0
+        {
+            Reply::Hello { .. } => Ok(stream),
+            Reply::Error { message, .. } => Err(Error::provider(
+                self.provider,
+                std::io::Error::other(message),
+            )),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Runs blocking socket work off the async threads.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Agent) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let agent = self.clone();
+        tokio::task::spawn_blocking(move || work(&agent))
+            .await
+            .map_err(|e| self.internal("running a blocking task", std::io::Error::other(e)))?
+    }
+
+    fn unavailable(&self, error: &std::io::Error) -> Error {
+        Error::Unavailable {
+            message: format!(
+                "the sandbox's agent does not answer at {}: {error}",
+                self.socket.display()
+            ),
+        }
+    }
+
+    pub(crate) fn failed(&self, error: &protocol::FrameError) -> Error {
+        Error::Unavailable {
+            message: format!("the sandbox's agent failed: {error}"),
+        }
+    }
+
+    pub(crate) fn unexpected(&self, reply: &Reply) -> Error {
+        Error::provider(
+            self.provider,
+            std::io::Error::other(format!("unexpected answer from the agent: {reply:?}")),
+        )
+    }
+}
+
+fn spawn_error(program: &str, kind: ErrorKind, message: String) -> Error {
+    let reason = match kind {
+        // The working directory was checked before: what is missing is the program (or
+        // its script's interpreter).
+        ErrorKind::NotFound => {
+            return Error::ProgramNotFound {
+                program: program.to_owned(),
+            };
+        }
+        ErrorKind::UnknownUser => return Error::invalid_spec("user", message),
+        ErrorKind::PermissionDenied => "permission denied: not executable".to_owned(),
+        ErrorKind::IsADirectory => "is a directory".to_owned(),
+        _ => message,
+    };
+    Error::ExecFailed {
+        program: program.to_owned(),
+        reason,
+    }
+}

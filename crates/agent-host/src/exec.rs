@@ -1,0 +1,233 @@
+//! A command through the agent: the host makes its pipes (or the agent its terminal),
+//! its end arrives on the connection that started it, and a kill or a signal goes back
+//! on the same connection. The agent enforces timeouts inside the sandbox, so a timeout
+//! holds even when this process is gone.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use sandkit_agent::protocol::{self, Reply, Request, SpawnRequest, TerminalSize};
+use sandkit_core::{
+    ByteStream, Error, ExecControl, ExecProcess, ExecRequest, ExitStatus, PtySize, Result,
+    StdinWriter,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio_util::io::ReaderStream;
+
+use crate::Agent;
+
+/// How much of a command's output one chunk of its stream carries at most.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+impl Agent {
+    /// Starts `spawn` (whose `pty` this sets from `request`) with the standard streams
+    /// `request` asks for: pipes made here, or a terminal the agent opens in the
+    /// sandbox. What went wrong before the start is the error (`ProgramNotFound` for a
+    /// missing program, `InvalidSpec { field: "user" }` for an unknown user).
+    pub async fn exec(
+        &self,
+        mut spawn: SpawnRequest,
+        request: &ExecRequest,
+    ) -> Result<ExecProcess> {
+        let pipes = if request.pty {
+            let size = request.pty_size.unwrap_or_default();
+            spawn.pty = Some(TerminalSize {
+                rows: size.rows,
+                cols: size.cols,
+            });
+            None
+        } else {
+            let (stdout, stdout_w) = self.output_pipe()?;
+            let (stderr, stderr_w) = self.output_pipe()?;
+            let (stdin, stdin_r) = if request.stdin {
+                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| self.internal("creating a pipe", e.into()))?;
+                let sender = tokio::net::unix::pipe::Sender::from_owned_fd(write)
+                    .map_err(|e| self.internal("watching a pipe", e))?;
+                (Some(Box::pin(sender) as StdinWriter), read)
+            } else {
+                (None, crate::dev_null(self.provider())?)
+            };
+            Some(((stdout, stderr, stdin), vec![stdin_r, stdout_w, stderr_w]))
+        };
+        let (pipes, stdio) = match pipes {
+            Some((pipes, stdio)) => (Some(pipes), stdio),
+            None => (None, Vec::new()),
+        };
+        let (connection, mut fds) = self.spawn(spawn, stdio).await?;
+        let (stdout, stderr, stdin, terminal) = match pipes {
+            Some((stdout, stderr, stdin)) => (stdout, stderr, stdin, None),
+            None => {
+                let master = fds.pop().ok_or_else(|| {
+                    self.internal(
+                        "starting a command on a terminal",
+                        std::io::Error::other("the agent sent no terminal"),
+                    )
+                })?;
+                let (output, input, resize) = crate::terminal::streams(self, master)?;
+                let nothing: ByteStream = Box::pin(futures::stream::empty());
+                (output, nothing, Some(input), Some(resize))
+            }
+        };
+        let control = AgentExec::new(self, connection, request.timeout, terminal)?;
+        Ok(ExecProcess::new(
+            request,
+            stdout,
+            stderr,
+            stdin,
+            Box::new(control),
+        ))
+    }
+
+    /// A pipe whose read end becomes an output stream here.
+    fn output_pipe(&self) -> Result<(ByteStream, OwnedFd)> {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| self.internal("creating a pipe", e.into()))?;
+        let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+            .map_err(|e| self.internal("watching a pipe", e))?;
+        Ok((self.output_stream(receiver), write))
+    }
+
+    /// A command's output as a stream of chunks.
+    pub(crate) fn output_stream<R>(&self, reader: R) -> ByteStream
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+    {
+        let provider = self.provider();
+        ReaderStream::with_capacity(reader, READ_CHUNK_BYTES)
+            .map(move |chunk| {
+                chunk.map_err(|e| crate::internal(provider, "reading command output", e))
+            })
+            .boxed()
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Exited(ExitStatus),
+    TimedOut,
+    /// The agent went away before reporting: the sandbox ended, and its end killed
+    /// every process in it with SIGKILL.
+    Lost,
+}
+
+/// The next frame from the agent on `connection`; `None` once it ends or breaks.
+pub(crate) async fn next_reply(connection: &mut UnixStream) -> Option<Reply> {
+    let mut header = [0u8; 4];
+    connection.read_exact(&mut header).await.ok()?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len > protocol::MAX_FRAME_BYTES {
+        return None;
+    }
+    let mut body = vec![0u8; len];
+    connection.read_exact(&mut body).await.ok()?;
+    protocol::decode(&body).ok()
+}
+
+/// The [`ExecControl`] of a command started through the agent.
+struct AgentExec {
+    provider: &'static str,
+    connection: UnixStream,
+    outcome: Option<Outcome>,
+    timeout: Option<Duration>,
+    /// The master side of the command's terminal, when it has one.
+    terminal: Option<OwnedFd>,
+}
+
+impl AgentExec {
+    /// Watches the command started on `connection`.
+    fn new(
+        agent: &Agent,
+        connection: std::os::unix::net::UnixStream,
+        timeout: Option<Duration>,
+        terminal: Option<OwnedFd>,
+    ) -> Result<Self> {
+        let setup = |connection: std::os::unix::net::UnixStream| {
+            connection.set_nonblocking(true)?;
+            UnixStream::from_std(connection)
+        };
+        let connection = setup(connection).map_err(|e| agent.internal("watching a command", e))?;
+        Ok(Self {
+            provider: agent.provider(),
+            connection,
+            outcome: None,
+            timeout,
+            terminal,
+        })
+    }
+
+    async fn next_reply(&mut self) -> Option<Reply> {
+        next_reply(&mut self.connection).await
+    }
+
+    async fn finish(&mut self) -> Outcome {
+        if let Some(outcome) = self.outcome {
+            return outcome;
+        }
+        let outcome = loop {
+            match self.next_reply().await {
+                Some(Reply::Exited {
+                    timed_out: true, ..
+                }) => break Outcome::TimedOut,
+                Some(Reply::Exited { code, signal, .. }) => {
+                    break Outcome::Exited(match (code, signal) {
+                        (Some(code), _) => ExitStatus::code(code),
+                        (None, Some(signal)) => ExitStatus::signal(signal),
+                        (None, None) => ExitStatus::code(-1),
+                    });
+                }
+                // Answers to signals, or anything else, are not the end.
+                Some(_) => continue,
+                None => break Outcome::Lost,
+            }
+        };
+        self.outcome = Some(outcome);
+        outcome
+    }
+}
+
+#[async_trait]
+impl ExecControl for AgentExec {
+    async fn wait(&mut self) -> Result<ExitStatus> {
+        match self.finish().await {
+            Outcome::Exited(status) => Ok(status),
+            Outcome::TimedOut => Err(Error::CommandTimeout {
+                timeout: self.timeout.unwrap_or_default(),
+                stdout: Default::default(),
+                stderr: Default::default(),
+            }),
+            Outcome::Lost => Ok(ExitStatus::signal(9)),
+        }
+    }
+
+    async fn kill(&mut self) -> Result<()> {
+        if self.outcome.is_none() {
+            let frame = protocol::encode(&Request::Signal { signal: 9 });
+            // A connection the agent already closed means the command is over.
+            let _ = self.connection.write_all(&frame).await;
+        }
+        self.finish().await;
+        Ok(())
+    }
+
+    async fn resize(&mut self, size: PtySize) -> Result<()> {
+        match &self.terminal {
+            Some(master) => crate::terminal::resize(self.provider, master, size),
+            None => Err(Error::invalid_spec("pty", "the command has no terminal")),
+        }
+    }
+
+    /// The agent signals the command's process group and every descendant.
+    async fn signal(&mut self, signal: i32) -> Result<()> {
+        if self.outcome.is_none() {
+            let frame = protocol::encode(&Request::Signal { signal });
+            // A connection the agent already closed means the command is over.
+            let _ = self.connection.write_all(&frame).await;
+        }
+        Ok(())
+    }
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sandkit_agent::protocol::{self, ErrorKind, PROTOCOL_VERSION, Reply, Request, SpawnRequest};
-use sandkit_core::{Error, ResourceUsage, Result};
+use sandkit_core::{Error, FileErrorKind, ResourceUsage, Result};
 
 use crate::internal;
 
@@ -63,6 +63,8 @@ pub fn dev_null(provider: &str) -> Result<OwnedFd> {
 pub struct Agent {
     provider: &'static str,
     socket: PathBuf,
+    /// The process that must be listening (this host's pid of the sandbox's init).
+    peer: Option<i32>,
 }
 
 impl Agent {
@@ -72,7 +74,16 @@ impl Agent {
         Self {
             provider,
             socket: socket.into(),
+            peer: None,
         }
+    }
+
+    /// Only talks to the agent if process `pid` (of this host) listens at the socket.
+    /// For a socket in a directory the sandbox can write: a process in it could put a
+    /// link to another sandbox's socket there, or listen itself.
+    pub fn served_by(mut self, pid: i32) -> Self {
+        self.peer = Some(pid);
+        self
     }
 
     /// Where the agent listens.
@@ -162,6 +173,7 @@ impl Agent {
     ) -> Result<(UnixStream, Vec<OwnedFd>)> {
         self.blocking(move |agent| {
             let program = spawn.argv.first().cloned().unwrap_or_default();
+            let cwd = spawn.cwd.clone();
             let stream = agent.connect()?;
             let fds: Vec<_> = stdio.iter().map(AsFd::as_fd).collect();
             protocol::send(&stream, &Request::Spawn(spawn), &fds).map_err(|e| agent.failed(&e))?;
@@ -174,7 +186,9 @@ impl Agent {
                         .map_err(|e| agent.internal("configuring the agent connection", e))?;
                     Ok((stream, fds))
                 }
-                (Reply::Error { kind, message }, _) => Err(spawn_error(&program, kind, message)),
+                (Reply::Error { kind, message }, _) => {
+                    Err(spawn_error(&program, &cwd, kind, message))
+                }
                 (other, _) => Err(agent.unexpected(&other)),
             }
         })
@@ -184,6 +198,20 @@ impl Agent {
     /// A connection after the version handshake.
     pub(crate) fn connect(&self) -> Result<UnixStream> {
         let stream = UnixStream::connect(&self.socket).map_err(|e| self.unavailable(&e))?;
+        if let Some(expected) = self.peer {
+            let peer =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                    .map(|cred| cred.pid())
+                    .map_err(|e| self.unavailable(&e.into()))?;
+            if peer != expected {
+                return Err(Error::Unavailable {
+                    message: format!(
+                        "{} is served by process {peer}, not by the sandbox's agent (process {expected})",
+                        self.socket.display()
+                    ),
+                });
+            }
+        }
         stream
             .set_read_timeout(Some(REQUEST_TIMEOUT))
             .map_err(|e| self.internal("configuring the agent connection", e))?;
@@ -238,10 +266,10 @@ impl Agent {
     }
 }
 
-fn spawn_error(program: &str, kind: ErrorKind, message: String) -> Error {
+fn spawn_error(program: &str, cwd: &str, kind: ErrorKind, message: String) -> Error {
     let reason = match kind {
-        // The working directory was checked before: what is missing is the program (or
-        // its script's interpreter).
+        ErrorKind::NoWorkingDirectory => return Error::file(cwd, FileErrorKind::NotFound),
+        // What is missing is the program (or its script's interpreter).
         ErrorKind::NotFound => {
             return Error::ProgramNotFound {
                 program: program.to_owned(),

@@ -4,6 +4,7 @@
 //! holds even when this process is gone.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,22 +16,33 @@ use sandkit_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::io::ReaderStream;
 
 use crate::Agent;
 
 /// How much of a command's output one chunk of its stream carries at most.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Output read from a command's pipe but not yet by the caller, per stream, before the
+/// command's writes block (as the Engine path queues).
+const QUEUE_LIMIT_BYTES: usize = 8 << 20;
 
 impl Agent {
     /// Starts `spawn` (whose `pty` this sets from `request`) with the standard streams
     /// `request` asks for: pipes made here, or a terminal the agent opens in the
     /// sandbox. What went wrong before the start is the error (`ProgramNotFound` for a
     /// missing program, `InvalidSpec { field: "user" }` for an unknown user).
-    pub async fn exec(
+    pub async fn exec(&self, spawn: SpawnRequest, request: &ExecRequest) -> Result<ExecProcess> {
+        self.exec_with(spawn, request, |control| control).await
+    }
+
+    /// [`Agent::exec`], with the command's control passed through `wrap` (which may,
+    /// say, read a `SIGKILL` as the sandbox having run out of memory).
+    pub async fn exec_with(
         &self,
         mut spawn: SpawnRequest,
         request: &ExecRequest,
+        wrap: impl FnOnce(Box<dyn ExecControl>) -> Box<dyn ExecControl>,
     ) -> Result<ExecProcess> {
         let pipes = if request.pty {
             let size = request.pty_size.unwrap_or_default();
@@ -78,7 +90,7 @@ impl Agent {
             stdout,
             stderr,
             stdin,
-            Box::new(control),
+            wrap(Box::new(control)),
         ))
     }
 
@@ -91,17 +103,46 @@ impl Agent {
         Ok((self.output_stream(receiver), write))
     }
 
-    /// A command's output as a stream of chunks.
+    /// A command's output as a stream of chunks. A task drains the pipe as output
+    /// comes, into a queue of at most [`QUEUE_LIMIT_BYTES`]: a caller that reads one
+    /// stream to its end before the other does not stall a command that writes to both,
+    /// and only a full queue blocks the command (backpressure, not unbounded memory).
     pub(crate) fn output_stream<R>(&self, reader: R) -> ByteStream
     where
         R: tokio::io::AsyncRead + Send + 'static,
     {
         let provider = self.provider();
-        ReaderStream::with_capacity(reader, READ_CHUNK_BYTES)
-            .map(move |chunk| {
-                chunk.map_err(|e| crate::internal(provider, "reading command output", e))
-            })
-            .boxed()
+        let budget = Arc::new(Semaphore::new(QUEUE_LIMIT_BYTES));
+        let (chunks_tx, chunks_rx) = mpsc::unbounded_channel();
+        let drained = budget.clone();
+        tokio::spawn(async move {
+            let mut chunks = std::pin::pin!(ReaderStream::with_capacity(reader, READ_CHUNK_BYTES));
+            while let Some(chunk) = chunks.next().await {
+                let bytes = chunk.as_ref().map_or(0, |c| c.len()) as u32;
+                tokio::select! {
+                    permit = drained.acquire_many(bytes) => match permit {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    },
+                    // Nobody reads any more: dropping the pipe ends the writer's output.
+                    () = chunks_tx.closed() => return,
+                }
+                if chunks_tx.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        futures::stream::unfold(
+            (chunks_rx, budget),
+            move |(mut chunks_rx, budget)| async move {
+                let chunk = chunks_rx.recv().await?;
+                let chunk = chunk
+                    .inspect(|c| budget.add_permits(c.len()))
+                    .map_err(|e| crate::internal(provider, "reading command output", e));
+                Some((chunk, (chunks_rx, budget)))
+            },
+        )
+        .boxed()
     }
 }
 

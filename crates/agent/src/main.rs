@@ -53,6 +53,9 @@ struct Agent {
 
 /// What the agent was started with.
 struct Args {
+    /// Where to listen, when the host does not hand over a listening socket (a
+    /// container's init, whose socket is in a directory the host bind-mounted in).
+    listen: Option<std::path::PathBuf>,
     expires_at: Option<u64>,
     watch_file: Option<std::path::PathBuf>,
     users: Users,
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         pty::launch(args);
     }
     let Args {
+        listen,
         expires_at,
         watch_file,
         users,
@@ -74,16 +78,32 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The host hands over the listening socket as standard input; no command inherits it.
-    let stdin = std::io::stdin();
-    let listener = match stdin.as_fd().try_clone_to_owned() {
-        Ok(fd) => UnixListener::from(fd),
-        Err(error) => {
-            eprintln!("sandkit-agent: no listening socket on standard input: {error}");
-            return ExitCode::from(2);
+    let listener = match &listen {
+        Some(path) => match listen_at(path) {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "sandkit-agent: cannot listen at {}: {error}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        // The host hands over the listening socket as standard input; no command
+        // inherits it.
+        None => {
+            let stdin = std::io::stdin();
+            let listener = match stdin.as_fd().try_clone_to_owned() {
+                Ok(fd) => UnixListener::from(fd),
+                Err(error) => {
+                    eprintln!("sandkit-agent: no listening socket on standard input: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let _ = fcntl_setfd(stdin.as_fd(), FdFlags::CLOEXEC);
+            listener
         }
     };
-    let _ = fcntl_setfd(stdin.as_fd(), FdFlags::CLOEXEC);
     // Orphans of the sandbox's commands become ours, so every process stays findable.
     if let Err(error) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         eprintln!("sandkit-agent: cannot become a subreaper: {error}");
@@ -135,6 +155,8 @@ fn main() -> ExitCode {
     }
     for connection in listener.incoming() {
         match connection {
+            // A socket the sandbox's own processes can reach serves the host only.
+            Ok(stream) if listen.is_some() && !from_outside(&stream) => drop(stream),
             Ok(stream) => {
                 let agent = agent.clone();
                 std::thread::spawn(move || serve(&agent, stream));
@@ -158,8 +180,32 @@ fn main() -> ExitCode {
     ExitCode::from(ENDED)
 }
 
+/// Listens at `path` (replacing a socket left there). Anyone may connect: the
+/// directory's mode keeps strangers out, and [`from_outside`] the sandbox.
+fn listen_at(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+    fcntl_setfd(&listener, FdFlags::CLOEXEC)?;
+    Ok(listener)
+}
+
+/// Whether the peer is outside the sandbox: its pid is not in this pid namespace (the
+/// kernel reports such a peer's pid as 0). A process of the sandbox that finds the
+/// socket gets no command started as root from it.
+fn from_outside(stream: &UnixStream) -> bool {
+    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .is_ok_and(|cred| cred.pid() == 0)
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args_os().skip(1);
+    let mut listen = None;
+    let mut default_user = None;
+    let mut container = false;
     let mut expires_at = None;
     let mut watch_file = None;
     let mut users = Users::Single;
@@ -174,6 +220,16 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|_| format!("--expires-at: `{value}` is not a Unix time"))?,
                 );
             }
+            "--listen" => listen = Some(args.next().ok_or("--listen needs a value")?.into()),
+            // A container's init, as its root: see `Users::Container`.
+            "--container-users" => container = true,
+            "--default-user" => {
+                let user = args.next().ok_or("--default-user needs a value")?;
+                let user = user
+                    .into_string()
+                    .map_err(|_| "--default-user: not UTF-8")?;
+                default_user = Some(&*Box::leak(user.into_boxed_str()));
+            }
             "--watch-file" => {
                 watch_file = Some(args.next().ok_or("--watch-file needs a value")?.into());
             }
@@ -186,7 +242,13 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown argument `{}`", arg.to_string_lossy())),
         }
     }
+    if container {
+        users = Users::Container {
+            default: default_user,
+        };
+    }
     Ok(Args {
+        listen,
         expires_at,
         watch_file,
         users,
@@ -391,6 +453,22 @@ fn start(
     let (run_as, home) = users::resolve(agent.spawner.users(), spawn.user.as_deref())
         .map_err(|why| error(ErrorKind::UnknownUser, why.to_string()))?;
     let (mut command, [stdin, stdout, stderr], master) = match spawn.pty {
+        // An entrypoint without descriptors writes where the agent does (a container's
+        // log), and reads nothing.
+        None if fds.is_empty() && spawn.main => {
+            let inherited = || -> std::io::Result<[OwnedFd; SPAWN_FDS]> {
+                Ok([
+                    std::fs::File::open("/dev/null")?.into(),
+                    std::io::stdout().as_fd().try_clone_to_owned()?,
+                    std::io::stderr().as_fd().try_clone_to_owned()?,
+                ])
+            };
+            let stdio = inherited()
+                .map_err(|e| error(ErrorKind::Other, format!("standard streams: {e}")))?;
+            let mut command = Command::new(program);
+            command.args(args).process_group(0);
+            (command, stdio, None)
+        }
         None => {
             let Ok(stdio) = <[OwnedFd; SPAWN_FDS]>::try_from(fds) else {
                 return Err(error(
@@ -433,7 +511,11 @@ fn start(
             (command, stdio, Some(terminal))
         }
     };
-    command.env_clear();
+    if spawn.inherit_env {
+        command.env_remove("HOME");
+    } else {
+        command.env_clear();
+    }
     // The user's home, unless the host set `HOME` (it leaves it out for a named user).
     if let Some(home) = home {
         command.env("HOME", home);
@@ -509,13 +591,13 @@ fn spawn_failure(program: &str, cwd: &str, failure: &std::io::Error) -> Reply {
         _ if failure.raw_os_error() == Some(Errno::ISDIR.raw_os_error()) => ErrorKind::IsADirectory,
         _ => ErrorKind::Other,
     };
-    let cwd_ok = std::fs::metadata(cwd).is_ok_and(|m| m.is_dir());
-    let message = if cwd_ok {
-        format!("{program}: {failure}")
-    } else {
-        format!("working directory {cwd}: {failure}")
-    };
-    error(kind, message)
+    if !std::fs::metadata(cwd).is_ok_and(|m| m.is_dir()) {
+        return error(
+            ErrorKind::NoWorkingDirectory,
+            format!("working directory {cwd}: {failure}"),
+        );
+    }
+    error(kind, format!("{program}: {failure}"))
 }
 
 /// The live descendants of `pid`, through `/proc/PID/task/TID/children`.
@@ -606,4 +688,16 @@ fn end_sandbox(code: u8) -> ! {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::process::exit(code.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_in_this_pid_namespace_is_not_from_outside() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        assert!(!from_outside(&ours));
+        assert!(!from_outside(&theirs));
+    }
 }

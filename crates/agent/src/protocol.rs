@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. A peer with another version is refused with
 /// an error naming both.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts (argv and environment fit well below it).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -33,7 +33,8 @@ pub enum Request {
         /// The host's [`PROTOCOL_VERSION`].
         version: u32,
     },
-    /// Starts a command; three descriptors (stdin, stdout, stderr) come with it.
+    /// Starts a command; three descriptors (stdin, stdout, stderr) come with it (an
+    /// entrypoint may come with none: it then writes where the agent does).
     Spawn(SpawnRequest),
     /// Signals the command started on this connection: its process group and every
     /// descendant.
@@ -91,6 +92,11 @@ pub struct SpawnRequest {
     /// request then carries none, and `spawned` carries the terminal's master side.
     #[serde(default)]
     pub pty: Option<TerminalSize>,
+    /// Start from the agent's own environment (a container's, as its engine set it),
+    /// with `env` on top, instead of `env` alone. `HOME` is then the user's home from
+    /// `/etc/passwd` unless `env` sets it. (New in version 3.)
+    #[serde(default)]
+    pub inherit_env: bool,
 }
 
 /// A terminal's size in characters.
@@ -179,8 +185,10 @@ pub enum WatchEventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
-    /// The program or working directory does not exist.
+    /// The program does not exist.
     NotFound,
+    /// The working directory does not exist or is not a directory (new in version 3).
+    NoWorkingDirectory,
     /// The program is not executable, or the directory not enterable.
     PermissionDenied,
     /// The program is a directory.
@@ -349,6 +357,7 @@ mod tests {
             main: false,
             user: Some("1000".into()),
             pty: None,
+            inherit_env: false,
         });
         let devnull = std::fs::File::open("/dev/null").unwrap();
         send(

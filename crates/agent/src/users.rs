@@ -26,6 +26,13 @@ pub enum Users {
     /// capability (so permissions apply to it); `root` has the capabilities; any other
     /// user is switched to and has none.
     Many,
+    /// The agent is a container's init, as its root with the container's capabilities:
+    /// a command runs as the default user when it names none (root's capabilities for
+    /// root, as an engine's exec does), and any other user is switched to.
+    Container {
+        /// Who a command that names no user runs as (the image's user).
+        default: Option<&'static str>,
+    },
 }
 
 /// Who one command runs as.
@@ -67,12 +74,12 @@ impl std::fmt::Display for UserError {
 
 /// Who `user` is, from the sandbox's `/etc/passwd`, and the home directory it names.
 pub fn resolve(users: Users, user: Option<&str>) -> Result<(RunAs, Option<String>), UserError> {
-    let Some(user) = user else {
-        return Ok((RunAs::Default, None));
+    let user = match (users, user) {
+        (Users::Single, Some(_)) => return Err(UserError::Single),
+        (Users::Container { default }, None) => default.unwrap_or("0"),
+        (_, None) => return Ok((RunAs::Default, None)),
+        (_, Some(user)) => user,
     };
-    if users == Users::Single {
-        return Err(UserError::Single);
-    }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     run_as(&passwd, user).ok_or_else(|| UserError::Unknown(user.to_owned()))
 }
@@ -112,7 +119,7 @@ impl Spawner {
     /// [`Users::Many`] it empties the calling thread's bounding set, which every thread
     /// started later inherits.
     pub fn new(users: Users) -> std::io::Result<Self> {
-        if users == Users::Single {
+        if users != Users::Many {
             return Ok(Self { users, root: None });
         }
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -174,7 +181,7 @@ impl Spawner {
                     .recv()
                     .map_err(|_| std::io::Error::other("the root spawner has ended"))?
             }
-            (RunAs::User { uid, gid }, _) if self.users == Users::Many => {
+            (RunAs::User { uid, gid }, _) if self.users != Users::Single => {
                 // The standard library drops supplementary groups, then switches.
                 command.gid(gid).uid(uid);
                 command.spawn()
@@ -210,6 +217,22 @@ mod tests {
         assert_eq!(run_as(PASSWD, "mallory"), None);
         assert_eq!(run_as(PASSWD, "x"), None);
         assert_eq!(run_as(PASSWD, ""), None);
+    }
+
+    #[test]
+    fn a_container_runs_unnamed_commands_as_its_default_user() {
+        let root = resolve(Users::Container { default: None }, None);
+        assert!(matches!(root, Ok((RunAs::Root, _))), "{root:?}");
+        let nobody = resolve(
+            Users::Container {
+                default: Some("65534"),
+            },
+            None,
+        );
+        assert!(
+            matches!(nobody, Ok((RunAs::User { uid: 65534, .. }, _))),
+            "{nobody:?}"
+        );
     }
 
     #[test]

@@ -55,6 +55,16 @@ pub struct LocalDockerConfig {
     /// how many still fit. `None` sets no limit, and then there is no capacity query: the
     /// engine has no count of sandboxes that still fit to give.
     pub max_sandboxes: Option<u32>,
+    /// Run sandkit's agent as each sandbox's init (a read-only bind mount of a host
+    /// binary; the image is not changed): commands start in about a millisecond, output
+    /// moves at a pipe's speed, and signals, terminals, file watching, usage and
+    /// timeouts enforced inside the sandbox come with it. It needs an engine on this
+    /// host and the `runc` runtime; otherwise, or with `false`, commands go through the
+    /// Engine exec API.
+    pub agent: bool,
+    /// Where the agent's binary and sockets go on this host; `None` is
+    /// `$XDG_RUNTIME_DIR/sandkit/local-docker`, or `/run/sandkit/local-docker` for root.
+    pub agent_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LocalDockerConfig {
@@ -71,6 +81,8 @@ impl Default for LocalDockerConfig {
             gpu_kinds: Vec::new(),
             gpu_count: 0,
             max_sandboxes: None,
+            agent: true,
+            agent_dir: None,
         }
     }
 }

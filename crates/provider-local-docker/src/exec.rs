@@ -31,9 +31,10 @@ use crate::sandbox::Meta;
 
 mod host;
 
+pub(crate) use host::oom_kills;
 #[cfg(test)]
 use host::process_table;
-use host::{kill_process_tree, oom_kills, signal_process_tree};
+use host::{kill_process_tree, signal_process_tree};
 
 /// How the engine starts its message when it could not start a command.
 const START_FAILURE_PREFIX: &[u8] = b"OCI runtime exec failed";

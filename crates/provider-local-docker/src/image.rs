@@ -23,6 +23,8 @@ pub(crate) struct ReadyImage {
     pub working_dir: Option<String>,
     /// Set when the image was built for this sandbox: its tag, removed with it.
     pub built_tag: Option<String>,
+    /// The user the image runs as, when it names one.
+    pub user: Option<String>,
 }
 
 /// Makes the image `source` names available on the engine. `ownership` (sandkit's tags)
@@ -65,6 +67,11 @@ fn ready(reference: String, inspect: &ImageInspect, built_tag: Option<String>) -
             .and_then(|c| c.working_dir.clone())
             .filter(|w| !w.is_empty()),
         built_tag,
+        user: inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .filter(|u| !u.is_empty()),
     }
 }
 

@@ -3,6 +3,8 @@
 //! A sandbox is one container, labelled with the spec's tags and this provider's own
 //! labels (see [`crate::sandbox`]). The main process is what enforces the lifetime, so
 //! it holds even when the creating process dies:
+//! - on sandkit's agent (the default, see [`crate::agent`]), the agent is the init and
+//!   ends the container at its expiry or when its entrypoint ends; otherwise:
 //! - with no entrypoint, it is `sleep <lifetime>` (the image needs `sleep`, as every
 //!   image with coreutils or busybox has);
 //! - with an entrypoint and a lifetime, it is `timeout -s KILL <lifetime> <entrypoint>`
@@ -46,12 +48,14 @@ use crate::error::{self, Subject};
 use crate::files::Files;
 use crate::image;
 use crate::sandbox::{
-    self, LABEL_BUILT_IMAGE, LABEL_FROM_SNAPSHOT, LABEL_GPU, LABEL_LIFETIME_SECS, LABEL_NAMED,
-    LABEL_SANDBOX, LABEL_SET, LABEL_SNAPSHOT_OF, LABEL_TAG_KEYS, Leftovers, Meta,
-    SNAPSHOT_REPOSITORY,
+    self, LABEL_AGENT_DIR, LABEL_BUILT_IMAGE, LABEL_FROM_SNAPSHOT, LABEL_GPU, LABEL_IMAGE_USER,
+    LABEL_LIFETIME_SECS, LABEL_NAMED, LABEL_SANDBOX, LABEL_SET, LABEL_SNAPSHOT_OF, LABEL_TAG_KEYS,
+    Leftovers, Meta, SNAPSHOT_REPOSITORY,
 };
 
 mod container;
+mod lease;
+mod on_agent;
 mod snapshot;
 
 use container::capabilities;
@@ -77,6 +81,8 @@ pub struct LocalDockerProvider {
     known: Mutex<HashMap<String, Meta>>,
     /// The renewal tasks of the leased sandboxes this instance created.
     leases: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Whether sandboxes run on sandkit's agent.
+    agent: crate::agent::AgentMode,
 }
 
 impl std::fmt::Debug for LocalDockerProvider {
@@ -89,49 +95,22 @@ impl std::fmt::Debug for LocalDockerProvider {
 }
 
 impl LocalDockerProvider {
-    /// Renews a sandbox's lease from a background task of this process: `SIGUSR1` to the
-    /// container's main process every third of the lease, until the container is gone.
-    fn renew_lease(&self, id: &str, lease_secs: u64) {
-        let docker = self.engine.docker.clone();
-        let container = id.to_owned();
-        let every = std::time::Duration::from_millis(lease_secs * 1000 / 3);
-        let renewal = tokio::spawn(async move {
-            let options = bollard::query_parameters::KillContainerOptionsBuilder::new()
-                .signal("USR1")
-                .build();
-            loop {
-                tokio::time::sleep(every).await;
-                match docker
-                    .kill_container(&container, Some(options.clone()))
-                    .await
-                {
-                    Ok(()) => {}
-                    // Gone, or no longer running: nothing left to keep.
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404 | 409,
-                        ..
-                    }) => return,
-                    // The engine may be restarting: the next renewal may get through.
-                    Err(error) => {
-                        tracing::debug!(sandbox = %container, %error, "lease renewal failed")
-                    }
-                }
-            }
-        });
-        self.leases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), renewal.abort_handle());
-    }
-
     /// Connects to the engine named by `config` (negotiating the API version).
     pub async fn connect(config: LocalDockerConfig) -> Result<Self> {
         let engine = Engine::connect(&config).await?;
         let capabilities = capabilities(&config, Some(&engine));
+        let agent = crate::agent::AgentMode::new(&config, &engine)?;
+        if let Some(why) = agent.fallback() {
+            tracing::info!(
+                reason = why,
+                "local-docker runs commands through the Engine exec API, not sandkit's agent"
+            );
+        }
         Ok(Self {
             engine,
             config,
             capabilities,
+            agent,
             leases: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
         })
@@ -140,6 +119,12 @@ impl LocalDockerProvider {
     /// The engine's address.
     pub fn host(&self) -> &str {
         &self.engine.host
+    }
+
+    /// Why commands go through the Engine exec API instead of sandkit's agent in each
+    /// container (no terminals, file watching or usage then); `None` when they do not.
+    pub fn agent_fallback(&self) -> Option<&str> {
+        self.agent.fallback()
     }
 
     /// The engine API version both sides speak.
@@ -186,6 +171,7 @@ impl LocalDockerProvider {
                 .is_some_and(|m| m > 0),
             paused: inspect.state.as_ref().and_then(|s| s.paused) == Some(true),
             leftovers: Leftovers::of(inspect),
+            agent: self.agent.agent_of(inspect),
         };
         self.known
             .lock()
@@ -319,6 +305,13 @@ impl LocalDockerProvider {
     async fn discard(&self, container_id: &str, leftovers: &Leftovers) -> Result<()> {
         self.remove_container(container_id).await?;
         self.forget(container_id);
+        if let Some(dir) = leftovers
+            .agent_dir
+            .as_deref()
+            .filter(|d| self.agent.owns(d))
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Some(tag) = &leftovers.built_image {
             self.remove_image_quietly(tag, false).await;
         }
@@ -439,7 +432,16 @@ impl SandboxProvider for LocalDockerProvider {
         }
         let info = result?;
         if let Some(lease_secs) = spec.lease_secs {
-            self.renew_lease(info.id.as_str(), lease_secs);
+            match self
+                .known_meta(info.id.as_str())
+                .and_then(|meta| meta.agent)
+            {
+                Some(agent) => {
+                    self.hold_lease(info.id.as_str(), &agent, lease_secs)
+                        .await?
+                }
+                None => self.renew_lease(info.id.as_str(), lease_secs),
+            }
         }
         tracing::debug!(sandbox = %info.id, "created");
         Ok(info)
@@ -464,9 +466,6 @@ impl SandboxProvider for LocalDockerProvider {
 
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess> {
         request.validate()?;
-        if request.pty {
-            return Err(Error::unsupported(PROVIDER_NAME, "pseudo-terminals"));
-        }
         if request.timeout.is_some() && self.capabilities.exec_timeout == TimeoutEnforcement::None {
             return Err(Error::unsupported(
                 PROVIDER_NAME,
@@ -474,6 +473,12 @@ impl SandboxProvider for LocalDockerProvider {
             ));
         }
         let meta = self.unpaused_meta(id, "exec").await?;
+        if let Some(agent) = &meta.agent {
+            return self.exec_on_agent(agent, &meta, request).await;
+        }
+        if request.pty {
+            return Err(Error::unsupported(PROVIDER_NAME, "pseudo-terminals"));
+        }
         crate::exec::start(&self.engine, &meta, request)
             .await
             .inspect_err(|e| match e {
@@ -611,6 +616,22 @@ impl SandboxProvider for LocalDockerProvider {
             files.upload_archive_stream(path, tar).await
         })
         .await
+    }
+
+    /// Through the agent (inotify inside the container).
+    async fn watch(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<sandkit_core::FileEvents> {
+        self.watch_on_agent(id, path, recursive).await
+    }
+
+    /// Measured by the agent over the container's processes; the peak is sampled every
+    /// second.
+    async fn resource_usage(&self, id: &SandboxId) -> Result<sandkit_core::ResourceUsage> {
+        self.usage_on_agent(id).await
     }
 
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {

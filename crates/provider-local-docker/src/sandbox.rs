@@ -32,6 +32,11 @@ pub(crate) const LABEL_BUILT_IMAGE: &str = "sandkit.docker.built-image";
 /// On images sandkit built from a Dockerfile context.
 pub(crate) const LABEL_BUILT: &str = "sandkit.docker.built";
 /// On snapshot images: the sandbox they were taken from.
+/// The host directory of the sandbox's agent socket, when it runs on the agent.
+pub(crate) const LABEL_AGENT_DIR: &str = "sandkit.docker.agent-dir";
+/// The user the image runs as, which the container itself does not (its init, the
+/// agent, runs as root and starts commands as this user).
+pub(crate) const LABEL_IMAGE_USER: &str = "sandkit.docker.image-user";
 pub(crate) const LABEL_SNAPSHOT_OF: &str = "sandkit.docker.snapshot-of";
 /// Repository of snapshot images; a snapshot id is `sandkit-snapshot:<uuid>`.
 pub(crate) const SNAPSHOT_REPOSITORY: &str = "sandkit-snapshot";
@@ -54,6 +59,8 @@ pub(crate) struct Meta {
     pub paused: bool,
     /// Images that go when the sandbox goes.
     pub leftovers: Leftovers,
+    /// Its agent, when it runs on one.
+    pub agent: Option<sandkit_agent_host::Agent>,
 }
 
 /// Images removed with a sandbox.
@@ -63,6 +70,8 @@ pub(crate) struct Leftovers {
     pub built_image: Option<String>,
     /// The image of a snapshot it was restored from (removed once untagged).
     pub snapshot_image: Option<String>,
+    /// The host directory of its agent's socket.
+    pub agent_dir: Option<std::path::PathBuf>,
 }
 
 impl Leftovers {
@@ -78,6 +87,7 @@ impl Leftovers {
         Self {
             built_image: label(LABEL_BUILT_IMAGE),
             snapshot_image: label(LABEL_FROM_SNAPSHOT).and(inspect.image.clone()),
+            agent_dir: label(LABEL_AGENT_DIR).map(std::path::PathBuf::from),
         }
     }
 }

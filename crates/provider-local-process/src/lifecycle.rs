@@ -337,6 +337,7 @@ impl LocalProcessProvider {
             main: true,
             user: None,
             pty: None,
+            inherit_env: false,
         };
         let log = std::fs::File::create(layout.dir.join("entrypoint.log"))
             .map_err(|e| internal("creating the entrypoint log", e))?;

@@ -368,6 +368,7 @@ impl SandboxProvider for LocalProcessProvider {
             main: false,
             user: request.user.clone(),
             pty: None,
+            inherit_env: false,
         };
         match layout.agent().exec(spawn, &request).await {
             // A given cwd was checked above; the default one, the workdir, may have been

@@ -110,7 +110,7 @@ fn process_tree(root: i32, container_id: &str) -> std::io::Result<HashSet<i32>> 
 }
 
 /// The sandbox's out-of-memory kill counter, when this host can read it.
-pub(super) fn oom_kills(engine: &Engine, meta: &Meta) -> Option<u64> {
+pub(crate) fn oom_kills(engine: &Engine, meta: &Meta) -> Option<u64> {
     if !engine.shares_processes {
         return None;
     }

@@ -1,6 +1,8 @@
 //! How a spec becomes a container: checks, the container's configuration, creation and
 //! start; and what the provider can do.
 
+use sandkit_agent_host::protocol::SpawnRequest;
+
 use super::*;
 
 /// The main process of a leased sandbox: it ends the container (and so every process in
@@ -62,6 +64,7 @@ impl LocalDockerProvider {
         spec: &SandboxSpec,
         image: &image::ReadyImage,
         workdir: &str,
+        agent_dir: Option<&std::path::Path>,
     ) -> ContainerCreateBody {
         let mut labels: HashMap<String, String> = spec
             .tags
@@ -95,9 +98,26 @@ impl LocalDockerProvider {
             _ => String::new(),
         };
         labels.insert(LABEL_FROM_SNAPSHOT.to_owned(), from_snapshot);
+        labels.insert(
+            LABEL_AGENT_DIR.to_owned(),
+            agent_dir
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        );
+        let image_user = image.user.clone().filter(|_| agent_dir.is_some());
+        labels.insert(
+            LABEL_IMAGE_USER.to_owned(),
+            image_user.clone().unwrap_or_default(),
+        );
 
         let lifetime = spec.lifetime_secs.map(|secs| secs.to_string());
+        let expires_at = spec
+            .lifetime_secs
+            .map(|secs| sandkit_core::ownership::unix_now().saturating_add(secs));
         let entrypoint = match (spec.lease_secs, spec.entrypoint.is_empty(), lifetime) {
+            // The agent is the init: it ends the sandbox when its lifetime or its lease
+            // runs out, and starts the spec's entrypoint once it listens.
+            _ if agent_dir.is_some() => crate::agent::entrypoint(expires_at, image_user.as_deref()),
             // A leased sandbox's main process is the lease keeper (see `LEASE_KEEPER`).
             (Some(lease), _, lifetime) => [
                 "sh",
@@ -153,7 +173,8 @@ impl LocalDockerProvider {
             // Other sandboxes stay after they stop, until terminate or reap; a leased one
             // has nobody left to remove it when its lease runs out, so the engine does.
             auto_remove: Some(spec.lease_secs.is_some()),
-            init: Some(self.config.init),
+            // The agent reaps orphans itself.
+            init: Some(self.config.init && agent_dir.is_none()),
             nano_cpus: spec.cpu.map(|cores| (cores * 1e9).round() as i64),
             memory: spec.memory_mib.map(|mib| mib as i64 * MIB),
             // No swap beyond the limit, or the limit would not bound anything.
@@ -172,8 +193,9 @@ impl LocalDockerProvider {
                     ..Default::default()
                 }]
             }),
-            mounts: (!spec.volumes.is_empty()).then(|| {
-                spec.volumes
+            mounts: {
+                let mut mounts: Vec<Mount> = spec
+                    .volumes
                     .iter()
                     .map(|volume| Mount {
                         typ: Some(MountType::VOLUME),
@@ -182,8 +204,14 @@ impl LocalDockerProvider {
                         read_only: Some(volume.read_only),
                         ..Default::default()
                     })
-                    .collect()
-            }),
+                    .collect();
+                if let (Some(dir), crate::agent::AgentMode::On { binary, .. }) =
+                    (agent_dir, &self.agent)
+                {
+                    mounts.extend(crate::agent::mounts(binary, dir));
+                }
+                (!mounts.is_empty()).then_some(mounts)
+            },
             port_bindings: (!ports.is_empty()).then_some(port_bindings),
             ..Default::default()
         };
@@ -192,6 +220,8 @@ impl LocalDockerProvider {
             entrypoint: Some(entrypoint),
             env: (!env.is_empty()).then_some(env),
             working_dir: Some(workdir.to_owned()),
+            // The agent runs as root, and starts commands as the image's user.
+            user: image_user.as_ref().map(|_| "0".to_owned()),
             labels: Some(labels),
             exposed_ports: (!ports.is_empty()).then_some(ports),
             attach_stdin: Some(false),
@@ -221,11 +251,21 @@ impl LocalDockerProvider {
             )
         });
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let agent_dir = match &self.agent {
+            crate::agent::AgentMode::On { sockets, .. } => Some(crate::agent::socket_dir(sockets)?),
+            crate::agent::AgentMode::Off(_) => None,
+        };
+        let body = self.container_body(spec, image, &workdir, agent_dir.as_deref());
         let created = self
             .engine
             .docker
-            .create_container(Some(options), self.container_body(spec, image, &workdir))
+            .create_container(Some(options), body)
             .await
+            .inspect_err(|_| {
+                if let Some(dir) = &agent_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            })
             .map_err(
                 |e| match error::map(e, Subject::NewSandbox(spec.name.as_deref())) {
                     Error::CreationFailed { message } => Error::CreationFailed {
@@ -235,10 +275,15 @@ impl LocalDockerProvider {
                 },
             )?;
         let id = created.id;
-        let result = self.fill_and_start(&id, spec, &workdir).await;
+        let result = self
+            .fill_and_start(&id, spec, &workdir, agent_dir.as_deref())
+            .await;
         if result.is_err() {
             let _ = self.remove_container(&id).await;
             self.forget(&id);
+            if let Some(dir) = &agent_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         result
     }
@@ -248,6 +293,7 @@ impl LocalDockerProvider {
         id: &str,
         spec: &SandboxSpec,
         workdir: &str,
+        agent_dir: Option<&std::path::Path>,
     ) -> Result<SandboxInfo> {
         let meta = Meta {
             container_id: id.to_owned(),
@@ -255,6 +301,7 @@ impl LocalDockerProvider {
             memory_limited: spec.memory_mib.is_some(),
             paused: false,
             leftovers: Leftovers::default(),
+            agent: None,
         };
         // Written before the start, so the entrypoint already sees them.
         let files = Files {
@@ -284,7 +331,19 @@ impl LocalDockerProvider {
                     }
                 ),
             })?;
-        let inspect = self.inspect_ours(id).await?;
+        let mut inspect = self.inspect_ours(id).await?;
+        if agent_dir.is_some() {
+            let agent = self
+                .agent
+                .agent_of(&inspect)
+                .ok_or_else(|| Error::CreationFailed {
+                    message: "the container's agent has no process".to_owned(),
+                })?;
+            self.start_on_agent(&agent, spec, workdir).await?;
+            if !spec.entrypoint.is_empty() {
+                inspect = self.inspect_ours(id).await?;
+            }
+        }
         let info = sandbox::info_from(&inspect);
         if !info.state.is_finished() {
             self.remember(&inspect);
@@ -303,6 +362,39 @@ impl LocalDockerProvider {
     }
 }
 
+impl LocalDockerProvider {
+    /// Waits for a started container's agent, then starts the spec's entrypoint (which
+    /// writes to the container's log, as an image's own entrypoint would).
+    async fn start_on_agent(
+        &self,
+        agent: &sandkit_agent_host::Agent,
+        spec: &SandboxSpec,
+        workdir: &str,
+    ) -> Result<()> {
+        crate::agent::wait_ready(agent).await?;
+        if spec.entrypoint.is_empty() {
+            return Ok(());
+        }
+        let request = SpawnRequest {
+            argv: spec.entrypoint.clone(),
+            env: Vec::new(),
+            cwd: workdir.to_owned(),
+            timeout_ms: None,
+            main: true,
+            user: None,
+            pty: None,
+            inherit_env: true,
+        };
+        agent
+            .spawn(request, Vec::new())
+            .await
+            .map_err(|error| Error::CreationFailed {
+                message: format!("entrypoint: {error}"),
+            })?;
+        Ok(())
+    }
+}
+
 /// Whether the spec asks for no network at all (an empty allowlist allows nothing).
 fn blocks_network(spec: &SandboxSpec) -> bool {
     match &spec.network {
@@ -317,6 +409,7 @@ fn blocks_network(spec: &SandboxSpec) -> bool {
 #[allow(clippy::needless_update)]
 pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) -> Capabilities {
     let gpus = engine.is_some_and(Engine::has_nvidia_runtime);
+    let on_agent = crate::agent::unusable(config, engine).is_none();
     let isolation = match config.runtime.as_deref() {
         Some("runsc") => Isolation::UserSpaceKernel,
         Some("kata" | "kata-runtime" | "io.containerd.kata.v2") => Isolation::MicroVm,
@@ -363,16 +456,21 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
         image_dockerfile: true,
         entrypoint: true,
         exec_stdin: true,
-        exec_pty: false,
+        exec_pty: on_agent,
         exec_run_as_user: true,
-        // Signals go through this host's /proc, as kills do.
+        // Signals go through the agent, or this host's /proc, as kills do.
         exec_signal: engine.is_none_or(|e| e.shares_processes),
-        // Timeouts kill through this host's /proc; an engine elsewhere offers none.
-        exec_timeout: if engine.is_none_or(|e| e.shares_processes) {
+        // The agent enforces timeouts in the sandbox; without it they are killed
+        // through this host's /proc, and an engine elsewhere offers none.
+        exec_timeout: if on_agent {
+            TimeoutEnforcement::Server
+        } else if engine.is_none_or(|e| e.shares_processes) {
             TimeoutEnforcement::Client
         } else {
             TimeoutEnforcement::None
         },
+        file_watch: on_agent,
+        resource_usage: on_agent,
         exec_separate_stderr: true,
         files: true,
         container_paths: true,

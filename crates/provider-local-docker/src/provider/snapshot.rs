@@ -16,24 +16,42 @@ impl LocalDockerProvider {
         let config = inspect.config.clone().unwrap_or_default();
         // Only the image's own environment goes into the snapshot: the spec's env and
         // secrets stay out.
-        let image_env = match inspect.image.as_deref() {
+        let image_config = match inspect.image.as_deref() {
             Some(image) => self
                 .engine
                 .docker
                 .inspect_image(image)
                 .await
                 .ok()
-                .and_then(|i| i.config?.env)
+                .and_then(|i| i.config)
                 .unwrap_or_default(),
-            None => Vec::new(),
+            None => Default::default(),
+        };
+        let image_env = image_config.env.clone().unwrap_or_default();
+        // A container on the agent runs the agent as root: the snapshot gets the image's
+        // own user and entrypoint instead.
+        let label = |key: &str| config.labels.as_ref().and_then(|l| l.get(key)).cloned();
+        let on_agent = label(LABEL_AGENT_DIR).is_some_and(|dir| !dir.is_empty());
+        let (user, entrypoint, cmd) = if on_agent {
+            (
+                label(LABEL_IMAGE_USER).filter(|u| !u.is_empty()),
+                image_config.entrypoint.clone(),
+                image_config.cmd.clone(),
+            )
+        } else {
+            (
+                config.user.clone(),
+                config.entrypoint.clone(),
+                config.cmd.clone(),
+            )
         };
         let mut labels = Self::snapshot_labels(container, config.labels.as_ref());
         labels.retain(|_, value| !value.is_empty());
         let snapshot_config = ContainerConfig {
-            user: config.user.clone(),
+            user,
             env: Some(image_env),
-            cmd: config.cmd.clone(),
-            entrypoint: config.entrypoint.clone(),
+            cmd,
+            entrypoint,
             working_dir: config.working_dir.clone(),
             exposed_ports: config.exposed_ports.clone(),
             volumes: config.volumes.clone(),

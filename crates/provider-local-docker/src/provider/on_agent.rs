@@ -1,0 +1,158 @@
+//! What a sandbox on sandkit's agent does through it (see [`crate::agent`]): commands,
+//! file watching and usage.
+
+use sandkit_agent_host::Agent;
+use sandkit_agent_host::protocol::SpawnRequest;
+use sandkit_core::{ExecControl, ExitStatus, FileEvents, ResourceUsage};
+
+use super::*;
+
+impl LocalDockerProvider {
+    /// Starts `request` through the agent: as the image's user unless it names one, in
+    /// the container's environment with the request's on top.
+    pub(super) async fn exec_on_agent(
+        &self,
+        agent: &Agent,
+        meta: &Meta,
+        request: ExecRequest,
+    ) -> Result<ExecProcess> {
+        let cwd = request
+            .cwd
+            .as_deref()
+            .map_or_else(|| meta.workdir.clone(), |cwd| meta.absolute(cwd));
+        let spawn = SpawnRequest {
+            argv: request.argv.clone(),
+            env: request
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cwd,
+            timeout_ms: request
+                .timeout
+                .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+            main: false,
+            user: request.user.clone(),
+            pty: None,
+            inherit_env: true,
+        };
+        let oom_before = meta
+            .memory_limited
+            .then(|| crate::exec::oom_kills(&self.engine, meta))
+            .flatten();
+        let (engine, known) = (self.engine.clone(), meta.clone());
+        let started = agent
+            .exec_with(spawn, &request, move |inner| {
+                Box::new(AgentEnd {
+                    engine,
+                    meta: known,
+                    oom_before,
+                    inner,
+                })
+            })
+            .await;
+        self.unless_gone(meta, started).await
+    }
+
+    /// [`SandboxProvider::watch`].
+    pub(super) async fn watch_on_agent(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<FileEvents> {
+        let meta = self.unpaused_meta(id, "watch").await?;
+        let Some(agent) = &meta.agent else {
+            return Err(Error::unsupported(
+                PROVIDER_NAME,
+                "file watching without sandkit's agent",
+            ));
+        };
+        let watched = agent
+            .watch(meta.absolute(path), recursive, path.to_owned())
+            .await;
+        self.unless_gone(&meta, watched).await
+    }
+
+    /// [`SandboxProvider::resource_usage`].
+    pub(super) async fn usage_on_agent(&self, id: &SandboxId) -> Result<ResourceUsage> {
+        let meta = self.unpaused_meta(id, "resource_usage").await?;
+        let Some(agent) = &meta.agent else {
+            return Err(Error::unsupported(
+                PROVIDER_NAME,
+                "resource usage without sandkit's agent",
+            ));
+        };
+        let usage = agent.usage().await;
+        self.unless_gone(&meta, usage).await
+    }
+
+    /// An agent that does not answer usually means the sandbox ended (its lifetime ran
+    /// out, its entrypoint ended): that is `NotFound`, as on the Engine path.
+    async fn unless_gone<T>(&self, meta: &Meta, result: Result<T>) -> Result<T> {
+        match result {
+            Err(Error::Unavailable { message }) => {
+                match self.inspect_info(&meta.container_id).await {
+                    Ok(info) if !info.state.is_finished() => Err(Error::Unavailable { message }),
+                    Ok(_) | Err(Error::NotFound { .. }) => {
+                        self.forget(&meta.container_id);
+                        Err(Error::sandbox_not_found(&meta.container_id))
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// A command on the agent, whose `SIGKILL` it did not send is explained as the Engine
+/// path explains it: the sandbox ran out of memory, or is gone.
+struct AgentEnd {
+    engine: Engine,
+    meta: Meta,
+    /// The cgroup's out-of-memory kill count when the command started.
+    oom_before: Option<u64>,
+    inner: Box<dyn ExecControl>,
+}
+
+#[async_trait]
+impl ExecControl for AgentEnd {
+    async fn wait(&mut self) -> Result<ExitStatus> {
+        let status = self.inner.wait().await?;
+        if status.signal != Some(9) {
+            return Ok(status);
+        }
+        if let Some(before) = self.oom_before
+            && crate::exec::oom_kills(&self.engine, &self.meta).is_some_and(|now| now > before)
+        {
+            return Err(Error::ResourceLimitExceeded {
+                message: "the command was killed: the sandbox ran out of memory".to_owned(),
+            });
+        }
+        let running = self
+            .engine
+            .docker
+            .inspect_container(&self.meta.container_id, None)
+            .await
+            .ok()
+            .and_then(|inspect| inspect.state?.running);
+        if running == Some(true) {
+            Ok(status)
+        } else {
+            Err(Error::sandbox_not_found(&self.meta.container_id))
+        }
+    }
+
+    async fn kill(&mut self) -> Result<()> {
+        self.inner.kill().await
+    }
+
+    async fn resize(&mut self, size: sandkit_core::PtySize) -> Result<()> {
+        self.inner.resize(size).await
+    }
+
+    async fn signal(&mut self, signal: i32) -> Result<()> {
+        self.inner.signal(signal).await
+    }
+}

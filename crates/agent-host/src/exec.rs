@@ -27,6 +27,27 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// command's writes block (as the Engine path queues).
 const QUEUE_LIMIT_BYTES: usize = 8 << 20;
 
+/// What to ask the agent to start for `request`, in `cwd` with the whole environment
+/// `env` (see [`SpawnRequest::inherit_env`] for adding to the agent's own instead).
+pub fn spawn_request(
+    request: &ExecRequest,
+    cwd: String,
+    env: Vec<(String, String)>,
+) -> SpawnRequest {
+    SpawnRequest {
+        argv: request.argv.clone(),
+        env,
+        cwd,
+        timeout_ms: request
+            .timeout
+            .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+        main: false,
+        user: request.user.clone(),
+        pty: None,
+        inherit_env: false,
+    }
+}
+
 impl Agent {
     /// Starts `spawn` (whose `pty` this sets from `request`) with the standard streams
     /// `request` asks for: pipes made here, or a terminal the agent opens in the

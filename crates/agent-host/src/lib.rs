@@ -18,6 +18,7 @@ use std::fmt;
 use std::io;
 
 pub use client::{Agent, dev_null, install};
+pub use exec::spawn_request;
 pub use sandkit_agent::protocol;
 
 /// An I/O failure on the host's side, with what it was doing.

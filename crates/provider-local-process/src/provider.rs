@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sandkit_agent::protocol::{Request, SpawnRequest};
+use sandkit_agent::protocol::Request;
 use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
@@ -358,18 +358,11 @@ impl SandboxProvider for LocalProcessProvider {
             &request.env,
             request.user.as_deref(),
         );
-        let spawn = SpawnRequest {
-            argv: request.argv.clone(),
-            env: env.into_iter().collect(),
-            cwd: cwd.display().to_string(),
-            timeout_ms: request
-                .timeout
-                .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-            main: false,
-            user: request.user.clone(),
-            pty: None,
-            inherit_env: false,
-        };
+        let spawn = sandkit_agent_host::spawn_request(
+            &request,
+            cwd.display().to_string(),
+            env.into_iter().collect(),
+        );
         match layout.agent().exec(spawn, &request).await {
             // A given cwd was checked above; the default one, the workdir, may have been
             // removed by a command, and is then what is missing.

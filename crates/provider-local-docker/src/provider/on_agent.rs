@@ -20,21 +20,10 @@ impl LocalDockerProvider {
             .cwd
             .as_deref()
             .map_or_else(|| meta.workdir.clone(), |cwd| meta.absolute(cwd));
+        let env = request.env.clone().into_iter().collect();
         let spawn = SpawnRequest {
-            argv: request.argv.clone(),
-            env: request
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            cwd,
-            timeout_ms: request
-                .timeout
-                .map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-            main: false,
-            user: request.user.clone(),
-            pty: None,
             inherit_env: true,
+            ..sandkit_agent_host::spawn_request(&request, cwd, env)
         };
         let oom_before = meta
             .memory_limited

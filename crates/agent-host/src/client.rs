@@ -57,6 +57,16 @@ pub fn dev_null(provider: &str) -> Result<OwnedFd> {
         .map_err(|e| internal(provider, "opening /dev/null", e))
 }
 
+/// The agent's answer to a spawn.
+pub(crate) struct Spawned {
+    /// Where the command's end will be reported.
+    pub connection: UnixStream,
+    /// Descriptors that came with the answer (a terminal's master side).
+    pub fds: Vec<OwnedFd>,
+    /// A detached command's id.
+    pub command: Option<u64>,
+}
+
 /// One sandbox's agent, reached at its socket. Cheap to clone; every request opens a
 /// connection of its own, so requests never wait for each other.
 #[derive(Debug, Clone)]
@@ -171,6 +181,16 @@ impl Agent {
         spawn: SpawnRequest,
         stdio: Vec<OwnedFd>,
     ) -> Result<(UnixStream, Vec<OwnedFd>)> {
+        let spawned = self.spawned(spawn, stdio).await?;
+        Ok((spawned.connection, spawned.fds))
+    }
+
+    /// [`Agent::spawn`], with the whole answer.
+    pub(crate) async fn spawned(
+        &self,
+        spawn: SpawnRequest,
+        stdio: Vec<OwnedFd>,
+    ) -> Result<Spawned> {
         self.blocking(move |agent| {
             let program = spawn.argv.first().cloned().unwrap_or_default();
             let cwd = spawn.cwd.clone();
@@ -179,12 +199,16 @@ impl Agent {
             protocol::send(&stream, &Request::Spawn(spawn), &fds).map_err(|e| agent.failed(&e))?;
             drop(stdio);
             match protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))? {
-                (Reply::Spawned { .. }, fds) => {
+                (Reply::Spawned { command, .. }, fds) => {
                     // The end of a command may be far off: no read timeout from here on.
                     stream
                         .set_read_timeout(None)
                         .map_err(|e| agent.internal("configuring the agent connection", e))?;
-                    Ok((stream, fds))
+                    Ok(Spawned {
+                        connection: stream,
+                        fds,
+                        command,
+                    })
                 }
                 (Reply::Error { kind, message }, _) => {
                     Err(spawn_error(&program, &cwd, kind, message))

@@ -45,6 +45,7 @@ pub fn spawn_request(
         user: request.user.clone(),
         pty: None,
         inherit_env: false,
+        detached: false,
     }
 }
 
@@ -116,7 +117,7 @@ impl Agent {
     }
 
     /// A pipe whose read end becomes an output stream here.
-    fn output_pipe(&self) -> Result<(ByteStream, OwnedFd)> {
+    pub(crate) fn output_pipe(&self) -> Result<(ByteStream, OwnedFd)> {
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| self.internal("creating a pipe", e.into()))?;
         let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
@@ -191,7 +192,7 @@ pub(crate) async fn next_reply(connection: &mut UnixStream) -> Option<Reply> {
 }
 
 /// The [`ExecControl`] of a command started through the agent.
-struct AgentExec {
+pub(crate) struct AgentExec {
     provider: &'static str,
     connection: UnixStream,
     outcome: Option<Outcome>,
@@ -202,7 +203,7 @@ struct AgentExec {
 
 impl AgentExec {
     /// Watches the command started on `connection`.
-    fn new(
+    pub(crate) fn new(
         agent: &Agent,
         connection: std::os::unix::net::UnixStream,
         timeout: Option<Duration>,

@@ -10,6 +10,7 @@
 //! speed.
 
 mod client;
+mod detached;
 mod exec;
 mod terminal;
 mod watch;

@@ -22,6 +22,7 @@ use sandkit_agent::protocol::{
 };
 use users::{Spawner, Users};
 
+mod detached;
 mod pty;
 mod usage;
 mod users;
@@ -47,6 +48,7 @@ struct Children {
 
 struct Agent {
     children: Mutex<Children>,
+    detached: detached::Registry,
     reaper: OnceLock<Thread>,
     spawner: Spawner,
 }
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
     };
     let agent = Arc::new(Agent {
         children: Mutex::new(Children::default()),
+        detached: detached::Registry::default(),
         reaper: OnceLock::new(),
         spawner,
     });
@@ -371,6 +374,23 @@ fn serve(agent: &Agent, stream: UnixStream) {
                 hold_lease(&stream, grace_secs, &reply);
                 return;
             }
+            Request::Attach { .. } if started.is_some() => {
+                error(ErrorKind::BadRequest, "one command per connection")
+            }
+            Request::Attach {
+                command,
+                stdout_from,
+                stderr_from,
+            } => match attach(agent, &writer, command, [stdout_from, stderr_from], fds) {
+                Ok(pid) => {
+                    started = Some(pid);
+                    continue;
+                }
+                Err(failure) => failure,
+            },
+            Request::Commands => Reply::Commands {
+                commands: agent.detached.list(),
+            },
             Request::Usage => usage::report(descendants),
             Request::Watch { path, recursive } => {
                 watch::serve(&stream, &path, recursive);
@@ -452,6 +472,32 @@ fn start(
     };
     let (run_as, home) = users::resolve(agent.spawner.users(), spawn.user.as_deref())
         .map_err(|why| error(ErrorKind::UnknownUser, why.to_string()))?;
+    // A detached command writes into pipes of the agent's, drained as it writes.
+    let mut detached_pipes = None;
+    let fds = if spawn.detached {
+        if !fds.is_empty() || spawn.pty.is_some() || spawn.main {
+            return Err(error(
+                ErrorKind::BadRequest,
+                "a detached command takes no descriptors, terminal or entrypoint role",
+            ));
+        }
+        let pipes = (|| -> std::io::Result<_> {
+            let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
+            Ok(((out_r, err_r), vec![null, out_w, err_w]))
+        })()
+        .map_err(|e| {
+            error(
+                ErrorKind::Other,
+                format!("pipes for a detached command: {e}"),
+            )
+        })?;
+        detached_pipes = Some(pipes.0);
+        pipes.1
+    } else {
+        fds
+    };
     let (mut command, [stdin, stdout, stderr], master) = match spawn.pty {
         // An entrypoint without descriptors writes where the agent does (a container's
         // log), and reads nothing.
@@ -546,10 +592,13 @@ fn start(
     if let Some(reaper) = agent.reaper.get() {
         reaper.unpark();
     }
+    let detached =
+        detached_pipes.map(|(out, err)| agent.detached.add(spawn.argv.clone(), pid, out, err));
     {
         let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
         let master: Vec<_> = master.iter().map(|fd| fd.as_fd()).collect();
-        let _ = protocol::send(&*writer, &Reply::Spawned { pid }, &master);
+        let command = detached.as_ref().map(|d| d.id());
+        let _ = protocol::send(&*writer, &Reply::Spawned { pid, command }, &master);
     }
     let writer = writer.clone();
     let timeout = spawn.timeout_ms.map(Duration::from_millis);
@@ -565,9 +614,66 @@ fn start(
                 Err(RecvTimeoutError::Disconnected) => (None, false),
             },
         };
+        let (code, signal) = (
+            status.and_then(|s| s.exit_status()),
+            status.and_then(|s| s.terminating_signal()),
+        );
+        match detached {
+            Some(detached) => detached.ended(code, signal, timed_out),
+            None => {
+                let exited = Reply::Exited {
+                    code,
+                    signal,
+                    timed_out,
+                };
+                let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = protocol::send(&*writer, &exited, &[]);
+            }
+        }
+    });
+    Ok(pid)
+}
+
+/// Attaches this connection to detached command `id`: its output from `from` into the
+/// two descriptors that came (stdout, stderr), then its end.
+fn attach(
+    agent: &Agent,
+    writer: &Arc<Mutex<UnixStream>>,
+    id: u64,
+    from: [u64; 2],
+    fds: Vec<OwnedFd>,
+) -> Result<i32, Reply> {
+    let Some(command) = agent.detached.get(id) else {
+        return Err(error(
+            ErrorKind::NotFound,
+            format!("no detached command {id}"),
+        ));
+    };
+    let Ok(pipes) = <[OwnedFd; 2]>::try_from(fds) else {
+        return Err(error(
+            ErrorKind::BadRequest,
+            "attach needs two descriptors: stdout, stderr",
+        ));
+    };
+    {
+        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+        let spawned = Reply::Spawned {
+            pid: command.pid(),
+            command: Some(id),
+        };
+        let _ = protocol::send(&*writer, &spawned, &[]);
+    }
+    for (which, pipe) in pipes.into_iter().enumerate() {
+        let command = command.clone();
+        std::thread::spawn(move || detached::follow(&command, which, from[which], pipe));
+    }
+    let writer = writer.clone();
+    let pid = command.pid();
+    std::thread::spawn(move || {
+        let (code, signal, timed_out) = command.wait_end();
         let exited = Reply::Exited {
-            code: status.and_then(|s| s.exit_status()),
-            signal: status.and_then(|s| s.terminating_signal()),
+            code,
+            signal,
             timed_out,
         };
         let writer = writer.lock().unwrap_or_else(|e| e.into_inner());

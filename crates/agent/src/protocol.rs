@@ -49,6 +49,20 @@ pub enum Request {
         /// Seconds to wait for a new lease before ending the sandbox.
         grace_secs: u64,
     },
+    /// Streams a detached command's output into the two descriptors that come with it
+    /// (stdout, stderr), each from its byte offset (or from the oldest byte kept, when
+    /// that is later), then reports its end; answers `spawned` first. A `signal` on
+    /// this connection then goes to that command. (New in version 3.)
+    Attach {
+        /// The command's id, from `spawned`.
+        command: u64,
+        /// First byte of standard output to send.
+        stdout_from: u64,
+        /// First byte of standard error to send.
+        stderr_from: u64,
+    },
+    /// Lists the detached commands, running or ended. (New in version 3.)
+    Commands,
     /// Asks what the sandbox's processes use.
     Usage,
     /// Watches a directory (a path as the sandbox sees it): answers `watching`, then a
@@ -97,6 +111,32 @@ pub struct SpawnRequest {
     /// `/etc/passwd` unless `env` sets it. (New in version 3.)
     #[serde(default)]
     pub inherit_env: bool,
+    /// Start it detached: the agent makes its pipes (the request carries no
+    /// descriptors) and keeps the latest output for whoever attaches, and the command
+    /// runs on when this connection closes. (New in version 3.)
+    #[serde(default)]
+    pub detached: bool,
+}
+
+/// A detached command, as [`Request::Commands`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSummary {
+    /// Its id.
+    pub command: u64,
+    /// What was started.
+    pub argv: Vec<String>,
+    /// Its pid as the sandbox sees it.
+    pub pid: i32,
+    /// Its exit code, once it exited.
+    pub code: Option<i32>,
+    /// The signal that ended it, once it was killed.
+    pub signal: Option<i32>,
+    /// Whether it is still running.
+    pub running: bool,
+    /// Bytes it wrote to standard output so far.
+    pub stdout_bytes: u64,
+    /// Bytes it wrote to standard error so far.
+    pub stderr_bytes: u64,
 }
 
 /// A terminal's size in characters.
@@ -121,6 +161,14 @@ pub enum Reply {
     Spawned {
         /// Its pid as the sandbox sees it.
         pid: i32,
+        /// A detached command's id, by which it is attached to later.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<u64>,
+    },
+    /// Answer to [`Request::Commands`].
+    Commands {
+        /// Every detached command still remembered, oldest first.
+        commands: Vec<CommandSummary>,
     },
     /// The command ended.
     Exited {
@@ -358,6 +406,7 @@ mod tests {
             user: Some("1000".into()),
             pty: None,
             inherit_env: false,
+            detached: false,
         });
         let devnull = std::fs::File::open("/dev/null").unwrap();
         send(

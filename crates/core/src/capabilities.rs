@@ -371,6 +371,9 @@ pub struct Capabilities {
     pub exec_signal: bool,
     /// What a sandbox's processes use, measured (`SandboxProvider::resource_usage`).
     pub resource_usage: bool,
+    /// Commands started detached, listed and re-attached by id with their output
+    /// replayed (`SandboxProvider::start_detached`, `commands`, `attach`).
+    pub exec_detached: bool,
     /// Changes under a directory as a stream of events (`SandboxProvider::watch`).
     pub file_watch: bool,
     /// Where exec timeouts are enforced.
@@ -510,6 +513,8 @@ features! {
     ExecSignal = "exec.signal", "signalling a running command", |c| c.exec_signal;
     /// Watching a directory for changes.
     FileWatch = "files.watch", "watching a directory for changes", |c| c.file_watch;
+    /// Detached commands, re-attached by id.
+    ExecDetached = "exec.detached", "detached commands, re-attached by id", |c| c.exec_detached;
     /// Measured resource usage of a sandbox.
     ResourceUsage = "resource_usage", "measured resource usage (cpu time, memory)", |c| c.resource_usage;
     /// Exec timeouts, enforced by the client or the provider.

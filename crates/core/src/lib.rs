@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod capabilities;
+pub mod detached;
 pub mod error;
 pub mod exec;
 pub mod layers;
@@ -27,6 +28,7 @@ pub use capabilities::{
     Arch, BillingModel, Capabilities, EgressDefault, Feature, GpuKind, IdleCost, Isolation, Os,
     PauseSupport, PriceSheet, TimeoutEnforcement, Transport,
 };
+pub use detached::{AttachFrom, CommandInfo};
 pub use error::{Error, FileErrorKind, Result};
 pub use exec::{
     ByteStream, ExecControl, ExecOutput, ExecProcess, ExecRequest, ExitStatus, PtySize, StdinWriter,

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::Capabilities;
+use crate::detached::{AttachFrom, CommandInfo};
 use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecOutput, ExecProcess, ExecRequest};
 use crate::spec::{GpuRequest, SandboxSpec};
@@ -370,6 +371,29 @@ pub trait SandboxProvider: Send + Sync + 'static {
     async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
         let _ = (id, path, recursive);
         Err(Error::unsupported(self.name(), "watching files"))
+    }
+
+    /// Starts a command detached (needs `exec_detached`): it runs on without a client,
+    /// and its latest output is kept for [`SandboxProvider::attach`]. The request may
+    /// not ask for stdin or a terminal ([`Error::InvalidSpec`]).
+    async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
+        let _ = (id, request);
+        Err(Error::unsupported(self.name(), "detached commands"))
+    }
+
+    /// The sandbox's detached commands, running or ended, oldest first (needs
+    /// `exec_detached`).
+    async fn commands(&self, id: &SandboxId) -> Result<Vec<CommandInfo>> {
+        let _ = id;
+        Err(Error::unsupported(self.name(), "detached commands"))
+    }
+
+    /// Attaches to detached command `command` (needs `exec_detached`): its output from
+    /// `from` on, live until it ends, and its end; `kill` and `signal` reach it. Dropping
+    /// the process detaches again. An unknown command is [`Error::NotFound`].
+    async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
+        let _ = (id, command, from);
+        Err(Error::unsupported(self.name(), "detached commands"))
     }
 
     /// What the sandbox's processes use now: cpu seconds, resident and peak memory

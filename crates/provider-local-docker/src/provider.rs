@@ -326,28 +326,6 @@ impl LocalDockerProvider {
         Ok(())
     }
 
-    /// Ids of this provider's containers matching `tags` (all states with `all`).
-    async fn container_ids(
-        &self,
-        tags: &BTreeMap<String, String>,
-        all: bool,
-    ) -> Result<Vec<String>> {
-        let mut labels = vec![format!("{LABEL_SANDBOX}={LABEL_SET}")];
-        labels.extend(tags.iter().map(|(key, value)| format!("{key}={value}")));
-        let filters = HashMap::from([("label".to_owned(), labels)]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(all)
-            .filters(&filters)
-            .build();
-        let containers = self
-            .engine
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| error::map(e, Subject::Engine))?;
-        Ok(containers.into_iter().filter_map(|c| c.id).collect())
-    }
-
     /// Infos of the given containers, skipping those that vanish meanwhile.
     async fn infos(&self, ids: Vec<String>) -> Result<Vec<SandboxInfo>> {
         let results: Vec<Result<SandboxInfo>> = futures::stream::iter(ids)
@@ -616,6 +594,28 @@ impl SandboxProvider for LocalDockerProvider {
             files.upload_archive_stream(path, tar).await
         })
         .await
+    }
+
+    /// Through the agent, which keeps their latest output.
+    async fn start_detached(
+        &self,
+        id: &SandboxId,
+        request: ExecRequest,
+    ) -> Result<sandkit_core::CommandInfo> {
+        self.start_detached_on_agent(id, request).await
+    }
+
+    async fn commands(&self, id: &SandboxId) -> Result<Vec<sandkit_core::CommandInfo>> {
+        self.commands_on_agent(id).await
+    }
+
+    async fn attach(
+        &self,
+        id: &SandboxId,
+        command: &str,
+        from: sandkit_core::AttachFrom,
+    ) -> Result<ExecProcess> {
+        self.attach_on_agent(id, command, from).await
     }
 
     /// Through the agent (inotify inside the container).

@@ -338,6 +338,7 @@ impl LocalProcessProvider {
             user: None,
             pty: None,
             inherit_env: false,
+            detached: false,
         };
         let log = std::fs::File::create(layout.dir.join("entrypoint.log"))
             .map_err(|e| internal("creating the entrypoint log", e))?;

@@ -6,13 +6,14 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sandkit_agent::protocol::Request;
+use sandkit_agent::protocol::{Request, SpawnRequest};
 use sandkit_core::ownership::unix_now;
 use sandkit_core::{
-    Arch, BillingModel, ByteStream, Capabilities, DirEntry, EgressDefault, Error, ExecProcess,
-    ExecRequest, FileErrorKind, FileEvents, FileKind, FileStat, IdleCost, ListFilter, Os,
-    PauseSupport, ProviderFactory, Requirements, ResourceUsage, Result, SandboxId, SandboxInfo,
-    SandboxProvider, SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement, Transport,
+    Arch, AttachFrom, BillingModel, ByteStream, Capabilities, CommandInfo, DirEntry, EgressDefault,
+    Error, ExecProcess, ExecRequest, FileErrorKind, FileEvents, FileKind, FileStat, IdleCost,
+    ListFilter, Os, PauseSupport, ProviderFactory, Requirements, ResourceUsage, Result, SandboxId,
+    SandboxInfo, SandboxProvider, SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement,
+    Transport,
 };
 use tokio_util::io::ReaderStream;
 
@@ -22,7 +23,7 @@ use crate::config::{Isolation, LocalProcessConfig};
 use crate::error::internal;
 
 use crate::files::Trust;
-use crate::launch;
+use crate::launch::{self, Layout};
 use crate::lifecycle::write_snapshot;
 use crate::state::{Phase, Record, Store};
 
@@ -105,6 +106,8 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         resource_usage: true,
         // The agent watches with inotify, inside the sandbox.
         file_watch: true,
+        // The agent keeps detached commands and their latest output.
+        exec_detached: true,
         files: true,
         container_paths: bubblewrap,
         read_only_base: bubblewrap,
@@ -315,68 +318,23 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecProcess> {
-        request.validate()?;
-        Requirements::from_exec(&request).enforce(NAME, &self.capabilities)?;
-        let (record, layout) = self.live(id).await?;
-        if record.phase != Phase::Running {
-            return Err(Error::Unavailable {
-                message: format!("sandbox `{id}` is still being created"),
-            });
-        }
-        if record.paused {
-            return Err(Error::invalid_state(id, SandboxState::Paused, "exec"));
-        }
-        if request.user.is_some() && !record.users() {
-            // A sandbox made when sandkit did not run as root maps one user only.
-            return Err(Error::Unsupported {
-                provider: NAME.into(),
-                feature: format!("running a command as another user in sandbox `{id}`"),
-            });
-        }
-        self.warn_if_unisolated(&record);
-        let cwd = match &request.cwd {
-            None => record.workdir.clone(),
-            Some(cwd) => {
-                let fs = {
-                    let (record, layout) = (record.clone(), layout.clone());
-                    blocking(move || crate::lifecycle::sandbox_fs(&record, &layout)).await?
-                };
-                let relative = fs.relative(cwd)?;
-                let shown = cwd.clone();
-                match blocking(move || fs.kind_following(&shown)).await? {
-                    FileKind::Directory => {}
-                    _ => return Err(Error::file(cwd, FileErrorKind::NotADirectory)),
-                }
-                layout.seen_root(&record).join(relative)
-            }
-        };
-        let secrets = self.store.read_secrets(id.as_str())?;
-        let env = launch::environment(
-            &record,
-            &layout,
-            secrets,
-            &request.env,
-            request.user.as_deref(),
-        );
-        let spawn = sandkit_agent_host::spawn_request(
-            &request,
-            cwd.display().to_string(),
-            env.into_iter().collect(),
-        );
-        match layout.agent().exec(spawn, &request).await {
-            // A given cwd was checked above; the default one, the workdir, may have been
-            // removed by a command, and is then what is missing.
-            Err(not_found @ Error::ProgramNotFound { .. }) if request.cwd.is_none() => {
-                let fs = blocking(move || crate::lifecycle::sandbox_fs(&record, &layout)).await?;
-                let gone = blocking(move || Ok(fs.kind_following(".").is_err())).await?;
-                Err(if gone {
-                    Error::file(cwd.display().to_string(), FileErrorKind::NotFound)
-                } else {
-                    not_found
-                })
-            }
-            started => started,
-        }
+        let (layout, spawn) = self.spawn_for(id, &request).await?;
+        layout.agent().exec(spawn, &request).await
+    }
+
+    async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
+        let (layout, spawn) = self.spawn_for(id, &request).await?;
+        layout.agent().start_detached(spawn).await
+    }
+
+    async fn commands(&self, id: &SandboxId) -> Result<Vec<CommandInfo>> {
+        let (_, layout) = self.live(id).await?;
+        layout.agent().commands().await
+    }
+
+    async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
+        let (_, layout) = self.live(id).await?;
+        layout.agent().attach(command, from).await
     }
 
     async fn read_file(&self, id: &SandboxId, path: &str) -> Result<Bytes> {
@@ -560,6 +518,65 @@ impl SandboxProvider for LocalProcessProvider {
 }
 
 impl LocalProcessProvider {
+    /// What to ask the agent to start for `request` in sandbox `id`, after the checks
+    /// every command gets (a live, running, unpaused sandbox; a cwd that is a
+    /// directory; a user only where users are mapped).
+    async fn spawn_for(
+        &self,
+        id: &SandboxId,
+        request: &ExecRequest,
+    ) -> Result<(Layout, SpawnRequest)> {
+        request.validate()?;
+        Requirements::from_exec(request).enforce(NAME, &self.capabilities)?;
+        let (record, layout) = self.live(id).await?;
+        if record.phase != Phase::Running {
+            return Err(Error::Unavailable {
+                message: format!("sandbox `{id}` is still being created"),
+            });
+        }
+        if record.paused {
+            return Err(Error::invalid_state(id, SandboxState::Paused, "exec"));
+        }
+        if request.user.is_some() && !record.users() {
+            // A sandbox made when sandkit did not run as root maps one user only.
+            return Err(Error::Unsupported {
+                provider: NAME.into(),
+                feature: format!("running a command as another user in sandbox `{id}`"),
+            });
+        }
+        self.warn_if_unisolated(&record);
+        let cwd = match &request.cwd {
+            None => record.workdir.clone(),
+            Some(cwd) => {
+                let fs = {
+                    let (record, layout) = (record.clone(), layout.clone());
+                    blocking(move || crate::lifecycle::sandbox_fs(&record, &layout)).await?
+                };
+                let relative = fs.relative(cwd)?;
+                let shown = cwd.clone();
+                match blocking(move || fs.kind_following(&shown)).await? {
+                    FileKind::Directory => {}
+                    _ => return Err(Error::file(cwd, FileErrorKind::NotADirectory)),
+                }
+                layout.seen_root(&record).join(relative)
+            }
+        };
+        let secrets = self.store.read_secrets(id.as_str())?;
+        let env = launch::environment(
+            &record,
+            &layout,
+            secrets,
+            &request.env,
+            request.user.as_deref(),
+        );
+        let spawn = sandkit_agent_host::spawn_request(
+            request,
+            cwd.display().to_string(),
+            env.into_iter().collect(),
+        );
+        Ok((layout, spawn))
+    }
+
     /// Takes the sandbox's lease and keeps its connection for as long as this provider
     /// (and so this process) lives.
     async fn take_lease(&self, record: &Record, grace_secs: u64) -> Result<()> {

@@ -3,6 +3,7 @@
 //! when the capability is absent and checks the `Unsupported` answer.
 
 mod exec;
+mod exec_detached;
 mod exec_env;
 mod exec_pty;
 mod exec_signal;
@@ -512,6 +513,21 @@ pub(crate) static CASES: &[Case] = &[
         exec_signal::exec_signal_unsupported,
         NO_SIGNAL,
         "a signal is Unsupported without exec_signal"
+    ),
+    case!(
+        exec_detached::exec_detached_reattaches_with_replay,
+        DETACHED,
+        "a detached command is listed, outlives its attach, and re-attaches from an offset to its end"
+    ),
+    case!(
+        exec_detached::exec_detached_killed_by_id,
+        DETACHED,
+        "a detached command is killed through an attach by its id"
+    ),
+    case!(
+        exec_detached::exec_detached_unsupported,
+        NO_DETACHED,
+        "detached commands are Unsupported without exec_detached"
     ),
     case!(
         usage::resource_usage_measures_cpu_and_memory,

@@ -23,6 +23,7 @@ needs!(PTY, NO_PTY, ExecPty);
 needs!(RUN_AS_USER, NO_RUN_AS_USER, ExecRunAsUser);
 needs!(SIGNAL, NO_SIGNAL, ExecSignal);
 needs!(USAGE, NO_USAGE, ResourceUsage);
+needs!(DETACHED, NO_DETACHED, ExecDetached);
 needs!(WATCH, NO_WATCH, FileWatch);
 needs!(SECRETS, NO_SECRETS, Secrets);
 needs!(FILES, NO_FILES, Files);

@@ -6,7 +6,8 @@ use bytes::Bytes;
 
 use super::Layer;
 use crate::capabilities::{Capabilities, Feature};
-use crate::error::Result;
+use crate::detached::{AttachFrom, CommandInfo};
+use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::provider::{
     Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
@@ -155,6 +156,26 @@ crate::layer_impl! {
         async fn watch(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<FileEvents> {
             self.require(Feature::FileWatch)?;
             self.inner.watch(id, path, recursive).await
+        }
+        async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
+            self.require(Feature::ExecDetached)?;
+            request.validate()?;
+            if request.stdin || request.pty {
+                return Err(Error::invalid_spec(
+                    if request.pty { "pty" } else { "stdin" },
+                    "a detached command has no standard input or terminal",
+                ));
+            }
+            Requirements::from_exec(&request).enforce(self.inner.name(), self.inner.capabilities())?;
+            self.inner.start_detached(id, request).await
+        }
+        async fn commands(&self, id: &SandboxId) -> Result<Vec<CommandInfo>> {
+            self.require(Feature::ExecDetached)?;
+            self.inner.commands(id).await
+        }
+        async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
+            self.require(Feature::ExecDetached)?;
+            self.inner.attach(id, command, from).await
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.require(Feature::ResourceUsage)?;

@@ -29,6 +29,7 @@
 ///         read_file_stream, write_file_stream, download_archive_stream,
 ///         upload_archive_stream, upload_archive, download_archive, snapshot,
 ///         delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
+///         start_detached, commands, attach,
 ///     ] {
 ///         async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
 ///             self.creates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -240,6 +241,27 @@ macro_rules! layer_impl {
         $crate::layer_impl!(@munch $ty, $inner, [$($done)*
         async fn watch(&self, id: &$crate::SandboxId, path: &str, recursive: bool) -> $crate::Result<$crate::FileEvents> {
             self.$inner.watch(id, path, recursive).await
+        }
+        ], [$($rest)*]);
+    };
+    (@munch $ty:ty, $inner:ident, [$($done:tt)*], [start_detached $($rest:ident)*]) => {
+        $crate::layer_impl!(@munch $ty, $inner, [$($done)*
+        async fn start_detached(&self, id: &$crate::SandboxId, request: $crate::ExecRequest) -> $crate::Result<$crate::CommandInfo> {
+            self.$inner.start_detached(id, request).await
+        }
+        ], [$($rest)*]);
+    };
+    (@munch $ty:ty, $inner:ident, [$($done:tt)*], [commands $($rest:ident)*]) => {
+        $crate::layer_impl!(@munch $ty, $inner, [$($done)*
+        async fn commands(&self, id: &$crate::SandboxId) -> $crate::Result<Vec<$crate::CommandInfo>> {
+            self.$inner.commands(id).await
+        }
+        ], [$($rest)*]);
+    };
+    (@munch $ty:ty, $inner:ident, [$($done:tt)*], [attach $($rest:ident)*]) => {
+        $crate::layer_impl!(@munch $ty, $inner, [$($done)*
+        async fn attach(&self, id: &$crate::SandboxId, command: &str, from: $crate::AttachFrom) -> $crate::Result<$crate::ExecProcess> {
+            self.$inner.attach(id, command, from).await
         }
         ], [$($rest)*]);
     };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Layer;
+use crate::detached::{AttachFrom, CommandInfo};
 use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::provider::{
@@ -200,6 +201,16 @@ crate::layer_impl! {
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.idempotent(|| self.inner.resource_usage(id)).await
+        }
+        // Starting twice would run the command twice.
+        async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
+            self.inner.start_detached(id, request).await
+        }
+        async fn commands(&self, id: &SandboxId) -> Result<Vec<CommandInfo>> {
+            self.idempotent(|| self.inner.commands(id)).await
+        }
+        async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
+            self.idempotent(|| self.inner.attach(id, command, from)).await
         }
         async fn resume(&self, id: &SandboxId) -> Result<()> {
             self.inner.resume(id).await

@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use super::Layer;
+use crate::detached::{AttachFrom, CommandInfo};
 use crate::error::Result;
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::ownership::unix_now;
@@ -239,6 +240,17 @@ crate::layer_impl! {
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.traced("resource_usage", Some(id), self.inner.resource_usage(id))
+                .await
+        }
+        async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
+            self.traced("start_detached", Some(id), self.inner.start_detached(id, request))
+                .await
+        }
+        async fn commands(&self, id: &SandboxId) -> Result<Vec<CommandInfo>> {
+            self.traced("commands", Some(id), self.inner.commands(id)).await
+        }
+        async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
+            self.traced("attach", Some(id), self.inner.attach(id, command, from))
                 .await
         }
         async fn pause(&self, id: &SandboxId) -> Result<()> {

@@ -363,6 +363,28 @@ impl LocalDockerProvider {
 }
 
 impl LocalDockerProvider {
+    /// Ids of this provider's containers matching `tags` (all states with `all`).
+    pub(super) async fn container_ids(
+        &self,
+        tags: &BTreeMap<String, String>,
+        all: bool,
+    ) -> Result<Vec<String>> {
+        let mut labels = vec![format!("{LABEL_SANDBOX}={LABEL_SET}")];
+        labels.extend(tags.iter().map(|(key, value)| format!("{key}={value}")));
+        let filters = HashMap::from([("label".to_owned(), labels)]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(all)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .engine
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| error::map(e, Subject::Engine))?;
+        Ok(containers.into_iter().filter_map(|c| c.id).collect())
+    }
+
     /// Waits for a started container's agent, then starts the spec's entrypoint (which
     /// writes to the container's log, as an image's own entrypoint would).
     async fn start_on_agent(
@@ -384,6 +406,7 @@ impl LocalDockerProvider {
             user: None,
             pty: None,
             inherit_env: true,
+            detached: false,
         };
         agent
             .spawn(request, Vec::new())
@@ -470,6 +493,7 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
             TimeoutEnforcement::None
         },
         file_watch: on_agent,
+        exec_detached: on_agent,
         resource_usage: on_agent,
         exec_separate_stderr: true,
         files: true,

@@ -3,7 +3,7 @@
 
 use sandkit_agent_host::Agent;
 use sandkit_agent_host::protocol::SpawnRequest;
-use sandkit_core::{ExecControl, ExitStatus, FileEvents, ResourceUsage};
+use sandkit_core::{AttachFrom, CommandInfo, ExecControl, ExitStatus, FileEvents, ResourceUsage};
 
 use super::*;
 
@@ -16,15 +16,7 @@ impl LocalDockerProvider {
         meta: &Meta,
         request: ExecRequest,
     ) -> Result<ExecProcess> {
-        let cwd = request
-            .cwd
-            .as_deref()
-            .map_or_else(|| meta.workdir.clone(), |cwd| meta.absolute(cwd));
-        let env = request.env.clone().into_iter().collect();
-        let spawn = SpawnRequest {
-            inherit_env: true,
-            ..sandkit_agent_host::spawn_request(&request, cwd, env)
-        };
+        let spawn = spawn_request(meta, &request);
         let oom_before = meta
             .memory_limited
             .then(|| crate::exec::oom_kills(&self.engine, meta))
@@ -41,6 +33,49 @@ impl LocalDockerProvider {
             })
             .await;
         self.unless_gone(meta, started).await
+    }
+
+    /// [`SandboxProvider::start_detached`].
+    pub(super) async fn start_detached_on_agent(
+        &self,
+        id: &SandboxId,
+        request: ExecRequest,
+    ) -> Result<CommandInfo> {
+        request.validate()?;
+        let (meta, agent) = self.on_agent(id, "start_detached").await?;
+        let started = agent.start_detached(spawn_request(&meta, &request)).await;
+        self.unless_gone(&meta, started).await
+    }
+
+    /// [`SandboxProvider::commands`].
+    pub(super) async fn commands_on_agent(&self, id: &SandboxId) -> Result<Vec<CommandInfo>> {
+        let (meta, agent) = self.on_agent(id, "commands").await?;
+        let commands = agent.commands().await;
+        self.unless_gone(&meta, commands).await
+    }
+
+    /// [`SandboxProvider::attach`].
+    pub(super) async fn attach_on_agent(
+        &self,
+        id: &SandboxId,
+        command: &str,
+        from: AttachFrom,
+    ) -> Result<ExecProcess> {
+        let (meta, agent) = self.on_agent(id, "attach").await?;
+        let attached = agent.attach(command, from).await;
+        self.unless_gone(&meta, attached).await
+    }
+
+    /// The sandbox, unpaused, and its agent; `Unsupported` for one without.
+    async fn on_agent(&self, id: &SandboxId, operation: &str) -> Result<(Meta, Agent)> {
+        let meta = self.unpaused_meta(id, operation).await?;
+        match meta.agent.clone() {
+            Some(agent) => Ok((meta, agent)),
+            None => Err(Error::unsupported(
+                PROVIDER_NAME,
+                format!("{operation} without sandkit's agent"),
+            )),
+        }
     }
 
     /// [`SandboxProvider::watch`].
@@ -92,6 +127,20 @@ impl LocalDockerProvider {
             }
             other => other,
         }
+    }
+}
+
+/// What the agent starts for `request`: as the image's user unless it names one, in the
+/// container's environment with the request's on top.
+fn spawn_request(meta: &Meta, request: &ExecRequest) -> SpawnRequest {
+    let cwd = request
+        .cwd
+        .as_deref()
+        .map_or_else(|| meta.workdir.clone(), |cwd| meta.absolute(cwd));
+    let env = request.env.clone().into_iter().collect();
+    SpawnRequest {
+        inherit_env: true,
+        ..sandkit_agent_host::spawn_request(request, cwd, env)
     }
 }
 

@@ -333,6 +333,38 @@ fn schemas_are_json() {
     assert!(schema["properties"]["state_dir"].is_object(), "{schema}");
 }
 
+/// `exec --detach` in one process, `commands` and `attach` in others: the command
+/// outlives the process that started it, and its output is replayed from an offset.
+#[test]
+fn detached_commands_outlive_their_starter() {
+    let sandkit = Sandkit::new();
+    let id = sandkit.create();
+    let output = sandkit.run(&[
+        "exec",
+        &id,
+        "--detach",
+        "--",
+        "sh",
+        "-c",
+        "echo one; while [ ! -e go ]; do sleep 0.1; done; echo two; exit 4",
+    ]);
+    assert_eq!(code(&output), 0, "stderr: {}", text(&output.stderr));
+    let command = text(&output.stdout).trim().to_owned();
+    let (listed, _) = sandkit.json(&["commands", &id]);
+    let listed = listed.as_array().expect("commands --json is an array");
+    assert!(
+        listed.iter().any(|c| c["id"] == command.as_str() && c["exit"].is_null()),
+        "{listed:?}"
+    );
+    let output = sandkit.run(&["exec", &id, "--", "touch", "go"]);
+    assert_eq!(code(&output), 0, "stderr: {}", text(&output.stderr));
+    let output = sandkit.run(&["attach", &id, &command, "--stdout-from", "4"]);
+    assert_eq!(code(&output), 4, "stderr: {}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "two\n");
+    let output = sandkit.run(&["rm", &id]);
+    assert_eq!(code(&output), 0, "stderr: {}", text(&output.stderr));
+}
+
 #[test]
 fn create_exec_cp_ls_rm_round_trip() {
     let sandkit = Sandkit::new();

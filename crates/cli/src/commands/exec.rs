@@ -100,6 +100,11 @@ pub struct ExecArgs {
     #[command(flatten)]
     pub command: CommandArgs,
 
+    /// Start it detached and print its id: it runs on without this process; see
+    /// `sandkit commands` and `sandkit attach`.
+    #[arg(short = 'd', long, conflicts_with_all = ["stdin", "tty"])]
+    pub detach: bool,
+
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub argv: Vec<String>,
@@ -114,6 +119,15 @@ pub async fn run(context: &Context, args: ExecArgs) -> Result<i32, CliError> {
     let mut interrupts = Interrupts::catch()?;
     let provider = context.open().await?;
     let id = SandboxId::from(args.id);
+    if args.detach {
+        let started = provider.start_detached(&id, request).await?;
+        if context.json {
+            print_json(&started)?;
+        } else {
+            println!("{}", started.id);
+        }
+        return Ok(0);
+    }
     let process = provider.exec(&id, request).await?;
     match report(context, &provider, &id, process, &mut interrupts).await {
         Err(CliError::Interrupted { signal, .. }) => Err(CliError::Interrupted {

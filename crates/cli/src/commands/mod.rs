@@ -4,6 +4,7 @@
 mod conformance;
 mod cp;
 mod create;
+mod detached;
 mod exec;
 mod ls;
 mod pools;
@@ -77,6 +78,10 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Start an interactive shell in a sandbox, on a pseudo-terminal.
     Shell(shell::ShellArgs),
+    /// List a sandbox's detached commands (`exec --detach`).
+    Commands(detached::CommandsArgs),
+    /// Attach to a detached command: its output replayed from an offset, to its end.
+    Attach(detached::AttachArgs),
     /// Copy files or directories to or from a sandbox (one side is ID:PATH).
     Cp(cp::CpArgs),
     /// List sandboxes with their state, age and estimated cost.
@@ -104,6 +109,8 @@ impl Command {
             Self::Create(args) => args.output.json,
             Self::Exec(args) => args.output.json,
             Self::Shell(_) => false,
+            Self::Commands(args) => args.output.json,
+            Self::Attach(args) => args.output.json,
             Self::Cp(args) => args.output.json,
             Self::Ls(args) => args.output.json,
             Self::Rm(args) => args.output.json,
@@ -124,6 +131,8 @@ impl Command {
             Self::Create(args) => create::run(context, args).await,
             Self::Exec(args) => exec::run(context, args).await,
             Self::Shell(args) => shell::run(context, args).await,
+            Self::Commands(args) => detached::list(context, args).await,
+            Self::Attach(args) => detached::attach(context, args).await,
             Self::Cp(args) => cp::run(context, args).await,
             Self::Ls(args) => ls::run(context, args).await,
             Self::Rm(args) => rm::run(context, args).await,

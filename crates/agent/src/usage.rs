@@ -1,7 +1,8 @@
 //! What the sandbox's processes use: cpu time from `/proc/PID/stat` (the agent's own
 //! `cutime`/`cstime` hold every command it reaped, as their subreaper and parent), and
 //! resident memory from `/proc/PID/statm`, summed over the agent's live descendants. The
-//! peak is the largest sum seen, sampled every second and at each request.
+//! peak is the largest sum seen, sampled every second and at each request, or the
+//! largest ended command's own peak (`getrusage` of the children), if larger.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,7 +34,7 @@ fn resident_bytes(pid: i32) -> u64 {
         .map_or(0, |pages| pages * rustix::param::page_size() as u64)
 }
 
-/// Resident bytes and count of the live `processes`, raising the peak.
+/// Resident bytes of the live `processes`, raising the peak.
 fn memory(processes: &[i32]) -> u64 {
     let resident = processes.iter().map(|pid| resident_bytes(*pid)).sum();
     PEAK.fetch_max(resident, Ordering::Relaxed);
@@ -66,10 +67,20 @@ pub fn report(descendants: fn(i32) -> Vec<i32>) -> Reply {
         .map(|ticks| ticks.iter().sum::<u64>())
         .sum();
     let memory_bytes = memory(&processes);
+    // The largest ended command, as the kernel measured it: a short-lived one may fall
+    // between two samples.
+    let largest_ended =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+            .map_or(0, |usage| {
+                u64::try_from(usage.max_rss()).unwrap_or(0) * 1024
+            });
     Reply::Usage {
         cpu_millis: (reaped + live) * 1000 / ticks_per_sec,
         memory_bytes,
-        peak_memory_bytes: PEAK.load(Ordering::Relaxed).max(memory_bytes),
+        peak_memory_bytes: PEAK
+            .load(Ordering::Relaxed)
+            .max(memory_bytes)
+            .max(largest_ended),
         processes: u32::try_from(processes.len()).unwrap_or(u32::MAX),
     }
 }

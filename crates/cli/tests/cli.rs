@@ -353,7 +353,9 @@ fn detached_commands_outlive_their_starter() {
     let (listed, _) = sandkit.json(&["commands", &id]);
     let listed = listed.as_array().expect("commands --json is an array");
     assert!(
-        listed.iter().any(|c| c["id"] == command.as_str() && c["exit"].is_null()),
+        listed
+            .iter()
+            .any(|c| c["id"] == command.as_str() && c["exit"].is_null()),
         "{listed:?}"
     );
     let output = sandkit.run(&["exec", &id, "--", "touch", "go"]);

@@ -111,6 +111,10 @@ pub struct LifecycleEvent {
     pub usage: Usage,
     /// Estimated cost of that usage, when the provider has a price sheet.
     pub estimated_cost: Option<f64>,
+    /// What the sandbox's processes used, measured just before the event, when the
+    /// provider measures it (`resource_usage`) and the event is not a creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<ResourceUsage>,
 }
 
 #[cfg(test)]

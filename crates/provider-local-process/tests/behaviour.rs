@@ -920,3 +920,36 @@ async fn an_image_from_a_registry_is_the_root_and_snapshots_keep_their_base() {
     assert_ne!(output.status.code, 0);
     provider.terminate(&fresh.id).await.unwrap();
 }
+
+/// The `Terminated` event carries what the sandbox's processes used, measured by its
+/// agent, so cost reports see real cpu time beside the allocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminated_event_carries_measured_usage() {
+    let (_dir, provider) = provider(Isolation::Bubblewrap);
+    let (events, mut received) = tokio::sync::broadcast::channel(16);
+    let layered = sandkit_core::layers::standard(
+        std::sync::Arc::new(provider),
+        sandkit_core::layers::LayerOptions {
+            events: Some(events),
+            ..Default::default()
+        },
+    );
+    let id = layered.create(&SandboxSpec::new()).await.unwrap().id;
+    let script = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done";
+    let output = layered
+        .run(&id, ExecRequest::new(["sh", "-c", script]))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    layered.terminate(&id).await.unwrap();
+    let mut terminated = None;
+    while let Ok(event) = received.try_recv() {
+        if event.kind == sandkit_core::LifecycleKind::Terminated {
+            terminated = Some(event);
+        }
+    }
+    let event = terminated.expect("a Terminated event");
+    let measured = event.measured.expect("measured usage on the event");
+    assert!(measured.cpu_secs >= 0.05, "{measured:?}");
+    assert!(measured.peak_memory_bytes > 0, "{measured:?}");
+}

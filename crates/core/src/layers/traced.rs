@@ -55,7 +55,16 @@ impl Traced {
         result
     }
 
-    fn emit(&self, kind: LifecycleKind, info: &SandboxInfo) {
+    /// What the sandbox's processes used so far, when the provider measures it and
+    /// someone listens for events.
+    async fn measure(&self, id: &SandboxId) -> Option<ResourceUsage> {
+        if self.events.is_none() || !self.inner.capabilities().resource_usage {
+            return None;
+        }
+        self.inner.resource_usage(id).await.ok()
+    }
+
+    fn emit(&self, kind: LifecycleKind, info: &SandboxInfo, measured: Option<ResourceUsage>) {
         let now = unix_now();
         let usage = Usage::of(info, now);
         let estimated_cost = self
@@ -82,13 +91,15 @@ impl Traced {
                 at_unix_secs: now,
                 usage,
                 estimated_cost,
+                measured,
             });
         }
     }
 
     async fn emit_for(&self, kind: LifecycleKind, id: &SandboxId) {
         if let Ok(info) = self.inner.info(id).await {
-            self.emit(kind, &info);
+            let measured = self.measure(id).await;
+            self.emit(kind, &info, measured);
         }
     }
 }
@@ -110,7 +121,7 @@ crate::layer_impl! {
     Traced => inner forward [name, capabilities, wrapped, check_provider_options] {
         async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
             let info = self.traced("create", None, self.inner.create(spec)).await?;
-            self.emit(LifecycleKind::Created, &info);
+            self.emit(LifecycleKind::Created, &info, None);
             Ok(info)
         }
         async fn info(&self, id: &SandboxId) -> Result<SandboxInfo> {
@@ -157,10 +168,15 @@ crate::layer_impl! {
             } else {
                 None
             };
+            // Measured before the end, while there are processes to ask.
+            let measured = match &before {
+                Some(info) if !info.state.is_finished() => self.measure(id).await,
+                _ => None,
+            };
             self.traced("terminate", Some(id), self.inner.terminate(id))
                 .await?;
             if let Some(info) = before.filter(|info| !info.state.is_finished()) {
-                self.emit(LifecycleKind::Terminated, &info);
+                self.emit(LifecycleKind::Terminated, &info, measured);
             }
             Ok(())
         }

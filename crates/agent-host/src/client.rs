@@ -2,7 +2,7 @@
 //! to one sandbox's agent over its socket, one connection each.
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -112,7 +112,7 @@ impl Agent {
     /// Whether an agent answers at the socket (a connection and the version handshake).
     pub async fn ready(&self) -> bool {
         let agent = self.clone();
-        tokio::task::spawn_blocking(move || agent.connect().is_ok())
+        tokio::task::spawn_blocking(move || agent.handshake().is_ok())
             .await
             .unwrap_or(false)
     }
@@ -120,8 +120,7 @@ impl Agent {
     /// Sends `request` (one without descriptors) and returns the answer.
     pub async fn request(&self, request: Request) -> Result<Reply> {
         self.blocking(move |agent| {
-            let stream = agent.connect()?;
-            protocol::send(&stream, &request, &[]).map_err(|e| agent.failed(&e))?;
+            let stream = agent.open(&request, &[])?;
             let (reply, _) = protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))?;
             Ok(reply)
         })
@@ -164,10 +163,8 @@ impl Agent {
     /// none comes within `grace_secs`, the agent ends the sandbox.
     pub async fn lease(&self, grace_secs: u64) -> Result<UnixStream> {
         self.blocking(move |agent| {
-            let stream = agent.connect()?;
-            protocol::send(&stream, &Request::Lease { grace_secs }, &[])
-                .and_then(|()| protocol::receive::<Reply>(&stream))
-                .map_err(|e| agent.failed(&e))?;
+            let stream = agent.open(&Request::Lease { grace_secs }, &[])?;
+            protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))?;
             Ok(stream)
         })
         .await
@@ -194,9 +191,8 @@ impl Agent {
         self.blocking(move |agent| {
             let program = spawn.argv.first().cloned().unwrap_or_default();
             let cwd = spawn.cwd.clone();
-            let stream = agent.connect()?;
             let fds: Vec<_> = stdio.iter().map(AsFd::as_fd).collect();
-            protocol::send(&stream, &Request::Spawn(spawn), &fds).map_err(|e| agent.failed(&e))?;
+            let stream = agent.open(&Request::Spawn(spawn), &fds)?;
             drop(stdio);
             match protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))? {
                 (Reply::Spawned { command, .. }, fds) => {
@@ -219,8 +215,8 @@ impl Agent {
         .await
     }
 
-    /// A connection after the version handshake.
-    pub(crate) fn connect(&self) -> Result<UnixStream> {
+    /// A connection on which the hello was sent (its answer is not read yet).
+    fn connect(&self) -> Result<UnixStream> {
         let stream = UnixStream::connect(&self.socket).map_err(|e| self.unavailable(&e))?;
         if let Some(expected) = self.peer {
             let peer =
@@ -243,11 +239,30 @@ impl Agent {
             version: PROTOCOL_VERSION,
         };
         protocol::send(&stream, &hello, &[]).map_err(|e| self.failed(&e))?;
-        match protocol::receive::<Reply>(&stream)
+        Ok(stream)
+    }
+
+    /// A connection on which `request` (with `fds`) was sent right behind the hello,
+    /// without waiting for the hello's answer (one round trip less), which is read here.
+    pub(crate) fn open(&self, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<UnixStream> {
+        let stream = self.connect()?;
+        protocol::send(&stream, request, fds).map_err(|e| self.failed(&e))?;
+        self.hello_answer(&stream)?;
+        Ok(stream)
+    }
+
+    /// Whether an agent answers at the socket (a connection and the version handshake).
+    fn handshake(&self) -> Result<()> {
+        let stream = self.connect()?;
+        self.hello_answer(&stream)
+    }
+
+    fn hello_answer(&self, stream: &UnixStream) -> Result<()> {
+        match protocol::receive::<Reply>(stream)
             .map_err(|e| self.failed(&e))?
             .0
         {
-            Reply::Hello { .. } => Ok(stream),
+            Reply::Hello { .. } => Ok(()),
             Reply::Error { message, .. } => Err(Error::provider(
                 self.provider,
                 std::io::Error::other(message),

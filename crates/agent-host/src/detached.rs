@@ -52,7 +52,6 @@ impl Agent {
         let (stderr, stderr_w) = self.output_pipe()?;
         let connection = self
             .blocking(move |agent| {
-                let stream = agent.connect()?;
                 let request = Request::Attach {
                     command: id,
                     stdout_from: from.stdout,
@@ -60,7 +59,7 @@ impl Agent {
                 };
                 let pipes: [OwnedFd; 2] = [stdout_w, stderr_w];
                 let fds: Vec<_> = pipes.iter().map(std::os::fd::AsFd::as_fd).collect();
-                protocol::send(&stream, &request, &fds).map_err(|e| agent.failed(&e))?;
+                let stream = agent.open(&request, &fds)?;
                 drop(pipes);
                 match protocol::receive::<Reply>(&stream)
                     .map_err(|e| agent.failed(&e))?

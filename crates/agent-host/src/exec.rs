@@ -22,7 +22,10 @@ use tokio_util::io::ReaderStream;
 use crate::Agent;
 
 /// How much of a command's output one chunk of its stream carries at most.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// The size asked for an output pipe (Linux's default is 64 KiB; unprivileged users may
+/// have 1 MiB).
+const PIPE_BYTES: usize = 1 << 20;
 /// Output read from a command's pipe but not yet by the caller, per stream, before the
 /// command's writes block (as the Engine path queues).
 const QUEUE_LIMIT_BYTES: usize = 8 << 20;
@@ -120,6 +123,9 @@ impl Agent {
     pub(crate) fn output_pipe(&self) -> Result<(ByteStream, OwnedFd)> {
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| self.internal("creating a pipe", e.into()))?;
+        // A larger pipe means fewer wake-ups per byte; the system's limit may refuse it,
+        // and the default then serves.
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_BYTES);
         let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
             .map_err(|e| self.internal("watching a pipe", e))?;
         Ok((self.output_stream(receiver), write))

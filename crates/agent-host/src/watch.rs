@@ -12,9 +12,7 @@ impl Agent {
     pub async fn watch(&self, path: String, recursive: bool, shown: String) -> Result<FileEvents> {
         let connection = self
             .blocking(move |agent| {
-                let stream = agent.connect()?;
-                let request = Request::Watch { path, recursive };
-                protocol::send(&stream, &request, &[]).map_err(|e| agent.failed(&e))?;
+                let stream = agent.open(&Request::Watch { path, recursive }, &[])?;
                 match protocol::receive::<Reply>(&stream)
                     .map_err(|e| agent.failed(&e))?
                     .0

@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use sandkit_agent::protocol::CommandSummary;
+use std::os::unix::net::UnixStream;
+
+use sandkit_agent::protocol::{self, CommandSummary, ErrorKind, Reply};
 
 /// Output kept per stream of one detached command.
 pub const KEPT_BYTES: usize = 4 << 20;
@@ -70,10 +72,6 @@ impl Detached {
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.pid
     }
 
     pub fn id(&self) -> u64 {
@@ -219,4 +217,46 @@ pub fn follow(command: &Detached, which: usize, mut from: u64, into: OwnedFd) {
         }
         from += chunk.len() as u64;
     }
+}
+
+/// Attaches a connection to detached command `id`: its output from `from` (stdout,
+/// stderr) into the two descriptors that came, then its end on the connection. Returns
+/// its pid, which a `signal` on the connection then reaches.
+pub fn attach(
+    registry: &Registry,
+    writer: &Arc<Mutex<UnixStream>>,
+    id: u64,
+    from: [u64; 2],
+    fds: Vec<OwnedFd>,
+) -> Result<i32, Reply> {
+    let Some(command) = registry.get(id) else {
+        return Err(crate::error(
+            ErrorKind::NotFound,
+            format!("no detached command {id}"),
+        ));
+    };
+    let Ok(pipes) = <[OwnedFd; 2]>::try_from(fds) else {
+        return Err(crate::error(
+            ErrorKind::BadRequest,
+            "attach needs two descriptors: stdout, stderr",
+        ));
+    };
+    {
+        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+        let spawned = Reply::Spawned {
+            pid: command.pid,
+            command: Some(id),
+        };
+        let _ = protocol::send(&*writer, &spawned, &[]);
+    }
+    for (which, pipe) in pipes.into_iter().enumerate() {
+        let command = command.clone();
+        std::thread::spawn(move || follow(&command, which, from[which], pipe));
+    }
+    let (writer, pid) = (writer.clone(), command.pid);
+    std::thread::spawn(move || {
+        let (code, signal, timed_out) = command.wait_end();
+        crate::report_end(&writer, code, signal, timed_out);
+    });
+    Ok(pid)
 }

@@ -381,7 +381,13 @@ fn serve(agent: &Agent, stream: UnixStream) {
                 command,
                 stdout_from,
                 stderr_from,
-            } => match attach(agent, &writer, command, [stdout_from, stderr_from], fds) {
+            } => match detached::attach(
+                &agent.detached,
+                &writer,
+                command,
+                [stdout_from, stderr_from],
+                fds,
+            ) {
                 Ok(pid) => {
                     started = Some(pid);
                     continue;
@@ -620,66 +626,21 @@ fn start(
         );
         match detached {
             Some(detached) => detached.ended(code, signal, timed_out),
-            None => {
-                let exited = Reply::Exited {
-                    code,
-                    signal,
-                    timed_out,
-                };
-                let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = protocol::send(&*writer, &exited, &[]);
-            }
+            None => report_end(&writer, code, signal, timed_out),
         }
     });
     Ok(pid)
 }
 
-/// Attaches this connection to detached command `id`: its output from `from` into the
-/// two descriptors that came (stdout, stderr), then its end.
-fn attach(
-    agent: &Agent,
-    writer: &Arc<Mutex<UnixStream>>,
-    id: u64,
-    from: [u64; 2],
-    fds: Vec<OwnedFd>,
-) -> Result<i32, Reply> {
-    let Some(command) = agent.detached.get(id) else {
-        return Err(error(
-            ErrorKind::NotFound,
-            format!("no detached command {id}"),
-        ));
+/// Says on a command's connection how it ended.
+fn report_end(writer: &Mutex<UnixStream>, code: Option<i32>, signal: Option<i32>, timed_out: bool) {
+    let exited = Reply::Exited {
+        code,
+        signal,
+        timed_out,
     };
-    let Ok(pipes) = <[OwnedFd; 2]>::try_from(fds) else {
-        return Err(error(
-            ErrorKind::BadRequest,
-            "attach needs two descriptors: stdout, stderr",
-        ));
-    };
-    {
-        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-        let spawned = Reply::Spawned {
-            pid: command.pid(),
-            command: Some(id),
-        };
-        let _ = protocol::send(&*writer, &spawned, &[]);
-    }
-    for (which, pipe) in pipes.into_iter().enumerate() {
-        let command = command.clone();
-        std::thread::spawn(move || detached::follow(&command, which, from[which], pipe));
-    }
-    let writer = writer.clone();
-    let pid = command.pid();
-    std::thread::spawn(move || {
-        let (code, signal, timed_out) = command.wait_end();
-        let exited = Reply::Exited {
-            code,
-            signal,
-            timed_out,
-        };
-        let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = protocol::send(&*writer, &exited, &[]);
-    });
-    Ok(pid)
+    let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = protocol::send(&*writer, &exited, &[]);
 }
 
 /// This binary, as the sandbox sees it (the launcher of commands on a terminal).

@@ -1,7 +1,9 @@
 //! Watching a directory for the host, with inotify, on the connection that asked: the
 //! watch lasts until the host closes the connection. Events name paths relative to the
 //! watched directory; a rename within the watch is one event (the kernel pairs its two
-//! halves by cookie), a move out of it is a deletion and a move in a creation.
+//! halves by cookie), a move out of it is a deletion and a move in a creation. What a new
+//! directory held before its own watch was in place is reported as created (so an
+//! entry may be reported twice, never missed).
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -26,7 +28,10 @@ struct Watches {
 }
 
 impl Watches {
-    fn add(&mut self, relative: &Path) {
+    /// Watches `relative` (and, when recursive, the directories under it). With
+    /// `found`, what is already in it is reported there as created: a directory that
+    /// appeared during the watch may have been filled before its own watch was in place.
+    fn add(&mut self, relative: &Path, mut found: Option<&mut Vec<Reply>>) {
         if self.dirs.len() >= MAX_DIRECTORIES {
             return;
         }
@@ -47,8 +52,13 @@ impl Watches {
             return;
         };
         for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                self.add(&relative.join(entry.file_name()));
+            let path = relative.join(entry.file_name());
+            let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+            if let Some(found) = found.as_deref_mut() {
+                found.push(event(WatchEventKind::Created, &path, None, is_dir));
+            }
+            if is_dir {
+                self.add(&path, found.as_deref_mut());
             }
         }
     }
@@ -99,7 +109,7 @@ pub fn serve(stream: &UnixStream, path: &str, recursive: bool) {
         recursive,
         dirs: HashMap::new(),
     };
-    watches.add(Path::new(""));
+    watches.add(Path::new(""), None);
     if !send(&Reply::Watching) {
         return;
     }
@@ -187,7 +197,7 @@ fn read_events(watches: &mut Watches, buffer: &mut [MaybeUninit<u8>]) -> Vec<Rep
     }
     if watches.recursive {
         for dir in new_dirs {
-            watches.add(&dir);
+            watches.add(&dir, Some(&mut replies));
         }
     }
     replies

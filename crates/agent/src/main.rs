@@ -40,10 +40,27 @@ static ENDING: AtomicBool = AtomicBool::new(false);
 static LEASES: Mutex<(u64, u64)> = Mutex::new((0, 0));
 
 /// The running commands, by pid, each with where its exit status goes.
+///
+/// Spawns run side by side, outside the lock, so a child can end before its pid is
+/// here: while any spawn is under way, the reaper keeps the exits it cannot place in
+/// `early`, where the spawn looks first. (An orphan reaped meanwhile lands there too,
+/// and is dropped when no spawn is under way.)
 #[derive(Default)]
 struct Children {
     waiting: HashMap<i32, mpsc::Sender<WaitStatus>>,
     main: Option<i32>,
+    spawning: usize,
+    early: HashMap<i32, WaitStatus>,
+}
+
+impl Children {
+    /// A spawn has returned: what is kept for spawns under way goes with the last.
+    fn spawned(&mut self) {
+        self.spawning -= 1;
+        if self.spawning == 0 {
+            self.early.clear();
+        }
+    }
 }
 
 struct Agent {
@@ -274,16 +291,11 @@ fn reap(agent: &Agent) {
                 let mut children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(waiting) = children.waiting.remove(&pid) {
                     let _ = waiting.send(status);
+                } else if children.spawning > 0 {
+                    children.early.insert(pid, status);
                 }
-                if children.main == Some(pid) && !ENDING.load(Ordering::SeqCst) {
-                    let code = status
-                        .exit_status()
-                        .or_else(|| status.terminating_signal().map(|s| 128 + s))
-                        .unwrap_or(1);
-                    let mut out = std::io::stdout();
-                    let _ = writeln!(out, "exit {code}");
-                    let _ = out.flush();
-                    end_sandbox(u8::try_from(code).unwrap_or(1));
+                if children.main == Some(pid) {
+                    main_ended(status);
                 }
             }
             Ok(None) => {}
@@ -295,6 +307,22 @@ fn reap(agent: &Agent) {
             }
         }
     }
+}
+
+/// The entrypoint has ended with `status`: so does the sandbox, with its exit code
+/// (unless the sandbox is ending already, which is what ended it).
+fn main_ended(status: WaitStatus) {
+    if ENDING.load(Ordering::SeqCst) {
+        return;
+    }
+    let code = status
+        .exit_status()
+        .or_else(|| status.terminating_signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "exit {code}");
+    let _ = out.flush();
+    end_sandbox(u8::try_from(code).unwrap_or(1));
 }
 
 /// One connection: a hello, then requests until it closes.
@@ -517,9 +545,7 @@ fn start(
             };
             let stdio = inherited()
                 .map_err(|e| error(ErrorKind::Other, format!("standard streams: {e}")))?;
-            let mut command = Command::new(program);
-            command.args(args).process_group(0);
-            (command, stdio, None)
+            (launch(program, args, &spawn), stdio, None)
         }
         None => {
             let Ok(stdio) = <[OwnedFd; SPAWN_FDS]>::try_from(fds) else {
@@ -528,9 +554,7 @@ fn start(
                     "spawn needs three descriptors: stdin, stdout, stderr",
                 ));
             };
-            let mut command = Command::new(program);
-            command.args(args).process_group(0);
-            (command, stdio, None)
+            (launch(program, args, &spawn), stdio, None)
         }
         Some(size) => {
             if !fds.is_empty() {
@@ -574,27 +598,43 @@ fn start(
     }
     command
         .envs(spawn.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spawn.cwd)
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr));
     let (status_tx, status_rx) = mpsc::channel();
-    let pid = {
-        // Held across the spawn, so the reaper cannot see the exit before we listen.
-        let mut children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
-        let child = agent
-            .spawner
-            .spawn(command, run_as)
-            .map_err(|e| spawn_failure(program, &spawn.cwd, &e))?;
-        let pid = child.id() as i32;
-        // Never waited through `Child`: the reaper collects every exit.
-        drop(child);
-        children.waiting.insert(pid, status_tx);
-        if spawn.main {
-            children.main = Some(pid);
+    agent
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .spawning += 1;
+    let started = agent.spawner.spawn(command, &spawn.cwd, run_as);
+    let mut children = agent.children.lock().unwrap_or_else(|e| e.into_inner());
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => {
+            children.spawned();
+            return Err(spawn_failure(program, &spawn.cwd, &e));
         }
-        pid
     };
+    let pid = child.id() as i32;
+    // Never waited through `Child`: the reaper collects every exit.
+    drop(child);
+    if spawn.main {
+        children.main = Some(pid);
+    }
+    match children.early.remove(&pid) {
+        Some(status) => {
+            let _ = status_tx.send(status);
+            if spawn.main {
+                main_ended(status);
+            }
+        }
+        None => {
+            children.waiting.insert(pid, status_tx);
+        }
+    }
+    children.spawned();
+    drop(children);
     if let Some(reaper) = agent.reaper.get() {
         reaper.unpark();
     }
@@ -630,6 +670,37 @@ fn start(
         }
     });
     Ok(pid)
+}
+
+/// The command for `program` in its own process group. A program found on the search
+/// path is named by its path (`argv[0]` stays as asked): the standard library searches
+/// the path itself only in a forked child. One not found is left to that search, which
+/// reports why as `execvp` does.
+fn launch(program: &str, args: &[String], spawn: &SpawnRequest) -> Command {
+    let path = spawn
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let path = path.or_else(|| {
+        spawn
+            .inherit_env
+            .then(|| std::env::var("PATH").ok())
+            .flatten()
+    });
+    let found = (!program.contains('/'))
+        .then(|| pty::find_program(program, path.as_deref(), &spawn.cwd))
+        .flatten();
+    let mut command = match found {
+        Some(found) => {
+            let mut command = Command::new(found);
+            command.arg0(program);
+            command
+        }
+        None => Command::new(program),
+    };
+    command.args(args).process_group(0);
+    command
 }
 
 /// Says on a command's connection how it ended.

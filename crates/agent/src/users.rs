@@ -7,11 +7,22 @@
 //! command; the agent's other threads have an empty bounding set, so what they start as
 //! uid 0 gets no capability at all. Nothing runs between `fork` and `exec` but what the
 //! standard library does (`Command::uid` and `gid` for another user).
+//!
+//! Speed: the standard library starts a command with `posix_spawn` (a `vfork`, which
+//! copies nothing) unless it must run code in the child, and in a static binary changing
+//! directory is such code. A `fork` of the agent, many threads deep under load, costs
+//! far more than the command. So a thread that starts commands has a working directory
+//! of its own (`unshare(CLONE_FS)`) and changes into the command's before spawning it:
+//! the child inherits it (see [`start_in`] for where it cannot). Another user's command
+//! still forks, to switch users.
 
+use std::cell::Cell;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::sync::mpsc;
+
+use nix::sched::CloneFlags;
 
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
@@ -105,7 +116,7 @@ fn run_as(passwd: &str, user: &str) -> Option<(RunAs, Option<String>)> {
     Some((run_as, home))
 }
 
-type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+type Job = (Command, String, mpsc::Sender<std::io::Result<Child>>);
 
 /// Starts commands, each from a thread with the right capabilities.
 pub struct Spawner {
@@ -136,8 +147,8 @@ impl Spawner {
             if failed {
                 return;
             }
-            for (mut command, answer) in queue {
-                let _ = answer.send(command.spawn());
+            for (command, cwd, answer) in queue {
+                let _ = answer.send(start_in(command, &cwd, false));
             }
         });
         started
@@ -165,15 +176,16 @@ impl Spawner {
         self.users
     }
 
-    /// Starts `command` as `run_as`.
-    pub fn spawn(&self, mut command: Command, run_as: RunAs) -> std::io::Result<Child> {
+    /// Starts `command` as `run_as`, in the working directory `cwd`.
+    pub fn spawn(&self, mut command: Command, cwd: &str, run_as: RunAs) -> std::io::Result<Child> {
         match (run_as, &self.root) {
             (RunAs::Root, Some(root)) => {
                 let (answer, result) = mpsc::channel();
-                let sent = root
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .send((command, answer));
+                let sent = root.lock().unwrap_or_else(|e| e.into_inner()).send((
+                    command,
+                    cwd.to_owned(),
+                    answer,
+                ));
                 if sent.is_err() {
                     return Err(std::io::Error::other("the root spawner has ended"));
                 }
@@ -183,11 +195,64 @@ impl Spawner {
             }
             (RunAs::User { uid, gid }, _) if self.users != Users::Single => {
                 // The standard library drops supplementary groups, then switches.
-                command.gid(gid).uid(uid);
+                command.gid(gid).uid(uid).current_dir(cwd);
                 command.spawn()
             }
-            _ => command.spawn(),
+            // The default user of a sandbox of many is uid 0 without capabilities: it
+            // may enter only what permissions let it.
+            (RunAs::Default, _) => start_in(command, cwd, self.users == Users::Many),
+            _ => start_in(command, cwd, false),
         }
+    }
+}
+
+thread_local! {
+    /// Whether this thread has a working directory of its own (`None`: not tried yet).
+    static OWN_DIRECTORY: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Starts `command` in `cwd` without running code in the child where it can: from this
+/// thread's own working directory, changed to `cwd`; or, where a thread cannot have one
+/// (Docker's seccomp profile refuses `unshare`), from the agent's, when that is `cwd`
+/// (a container's commands mostly run where its init does). Otherwise the child changes
+/// directory. `unprivileged`: enter `cwd` without this thread's capabilities, as the
+/// command would.
+fn start_in(mut command: Command, cwd: &str, unprivileged: bool) -> std::io::Result<Child> {
+    let own = OWN_DIRECTORY.with(|own| {
+        let made = own
+            .get()
+            .unwrap_or_else(|| nix::sched::unshare(CloneFlags::CLONE_FS).is_ok());
+        own.set(Some(made));
+        made
+    });
+    if !own {
+        if unprivileged || !is_agents_directory(cwd) {
+            command.current_dir(cwd);
+        }
+        return command.spawn();
+    }
+    if unprivileged {
+        let sets = rustix::thread::capabilities(None)?;
+        let without = CapabilitySets {
+            effective: CapabilitySet::empty(),
+            ..sets
+        };
+        rustix::thread::set_capabilities(None, without)?;
+        let entered = rustix::process::chdir(cwd);
+        rustix::thread::set_capabilities(None, sets)?;
+        entered?;
+    } else {
+        rustix::process::chdir(cwd)?;
+    }
+    command.spawn()
+}
+
+/// Whether `cwd` is the directory the agent's shared working directory is in (the same
+/// inode: a directory removed and made again under the same name is another).
+fn is_agents_directory(cwd: &str) -> bool {
+    match (rustix::fs::stat(cwd), rustix::fs::stat(".")) {
+        (Ok(wanted), Ok(ours)) => (wanted.st_dev, wanted.st_ino) == (ours.st_dev, ours.st_ino),
+        _ => false,
     }
 }
 

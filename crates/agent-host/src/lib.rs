@@ -12,6 +12,7 @@
 mod client;
 mod detached;
 mod exec;
+mod files;
 mod terminal;
 mod watch;
 

@@ -1,8 +1,8 @@
 //! Watching a directory through the agent: one connection per watch, whose replies
 //! become the event stream; dropping the stream closes it, which ends the watch.
 
-use sandkit_agent::protocol::{self, ErrorKind, Reply, Request, WatchEventKind};
-use sandkit_core::{Error, FileErrorKind, FileEvent, FileEventKind, FileEvents, Result};
+use sandkit_agent::protocol::{self, Reply, Request, WatchEventKind};
+use sandkit_core::{Error, FileEvent, FileEventKind, FileEvents, Result};
 
 use crate::Agent;
 
@@ -19,12 +19,7 @@ impl Agent {
                 {
                     Reply::Watching => {}
                     Reply::Error { kind, message } => {
-                        let kind = match kind {
-                            ErrorKind::NotFound => FileErrorKind::NotFound,
-                            ErrorKind::NotADirectory => FileErrorKind::NotADirectory,
-                            _ => FileErrorKind::Other(message),
-                        };
-                        return Err(Error::file(shown, kind));
+                        return Err(crate::files::file_error(&shown, kind, message));
                     }
                     other => return Err(agent.unexpected(&other)),
                 }

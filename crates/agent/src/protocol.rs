@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. A peer with another version is refused with
 /// an error naming both.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts (argv and environment fit well below it).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -71,6 +71,48 @@ pub enum Request {
         /// The directory.
         path: String,
         /// Its subdirectories too, and those created later.
+        recursive: bool,
+    },
+    /// Streams a regular file (a path as the sandbox sees it, symlinks followed) into
+    /// the one descriptor that comes with it: answers `file-opened` (or the error about
+    /// the path), writes the contents and closes the descriptor, then answers `done`, or
+    /// the error that cut the copy short. (New in version 4, as are the other file
+    /// requests.)
+    ReadFile {
+        /// The file.
+        path: String,
+    },
+    /// Creates or truncates a regular file (mode 0644; missing parent directories made
+    /// 0755) and fills it from the one descriptor that comes with it, to its end:
+    /// answers `file-opened` (or the error about the path), then `done` once the
+    /// contents are written, or the error that stopped them.
+    WriteFile {
+        /// The file.
+        path: String,
+    },
+    /// A path's metadata, not following a final symlink: answers `path-info`.
+    Stat {
+        /// The path.
+        path: String,
+    },
+    /// A directory's entries, each with its metadata (not following symlinks): answers
+    /// `entries` (as many as it takes, none for an empty directory), then `done`.
+    ListDir {
+        /// The directory (a symlink to one is followed).
+        path: String,
+    },
+    /// Creates a directory and its missing parents (mode 0755); an existing directory
+    /// is fine. Answers `done`.
+    MakeDir {
+        /// The directory.
+        path: String,
+    },
+    /// Removes a file, a symlink (not its target) or an empty directory, or, when
+    /// `recursive`, a directory and everything in it. Answers `done`.
+    Remove {
+        /// The path.
+        path: String,
+        /// Whether a directory goes with its contents.
         recursive: bool,
     },
     /// Stops every process of the sandbox.
@@ -204,7 +246,20 @@ pub enum Reply {
         /// Whether it is a directory.
         is_dir: bool,
     },
-    /// A `pause`, `resume`, `signal` or `shutdown` was carried out.
+    /// A file to read or write is open (answer to `read-file` and `write-file`).
+    FileOpened {
+        /// Its size in bytes (0 for one being written).
+        size: u64,
+    },
+    /// Answer to `stat`.
+    PathInfo(PathInfo),
+    /// Some of a directory's entries (answer to `list-dir`, until `done`).
+    Entries {
+        /// The entries, in no particular order.
+        entries: Vec<DirEntryInfo>,
+    },
+    /// A `pause`, `resume`, `signal` or `shutdown` was carried out, or a file request
+    /// finished.
     Done,
     /// The request failed.
     Error {
@@ -213,6 +268,44 @@ pub enum Reply {
         /// What happened, in words.
         message: String,
     },
+}
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// A path's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInfo {
+    /// What it is.
+    pub kind: PathKind,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its permission bits (with setuid, setgid and sticky).
+    pub mode: u32,
+    /// Its last modification, in seconds since the Unix epoch, when after it.
+    pub modified_secs: Option<u64>,
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntryInfo {
+    /// Its name (bytes that are not UTF-8 replaced).
+    pub name: String,
+    /// What it is.
+    pub kind: PathKind,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// What happened to a watched path.
@@ -233,16 +326,22 @@ pub enum WatchEventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
-    /// The program does not exist.
+    /// The program, or a path, does not exist.
     NotFound,
     /// The working directory does not exist or is not a directory (new in version 3).
     NoWorkingDirectory,
-    /// The program is not executable, or the directory not enterable.
+    /// The program is not executable, the directory not enterable, or the file
+    /// operation not permitted (a kernel filesystem's files are never read or written).
     PermissionDenied,
-    /// The program is a directory.
+    /// The program, or a file to read or write, is a directory.
     IsADirectory,
-    /// A watched path is not a directory.
+    /// A watched path, or a path's parent, is not a directory.
     NotADirectory,
+    /// Something is already at the path (a file where a directory should be made).
+    /// (New in version 4, as is `directory-not-empty`.)
+    AlreadyExists,
+    /// A directory to remove without its contents is not empty.
+    DirectoryNotEmpty,
     /// The peer speaks another protocol version.
     Version,
     /// The user the command should run as does not exist in the sandbox, or the sandbox

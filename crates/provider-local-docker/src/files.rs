@@ -4,6 +4,10 @@
 //!
 //! The API has no delete, so `remove` runs `rm`/`rmdir` in the sandbox (any image with
 //! coreutils or busybox has them).
+//!
+//! A sandbox on sandkit's agent does none of this: its agent opens the files inside the
+//! container, in one round trip each (see `sandkit_agent_host`'s files). Archives stay
+//! on the engine's API.
 
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,6 +80,11 @@ pub(crate) struct Files<'a> {
 impl Files<'_> {
     pub(crate) fn id(&self) -> &str {
         &self.meta.container_id
+    }
+
+    /// The sandbox's agent, which serves its files when it has one.
+    pub(crate) fn agent(&self) -> Option<&sandkit_agent_host::Agent> {
+        self.meta.agent.as_ref()
     }
 
     /// `path` made absolute, once [`check_path`] accepts it.
@@ -185,7 +194,15 @@ impl Files<'_> {
     /// Reads a whole regular file, following symlinks (through
     /// [`Files::read_stream`], so only the contents are held, not the engine's archive).
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        let (size, mut stream) = self.read_stream_sized(path).await?;
+        let (size, mut stream) = match self.agent() {
+            Some(agent) => (
+                0,
+                agent
+                    .read_file_stream(self.absolute_checked(path)?, path)
+                    .await?,
+            ),
+            None => self.read_stream_sized(path).await?,
+        };
         let mut contents = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
             contents.extend_from_slice(&chunk?);
@@ -200,12 +217,21 @@ impl Files<'_> {
     /// no stat is needed first. Like tar, it replaces a symlink at the path with the
     /// file rather than writing through it.
     pub async fn write(&self, path: &str, contents: Bytes) -> Result<()> {
+        if let Some(agent) = self.agent() {
+            let contents = Box::pin(futures::stream::once(async { Ok(contents) }));
+            return agent
+                .write_file_stream(self.absolute_checked(path)?, path, contents)
+                .await;
+        }
         self.write_contents(path, crate::transfer::Contents::Memory(contents))
             .await
     }
 
     /// Metadata of a path, not following a final symlink.
     pub async fn stat(&self, path: &str) -> Result<FileStat> {
+        if let Some(agent) = self.agent() {
+            return agent.stat(self.absolute_checked(path)?, path).await;
+        }
         self.lstat(&self.absolute_checked(path)?, path)
             .await?
             .map(|stat| stat.stat)
@@ -216,6 +242,9 @@ impl Files<'_> {
     /// it streams, keeping only the names of its direct entries.
     pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
         let absolute = self.absolute_checked(path)?;
+        if let Some(agent) = self.agent() {
+            return agent.list_dir(absolute, path).await;
+        }
         // `dir/.` makes the engine follow a symlinked directory and name entries `./x`.
         let request = if absolute == "/" {
             "/.".to_owned()
@@ -237,6 +266,9 @@ impl Files<'_> {
 
     /// Creates a directory and its missing parents; an existing directory is fine.
     pub async fn make_dir(&self, path: &str) -> Result<()> {
+        if let Some(agent) = self.agent() {
+            return agent.make_dir(self.absolute_checked(path)?, path).await;
+        }
         self.make_dir_absolute(&self.absolute_checked(path)?, path)
             .await
     }
@@ -273,6 +305,9 @@ impl Files<'_> {
         let absolute = self.absolute_checked(path)?;
         if absolute == "/" {
             return Err(Error::file(path, FileErrorKind::PermissionDenied));
+        }
+        if let Some(agent) = self.agent() {
+            return agent.remove(absolute, recursive, path).await;
         }
         let stat = self
             .lstat(&absolute, path)

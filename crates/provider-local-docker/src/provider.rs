@@ -227,6 +227,9 @@ impl LocalDockerProvider {
             meta: &meta,
         })
         .await;
+        if meta.agent.is_some() {
+            result = self.unless_gone(&meta, result).await;
+        }
         match &mut result {
             Err(Error::NotFound { .. }) => self.forget(id.as_str()),
             // A command it runs (`rm` for `remove`) met the paused sandbox.

@@ -410,13 +410,21 @@ impl Files<'_> {
 
     /// A regular file's contents as a stream (see [`Files::read_stream_sized`]).
     pub async fn read_stream(&self, path: &str) -> Result<ByteStream> {
+        if let Some(agent) = self.agent() {
+            return agent
+                .read_file_stream(self.absolute_checked(path)?, path)
+                .await;
+        }
         Ok(self.read_stream_sized(path).await?.1)
     }
 
     /// Creates or replaces a file from a stream, spooled first (see the module docs).
     pub async fn write_stream(&self, path: &str, contents: ByteStream) -> Result<()> {
         // Refused before anything is read.
-        self.absolute_checked(path)?;
+        let absolute = self.absolute_checked(path)?;
+        if let Some(agent) = self.agent() {
+            return agent.write_file_stream(absolute, path, contents).await;
+        }
         let contents = spool(contents, path).await?;
         self.write_contents(path, contents).await
     }

@@ -49,3 +49,80 @@ async fn a_socket_planted_in_the_agents_directory_is_refused() {
     provider.terminate(&id).await.expect("terminate");
     assert!(refused, "an exec after the socket was replaced: {next:?}");
 }
+
+/// Files go through the agent: a listing larger than one frame of entries comes whole
+/// and sorted, with each entry's size; a file larger than a pipe streams both ways
+/// intact; a kernel filesystem's file and a path the container swapped for a symlink
+/// to `/proc` are refused, as local-process refuses them.
+#[tokio::test]
+async fn files_through_the_agent_hold_at_size() {
+    use futures::StreamExt;
+    use sandkit_core::FileErrorKind;
+
+    let provider = provider().await;
+    let spec = SandboxSpec::new()
+        .image(TEST_IMAGE)
+        .lifetime_secs(120)
+        .tag("suite", "local-docker-agent");
+    let id = provider.create(&spec).await.expect("create").id;
+    let made = provider
+        .run(
+            &id,
+            ExecRequest::new([
+                "sh",
+                "-c",
+                "mkdir /many && cd /many && i=0; while [ $i -lt 5000 ]; do echo -n $i > f$i; i=$((i+1)); done; ln -s /proc/self /many/zz-proc",
+            ]),
+        )
+        .await
+        .expect("run");
+    assert!(made.status.success(), "{made:?}");
+    let entries = provider.list_dir(&id, "/many").await.expect("list_dir");
+    assert_eq!(entries.len(), 5001, "every entry, past one frame's worth");
+    assert!(entries.windows(2).all(|w| w[0].name < w[1].name), "sorted");
+    let f4321 = entries.iter().find(|e| e.name == "f4321").expect("f4321");
+    assert_eq!(f4321.size_bytes, 4);
+
+    // 24 MiB of a pattern that a dropped or reordered chunk would break.
+    let contents: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<sandkit_core::Result<bytes::Bytes>> = contents
+        .chunks(3 << 20)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    provider
+        .write_file_stream(
+            &id,
+            "deep/new/big.bin",
+            Box::pin(futures::stream::iter(chunks)),
+        )
+        .await
+        .expect("write_file_stream");
+    let mut read = Vec::new();
+    let mut stream = provider
+        .read_file_stream(&id, "deep/new/big.bin")
+        .await
+        .expect("read_file_stream");
+    while let Some(chunk) = stream.next().await {
+        read.extend_from_slice(&chunk.expect("chunk"));
+    }
+    assert!(
+        read == contents,
+        "read back {} bytes, not what was written",
+        read.len()
+    );
+
+    for path in ["/proc/self/status", "/many/zz-proc/environ"] {
+        let refused = provider.read_file(&id, path).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(Error::FileOperation {
+                    kind: FileErrorKind::PermissionDenied,
+                    ..
+                })
+            ),
+            "{path}: {refused:?}"
+        );
+    }
+    provider.terminate(&id).await.expect("terminate");
+}

@@ -28,23 +28,6 @@ use crate::error::{file, outside};
 /// Linux's `PATH_MAX`: longer paths are refused before they reach the kernel.
 const PATH_MAX: usize = 4096;
 
-/// Filesystems whose files are the kernel's, not the sandbox's (procfs, sysfs, cgroups,
-/// debugfs, tracefs, securityfs, bpf, configfs, efivarfs, pstore, devpts).
-const KERNEL_FILESYSTEMS: [i64; 12] = [
-    0x9fa0,
-    0x6265_6572,
-    0x0027_e0eb,
-    0x6367_7270,
-    0x6462_6720,
-    0x7472_6163,
-    0x7363_6673,
-    0xcafe_4a11,
-    0x6265_6570,
-    0xde5e_81e4,
-    0x6165_676c,
-    0x1cd1,
-];
-
 /// What a tar entry may become when an archive is unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trust {
@@ -501,8 +484,7 @@ fn not_regular(shown: &str) -> Error {
 }
 
 fn refuse_kernel_files(fd: &OwnedFd, shown: &str) -> Result<()> {
-    let statfs = rustix::fs::fstatfs(fd).map_err(|e| file(shown, &e.into()))?;
-    if KERNEL_FILESYSTEMS.contains(&(statfs.f_type as i64)) {
+    if sandkit_agent::kernel::is_kernel_file(fd).map_err(|e| file(shown, &e))? {
         return Err(Error::file(shown, FileErrorKind::PermissionDenied));
     }
     Ok(())

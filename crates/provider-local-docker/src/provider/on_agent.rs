@@ -113,7 +113,7 @@ impl LocalDockerProvider {
 
     /// An agent that does not answer usually means the sandbox ended (its lifetime ran
     /// out, its entrypoint ended): that is `NotFound`, as on the Engine path.
-    async fn unless_gone<T>(&self, meta: &Meta, result: Result<T>) -> Result<T> {
+    pub(super) async fn unless_gone<T>(&self, meta: &Meta, result: Result<T>) -> Result<T> {
         match result {
             Err(Error::Unavailable { message }) => {
                 match self.inspect_info(&meta.container_id).await {

@@ -23,6 +23,7 @@ mod detached;
 mod files;
 mod pty;
 mod spawn;
+mod threads;
 mod usage;
 mod users;
 mod watch;
@@ -178,7 +179,7 @@ fn main() -> ExitCode {
             Ok(stream) if listen.is_some() && !from_outside(&stream) => drop(stream),
             Ok(stream) => {
                 let agent = agent.clone();
-                std::thread::spawn(move || serve(&agent, stream));
+                threads::run(move || serve(&agent, stream));
             }
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error)

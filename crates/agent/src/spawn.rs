@@ -168,7 +168,7 @@ pub(crate) fn start(
     }
     let writer = writer.clone();
     let timeout = spawn.timeout_ms.map(Duration::from_millis);
-    std::thread::spawn(move || {
+    crate::threads::run(move || {
         let (status, timed_out) = match timeout {
             None => (status_rx.recv().ok(), false),
             Some(timeout) => match status_rx.recv_timeout(timeout) {

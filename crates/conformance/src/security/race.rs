@@ -94,6 +94,11 @@ struct Tally {
 /// How long one racing call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The least time the calls race the swap loop, however fast they are: on an agent a
+/// few hundred calls take well under a second, which can pass before the loop's first
+/// swap, and such a race proves nothing.
+const LEAST_RACE: Duration = Duration::from_secs(2);
+
 async fn race(cx: Cx, op: Op) -> Result<()> {
     let settings = cx.suite().security.clone();
     let decoy = Decoy::create(&settings.decoy_parent)?;
@@ -228,7 +233,9 @@ async fn hammer(
     let provider = cx.bare();
     let started = Instant::now();
     let mut tally = Tally::default();
-    while tally.attempts < attempts && started.elapsed() < limit {
+    while (tally.attempts < attempts || started.elapsed() < LEAST_RACE.min(limit))
+        && started.elapsed() < limit
+    {
         let n = tally.attempts;
         tally.attempts += 1;
         let dir = if n % 2 == 0 { "race/d" } else { "race/d/sub" };

@@ -9,25 +9,25 @@
 //! 1.10 for latencies, at least 0.90 for throughput; the library's own memory with 100
 //! live sandboxes under 20 MiB. Needs the engine and image of `scripts/docker-engine.sh`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use futures::StreamExt;
 use sandkit_core::layers::{self, LayerOptions};
 use sandkit_core::{ExecRequest, SandboxId, SandboxProvider, SandboxProviderExt, SandboxSpec};
-use sandkit_provider_local_docker::{DEFAULT_CAPABILITIES, LocalDockerConfig, LocalDockerProvider};
+use sandkit_provider_local_docker::{LocalDockerConfig, LocalDockerProvider};
 use serde::Serialize;
+
+#[path = "common/raw.rs"]
+mod raw;
+use raw::Raw;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark local-docker against raw bollard calls")]
@@ -138,88 +138,13 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The raw side: the same engine calls sandkit makes, with nothing around them, on a
-/// container configured like a sandbox (same image, main process, hardening).
-struct Raw {
-    docker: Docker,
-    image: String,
+/// Files through the archive API, as sandkit's Engine path moves them.
+trait RawFiles {
+    async fn write(&self, id: &str, name: &str, contents: &[u8]) -> Result<()>;
+    async fn read(&self, id: &str, path: &str) -> Result<Bytes>;
 }
 
-impl Raw {
-    async fn create(&self) -> Result<String> {
-        let name = format!(
-            "sandkit-bench-raw-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let labels = HashMap::from([
-            ("sandkit.run-id".to_owned(), run_id()),
-            ("sandkit.bench".to_owned(), "raw".to_owned()),
-        ]);
-        let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
-            entrypoint: Some(vec!["sleep".into(), "600".into()]),
-            labels: Some(labels),
-            working_dir: Some("/".into()),
-            host_config: Some(HostConfig {
-                init: Some(true),
-                pids_limit: Some(512),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                cap_drop: Some(vec!["ALL".into()]),
-                cap_add: Some(DEFAULT_CAPABILITIES.map(str::to_owned).to_vec()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let id = self.docker.create_container(Some(options), body).await?.id;
-        self.docker.start_container(&id, None).await?;
-        Ok(id)
-    }
-
-    async fn remove(&self, id: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        self.docker.remove_container(id, Some(options)).await?;
-        Ok(())
-    }
-
-    /// Runs argv, returning the exit code and the stdout bytes seen.
-    async fn exec(&self, id: &str, argv: &[&str]) -> Result<(i64, u64)> {
-        let exec = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let started = self
-            .docker
-            .start_exec(&exec.id, Some(StartExecOptions::default()))
-            .await?;
-        let mut stdout_bytes = 0u64;
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(frame) = output.next().await {
-                if let bollard::container::LogOutput::StdOut { message } = frame? {
-                    stdout_bytes += message.len() as u64;
-                }
-            }
-        }
-        let code = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await?
-            .exit_code
-            .unwrap_or(-1);
-        Ok((code, stdout_bytes))
-    }
-
+impl RawFiles for Raw {
     async fn write(&self, id: &str, name: &str, contents: &[u8]) -> Result<()> {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
@@ -280,7 +205,7 @@ impl Bench {
                     sandkit.push(millis(started.elapsed()));
                     anyhow::ensure!(output.status.success(), "true failed: {output:?}");
                 } else {
-                    let (code, _) = self.raw.exec(&raw_id, &["true"]).await?;
+                    let code = self.raw.exec(&raw_id, &["true"]).await?.code;
                     raw.push(millis(started.elapsed()));
                     anyhow::ensure!(code == 0, "raw true exited {code}");
                 }
@@ -405,7 +330,7 @@ impl Bench {
                     process.wait().await?;
                     seen
                 } else {
-                    self.raw.exec(&raw_id, &argv).await?.1
+                    self.raw.exec(&raw_id, &argv).await?.bytes
                 };
                 let elapsed = started.elapsed().as_secs_f64();
                 anyhow::ensure!(seen == BYTES, "streamed {seen} bytes");
@@ -538,6 +463,8 @@ async fn main() -> Result<()> {
         raw: Raw {
             docker,
             image: args.image.clone(),
+            run_id: run_id(),
+            prefix: "sandkit-bench-raw",
         },
         spec,
         figures: Figures::default(),

@@ -21,18 +21,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use clap::Parser;
 use futures::StreamExt;
 use sandkit_core::layers::{self, LayerOptions};
 use sandkit_core::{ExecRequest, SandboxId, SandboxProvider, SandboxProviderExt, SandboxSpec};
-use sandkit_provider_local_docker::{DEFAULT_CAPABILITIES, LocalDockerConfig, LocalDockerProvider};
+use sandkit_provider_local_docker::{LocalDockerConfig, LocalDockerProvider};
 use sandkit_provider_local_process::{
     LocalProcessConfig, LocalProcessProvider, bubblewrap_available,
 };
 use serde::Serialize;
+
+#[path = "common/raw.rs"]
+mod raw;
+use raw::Raw;
 
 #[derive(Parser, Debug)]
 #[command(about = "Exec figures of local-docker and local-process against raw bollard")]
@@ -240,96 +241,6 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
-}
-
-/// Stdout of a raw exec: its exit code, the bytes seen, and the first 4 KiB of them.
-struct RawOutput {
-    code: i64,
-    bytes: u64,
-    head: Vec<u8>,
-}
-
-/// The raw side: the engine calls with nothing around them, on a container configured
-/// like a sandbox (same image, main process, hardening), as `bench.rs` does.
-#[derive(Clone)]
-struct Raw {
-    docker: Docker,
-    image: String,
-    run_id: String,
-}
-
-impl Raw {
-    async fn create(&self) -> Result<String> {
-        let name = format!(
-            "sandkit-exec-bench-raw-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let labels = HashMap::from([
-            ("sandkit.run-id".to_owned(), self.run_id.clone()),
-            ("sandkit.bench".to_owned(), "raw".to_owned()),
-        ]);
-        let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
-            entrypoint: Some(vec!["sleep".into(), "600".into()]),
-            labels: Some(labels),
-            working_dir: Some("/".into()),
-            host_config: Some(HostConfig {
-                init: Some(true),
-                pids_limit: Some(512),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                cap_drop: Some(vec!["ALL".into()]),
-                cap_add: Some(DEFAULT_CAPABILITIES.map(str::to_owned).to_vec()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let id = self.docker.create_container(Some(options), body).await?.id;
-        self.docker.start_container(&id, None).await?;
-        Ok(id)
-    }
-
-    async fn remove(&self, id: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        self.docker.remove_container(id, Some(options)).await?;
-        Ok(())
-    }
-
-    /// create_exec + start_exec (attached) + inspect_exec.
-    async fn exec(&self, id: &str, argv: &[&str]) -> Result<RawOutput> {
-        let exec = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let started = self
-            .docker
-            .start_exec(&exec.id, Some(StartExecOptions::default()))
-            .await?;
-        let (mut bytes, mut head) = (0u64, Vec::new());
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(frame) = output.next().await {
-                if let bollard::container::LogOutput::StdOut { message } = frame? {
-                    bytes += message.len() as u64;
-                    let room = 4096usize.saturating_sub(head.len());
-                    head.extend_from_slice(&message[..room.min(message.len())]);
-                }
-            }
-        }
-        let inspect = self.docker.inspect_exec(&exec.id).await?;
-        let code = inspect.exit_code.unwrap_or(-1);
-        Ok(RawOutput { code, bytes, head })
-    }
 }
 
 /// A sandbox on each provider and a raw container: ids in [`SIDES`] order.
@@ -764,6 +675,7 @@ async fn main() -> Result<()> {
             docker: client,
             image: args.image.clone(),
             run_id: sandkit_core::Ownership::from_env().run_id,
+            prefix: "sandkit-exec-bench-raw",
         },
         docker_spec: spec.clone().image(&args.image),
         process_spec: spec,

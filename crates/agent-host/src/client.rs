@@ -195,17 +195,13 @@ impl Agent {
             let stream = agent.open(&Request::Spawn(spawn), &fds)?;
             drop(stdio);
             match protocol::receive::<Reply>(&stream).map_err(|e| agent.failed(&e))? {
-                (Reply::Spawned { command, .. }, fds) => {
-                    // The end of a command may be far off: no read timeout from here on.
-                    stream
-                        .set_read_timeout(None)
-                        .map_err(|e| agent.internal("configuring the agent connection", e))?;
-                    Ok(Spawned {
-                        connection: stream,
-                        fds,
-                        command,
-                    })
-                }
+                // The end of a command may be far off: whoever waits for it on this
+                // connection makes it long-lived (`Agent::long_lived`).
+                (Reply::Spawned { command, .. }, fds) => Ok(Spawned {
+                    connection: stream,
+                    fds,
+                    command,
+                }),
                 (Reply::Error { kind, message }, _) => {
                     Err(spawn_error(&program, &cwd, kind, message))
                 }
@@ -269,6 +265,20 @@ impl Agent {
             )),
             other => Err(self.unexpected(&other)),
         }
+    }
+
+    /// `stream` (its request answered) for an async caller that may wait long for the
+    /// next frame: no read timeout, non-blocking, registered with the runtime.
+    pub(crate) fn long_lived(
+        &self,
+        stream: UnixStream,
+        doing: &str,
+    ) -> Result<tokio::net::UnixStream> {
+        stream
+            .set_read_timeout(None)
+            .and_then(|()| stream.set_nonblocking(true))
+            .and_then(|()| tokio::net::UnixStream::from_std(stream))
+            .map_err(|e| self.internal(doing, e))
     }
 
     /// Runs blocking socket work off the async threads.

@@ -232,11 +232,7 @@ impl AgentExec {
         timeout: Option<Duration>,
         terminal: Option<OwnedFd>,
     ) -> Result<Self> {
-        let setup = |connection: std::os::unix::net::UnixStream| {
-            connection.set_nonblocking(true)?;
-            UnixStream::from_std(connection)
-        };
-        let connection = setup(connection).map_err(|e| agent.internal("watching a command", e))?;
+        let connection = agent.long_lived(connection, "watching a command")?;
         Ok(Self {
             provider: agent.provider(),
             connection,

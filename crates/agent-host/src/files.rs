@@ -61,11 +61,7 @@ impl Agent {
                 Reply::Error { kind, message } => return Err(file_error(&shown, kind, message)),
                 other => return Err(agent.unexpected(&other)),
             }
-            stream
-                .set_read_timeout(None)
-                .and_then(|()| stream.set_nonblocking(true))
-                .and_then(|()| tokio::net::UnixStream::from_std(stream))
-                .map_err(|e| agent.internal("reading a file", e))
+            agent.long_lived(stream, "moving a file")
         })
         .await
     }

@@ -23,12 +23,8 @@ impl Agent {
                     }
                     other => return Err(agent.unexpected(&other)),
                 }
-                // Events may be far apart: no read timeout from here on.
-                stream
-                    .set_read_timeout(None)
-                    .and_then(|()| stream.set_nonblocking(true))
-                    .and_then(|()| tokio::net::UnixStream::from_std(stream))
-                    .map_err(|e| agent.internal("watching a directory", e))
+                // Events may be far apart.
+                agent.long_lived(stream, "watching a directory")
             })
             .await?;
         let provider = self.provider();

@@ -18,29 +18,39 @@ async fn provider() -> LocalDockerProvider {
     provider
 }
 
-/// The socket's directory is the container's to write: a process in it that puts a
-/// link to another socket there (the engine's own, here) or listens itself is not
-/// talked to, because the host checks who serves the socket.
-#[tokio::test]
-async fn a_socket_planted_in_the_agents_directory_is_refused() {
+/// A provider on the agent and a new sandbox of the test image (a failed test leaves it
+/// to its lifetime).
+async fn sandbox() -> (LocalDockerProvider, sandkit_core::SandboxId) {
     let provider = provider().await;
     let spec = SandboxSpec::new()
         .image(TEST_IMAGE)
         .lifetime_secs(120)
         .tag("suite", "local-docker-agent");
     let id = provider.create(&spec).await.expect("create").id;
-    let planted = provider
-        .run(
-            &id,
-            ExecRequest::new([
-                "sh",
-                "-c",
-                "rm /.sandkit/run/agent.sock && ln -s /var/run/docker.sock /.sandkit/run/agent.sock",
-            ]),
-        )
+    (provider, id)
+}
+
+/// Runs `script` in sandbox `id`, which must succeed.
+async fn sh(provider: &LocalDockerProvider, id: &sandkit_core::SandboxId, script: &str) {
+    let done = provider
+        .run(id, ExecRequest::new(["sh", "-c", script]))
         .await
         .expect("run");
-    assert!(planted.status.success(), "{planted:?}");
+    assert!(done.status.success(), "{script}: {done:?}");
+}
+
+/// The socket's directory is the container's to write: a process in it that puts a
+/// link to another socket there (the engine's own, here) or listens itself is not
+/// talked to, because the host checks who serves the socket.
+#[tokio::test]
+async fn a_socket_planted_in_the_agents_directory_is_refused() {
+    let (provider, id) = sandbox().await;
+    sh(
+        &provider,
+        &id,
+        "rm /.sandkit/run/agent.sock && ln -s /var/run/docker.sock /.sandkit/run/agent.sock",
+    )
+    .await;
     let next = provider.run(&id, ExecRequest::new(["true"])).await;
     let refused = matches!(
         &next,
@@ -59,24 +69,13 @@ async fn files_through_the_agent_hold_at_size() {
     use futures::StreamExt;
     use sandkit_core::FileErrorKind;
 
-    let provider = provider().await;
-    let spec = SandboxSpec::new()
-        .image(TEST_IMAGE)
-        .lifetime_secs(120)
-        .tag("suite", "local-docker-agent");
-    let id = provider.create(&spec).await.expect("create").id;
-    let made = provider
-        .run(
-            &id,
-            ExecRequest::new([
-                "sh",
-                "-c",
-                "mkdir /many && cd /many && i=0; while [ $i -lt 5000 ]; do echo -n $i > f$i; i=$((i+1)); done; ln -s /proc/self /many/zz-proc",
-            ]),
-        )
-        .await
-        .expect("run");
-    assert!(made.status.success(), "{made:?}");
+    let (provider, id) = sandbox().await;
+    sh(
+        &provider,
+        &id,
+        "mkdir /many && cd /many && i=0; while [ $i -lt 5000 ]; do echo -n $i > f$i; i=$((i+1)); done; ln -s /proc/self /many/zz-proc",
+    )
+    .await;
     let entries = provider.list_dir(&id, "/many").await.expect("list_dir");
     assert_eq!(entries.len(), 5001, "every entry, past one frame's worth");
     assert!(entries.windows(2).all(|w| w[0].name < w[1].name), "sorted");

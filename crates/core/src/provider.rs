@@ -121,6 +121,11 @@ pub struct SandboxInfo {
     pub gpu: Option<GpuRequest>,
     /// Region, when known.
     pub region: Option<String>,
+    /// How this sandbox runs where it differs from the provider's usual way, in words:
+    /// say, commands through a slower path because an in-box agent could not start.
+    /// Empty when nothing is out of the ordinary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Which sandboxes [`SandboxProvider::list`] returns.

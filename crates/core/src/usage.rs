@@ -143,6 +143,7 @@ mod tests {
                 count: 1,
             }),
             region: region.map(Into::into),
+            notes: Vec::new(),
         }
     }
 

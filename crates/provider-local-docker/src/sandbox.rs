@@ -208,6 +208,7 @@ pub(crate) fn info_from(inspect: &ContainerInspectResponse) -> SandboxInfo {
         memory_mib,
         gpu,
         region: None,
+        notes: Vec::new(),
     }
 }
 

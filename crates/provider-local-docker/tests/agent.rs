@@ -125,3 +125,30 @@ async fn files_through_the_agent_hold_at_size() {
     }
     provider.terminate(&id).await.expect("terminate");
 }
+
+/// A sandbox's info says when it is not on the agent, and why; one on it says nothing.
+#[tokio::test]
+async fn info_says_when_a_sandbox_is_not_on_the_agent() {
+    let (provider, id) = sandbox().await;
+    let on_agent = provider.info(&id).await.expect("info");
+    provider.terminate(&id).await.expect("terminate");
+    assert_eq!(on_agent.notes, Vec::<String>::new());
+
+    let config = LocalDockerConfig {
+        agent: false,
+        ..LocalDockerConfig::default()
+    };
+    let engine_only = LocalDockerProvider::connect(config).await.expect("connect");
+    let spec = SandboxSpec::new()
+        .image(TEST_IMAGE)
+        .lifetime_secs(120)
+        .tag("suite", "local-docker-agent");
+    let id = engine_only.create(&spec).await.expect("create").id;
+    let info = engine_only.info(&id).await.expect("info");
+    engine_only.terminate(&id).await.expect("terminate");
+    assert!(
+        info.notes.len() == 1 && info.notes[0].contains("`agent: false`"),
+        "{:?}",
+        info.notes
+    );
+}

@@ -204,6 +204,7 @@ impl LocalProcessProvider {
             memory_mib: None,
             gpu: None,
             region: None,
+            notes: Vec::new(),
         }
     }
 

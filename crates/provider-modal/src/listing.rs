@@ -103,6 +103,7 @@ impl ModalProvider {
                     memory_mib: None,
                     gpu: None,
                     region: None,
+                    notes: Vec::new(),
                 }
             }
         };
@@ -190,6 +191,7 @@ impl ModalProvider {
                 .filter(|mib| *mib > 0),
             gpu,
             region: entry.regions.into_iter().next(),
+            notes: Vec::new(),
         };
         self.fill_from_spec(&mut info);
         info

@@ -211,6 +211,7 @@ impl SandboxProvider for ModalProvider {
             memory_mib: spec.memory_mib,
             gpu: spec.gpu,
             region: spec.region.clone(),
+            notes: Vec::new(),
         })
     }
 

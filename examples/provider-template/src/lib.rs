@@ -163,6 +163,7 @@ impl SandboxProvider for TemplateProvider {
             memory_mib: None,
             gpu: None,
             region: None,
+            notes: Vec::new(),
         };
         let mut env = spec.env.clone();
         env.extend(

@@ -35,6 +35,9 @@ pub async fn run(context: &Context, args: CreateArgs) -> Result<i32, CliError> {
         print_json(&info)?;
     } else {
         println!("{}", info.id);
+        for note in &info.notes {
+            eprintln!("sandkit: note: {note}");
+        }
     }
     Ok(0)
 }

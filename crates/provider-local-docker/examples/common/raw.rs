@@ -19,7 +19,10 @@ pub struct RawOutput {
     /// Bytes written to stdout.
     pub bytes: u64,
     /// The first 4 KiB of stdout.
-    #[allow(dead_code, reason = "bench.rs looks at the code and the byte count only")]
+    #[allow(
+        dead_code,
+        reason = "bench.rs looks at the code and the byte count only"
+    )]
     pub head: Vec<u8>,
 }
 

@@ -344,7 +344,7 @@ impl LocalDockerProvider {
                 inspect = self.inspect_ours(id).await?;
             }
         }
-        let info = sandbox::info_from(&inspect);
+        let info = self.info_of(&inspect);
         if !info.state.is_finished() {
             self.remember(&inspect);
             return Ok(info);

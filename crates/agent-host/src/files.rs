@@ -91,7 +91,8 @@ impl Agent {
         Ok(contents.chain(last).boxed())
     }
 
-    /// Creates or replaces a regular file from `contents`, making missing parents.
+    /// Creates or replaces a regular file from `contents`, making missing parents: whole
+    /// or not at all (a failing `contents` is the error, and leaves the file as it was).
     pub async fn write_file_stream(
         &self,
         path: String,
@@ -116,6 +117,12 @@ impl Agent {
             }
         }
         drop(sink);
+        // Every byte is in: the agent may put the file in place.
+        let mut connection = connection;
+        let commit = protocol::encode(&Request::Commit);
+        if let Err(e) = connection.write_all(&commit).await {
+            return Err(self.internal("finishing a file", e));
+        }
         self.finished(connection, shown).await
     }
 

@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::OFlags;
 use rustix::io::Errno;
@@ -87,13 +88,9 @@ fn regular(file: &File) -> Result<u64, Failure> {
     Ok(meta.len())
 }
 
-fn open(path: &str, write: bool) -> Result<File, Failure> {
+fn open_to_read(path: &str) -> Result<File, Failure> {
     let mut options = std::fs::OpenOptions::new();
-    if write {
-        options.write(true).create(true).mode(0o644);
-    } else {
-        options.read(true);
-    }
+    options.read(true);
     // Non-blocking: opening a FIFO must not wait for its other end.
     let flags = OFlags::NONBLOCK | OFlags::NOCTTY;
     options.custom_flags(flags.bits() as i32);
@@ -103,7 +100,7 @@ fn open(path: &str, write: bool) -> Result<File, Failure> {
 /// [`protocol::Request::ReadFile`].
 pub fn read(stream: &UnixStream, path: &str, fds: Vec<OwnedFd>) {
     let opened = one_fd(fds).and_then(|out| {
-        let file = open(path, false)?;
+        let file = open_to_read(path)?;
         let size = regular(&file)?;
         Ok((file, size, File::from(out)))
     });
@@ -120,30 +117,84 @@ pub fn read(stream: &UnixStream, path: &str, fds: Vec<OwnedFd>) {
     send_result(stream, copied.map(|_| Reply::Done).map_err(|e| failure(&e)));
 }
 
-/// [`protocol::Request::WriteFile`].
+/// [`protocol::Request::WriteFile`]: into a new file beside `path`, renamed over it
+/// on `commit`, so a write cut short leaves nothing.
 pub fn write(stream: &UnixStream, path: &str, fds: Vec<OwnedFd>) {
     let opened = one_fd(fds).and_then(|input| {
-        if let Some(parent) = Path::new(path).parent() {
-            // A file where a parent should be is in the path's way, not at its end.
-            make_dirs(parent).map_err(|(kind, message)| match kind {
-                ErrorKind::AlreadyExists => (ErrorKind::NotADirectory, message),
-                kind => (kind, message),
-            })?;
+        let target = Path::new(path);
+        let (Some(parent), Some(_)) = (target.parent(), target.file_name()) else {
+            return Err((ErrorKind::IsADirectory, "is a directory".to_owned()));
+        };
+        // A file where a parent should be is in the path's way, not at its end.
+        make_dirs(parent).map_err(|(kind, message)| match kind {
+            ErrorKind::AlreadyExists => (ErrorKind::NotADirectory, message),
+            kind => (kind, message),
+        })?;
+        if std::fs::symlink_metadata(target).is_ok_and(|meta| meta.is_dir()) {
+            return Err((ErrorKind::IsADirectory, "is a directory".to_owned()));
         }
-        let file = open(path, true)?;
-        regular(&file)?;
-        file.set_len(0).map_err(|e| failure(&e))?;
-        Ok((file, File::from(input)))
+        let (temporary, file) = new_file_in(parent)?;
+        Ok((temporary, file, File::from(input)))
     });
-    let (mut file, mut input) = match opened {
+    let (temporary, mut file, mut input) = match opened {
         Ok(opened) => opened,
         Err(failure) => return send_result(stream, Err(failure)),
     };
-    if !send(stream, &Reply::FileOpened { size: 0 }) {
-        return;
+    let written =
+        send(stream, &Reply::FileOpened { size: 0 }).then(|| std::io::copy(&mut input, &mut file));
+    drop(file);
+    let outcome = match written {
+        // The host is gone: nothing to answer.
+        None => None,
+        Some(Err(e)) => Some(Err(failure(&e))),
+        Some(Ok(_)) => match protocol::receive::<protocol::Request>(stream) {
+            Ok((protocol::Request::Commit, _)) => Some(
+                std::fs::rename(&temporary, path)
+                    .map(|()| Reply::Done)
+                    .map_err(|e| failure(&e)),
+            ),
+            // No commit: the host gave up (its source failed) or went away.
+            _ => None,
+        },
+    };
+    if !matches!(outcome, Some(Ok(_))) {
+        let _ = std::fs::remove_file(&temporary);
     }
-    let copied = std::io::copy(&mut input, &mut file);
-    send_result(stream, copied.map(|_| Reply::Done).map_err(|e| failure(&e)));
+    if let Some(outcome) = outcome {
+        send_result(stream, outcome);
+    }
+}
+
+/// A new, empty regular file in `dir` (mode 0644), under a name of its own.
+fn new_file_in(dir: &Path) -> Result<(std::path::PathBuf, File), Failure> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new("/")
+    } else {
+        dir
+    };
+    let directory = File::open(dir).map_err(|e| failure(&e))?;
+    if kernel::is_kernel_file(&directory).map_err(|e| failure(&e))? {
+        return Err((
+            ErrorKind::PermissionDenied,
+            "a kernel filesystem's files are not read or written".to_owned(),
+        ));
+    }
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!(".sandkit-write-{}-{n}", std::process::id());
+        let candidate = dir.join(name);
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&candidate);
+        match created {
+            Ok(file) => return Ok((candidate, file)),
+            Err(e) if e.kind() == IoKind::AlreadyExists => continue,
+            Err(e) => return Err(failure(&e)),
+        }
+    }
 }
 
 fn kind_of(file_type: std::fs::FileType) -> PathKind {

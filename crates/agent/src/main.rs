@@ -377,6 +377,7 @@ fn serve(agent: &Agent, stream: UnixStream) {
         };
         let answer = match request {
             Request::Hello { .. } => error(ErrorKind::BadRequest, "hello was already said"),
+            Request::Commit => error(ErrorKind::BadRequest, "no file is being written"),
             Request::Spawn(_) if started.is_some() => {
                 error(ErrorKind::BadRequest, "one command per connection")
             }

@@ -82,14 +82,18 @@ pub enum Request {
         /// The file.
         path: String,
     },
-    /// Creates or truncates a regular file (mode 0644; missing parent directories made
-    /// 0755) and fills it from the one descriptor that comes with it, to its end:
-    /// answers `file-opened` (or the error about the path), then `done` once the
-    /// contents are written, or the error that stopped them.
+    /// Creates or replaces a regular file (mode 0644; missing parent directories made
+    /// 0755) from the one descriptor that comes with it, whole or not at all: answers
+    /// `file-opened` (or the error about the path), fills a new file beside the path to
+    /// the descriptor's end, then waits for `commit`, which renames it over the path (a
+    /// symlink there is replaced, not written through, as tar does) and answers `done`.
+    /// A connection that ends without `commit` leaves nothing.
     WriteFile {
         /// The file.
         path: String,
     },
+    /// Puts a `write-file`'s contents in place, once its descriptor has ended.
+    Commit,
     /// A path's metadata, not following a final symlink: answers `path-info`.
     Stat {
         /// The path.

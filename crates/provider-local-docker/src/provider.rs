@@ -293,21 +293,6 @@ impl LocalDockerProvider {
     }
 
     /// The info of a sandbox, finished ones included.
-    /// What `inspect` says of a sandbox, noting when it is not on the agent and why.
-    fn info_of(&self, inspect: &bollard::models::ContainerInspectResponse) -> SandboxInfo {
-        let mut info = sandbox::info_from(inspect);
-        if !info.state.is_finished() && self.agent.agent_of(inspect).is_none() {
-            let why = self
-                .agent
-                .fallback()
-                .unwrap_or("the sandbox was made without sandkit's agent");
-            info.notes.push(format!(
-                "commands and files go through the Engine API, not sandkit's agent (no PTY, watch, usage or detached commands): {why}"
-            ));
-        }
-        info
-    }
-
     async fn inspect_info(&self, id: &str) -> Result<SandboxInfo> {
         let inspect = self.inspect_ours(id).await?;
         let info = self.info_of(&inspect);

@@ -1,5 +1,5 @@
 //! What a sandbox on sandkit's agent does through it (see [`crate::agent`]): commands,
-//! file watching and usage.
+//! file watching and usage, and what a sandbox's info says when it is not on the agent.
 
 use sandkit_agent_host::Agent;
 use sandkit_agent_host::protocol::SpawnRequest;
@@ -109,6 +109,24 @@ impl LocalDockerProvider {
         };
         let usage = agent.usage().await;
         self.unless_gone(&meta, usage).await
+    }
+
+    /// What `inspect` says of a sandbox, noting when it is not on the agent and why.
+    pub(super) fn info_of(
+        &self,
+        inspect: &bollard::models::ContainerInspectResponse,
+    ) -> SandboxInfo {
+        let mut info = sandbox::info_from(inspect);
+        if !info.state.is_finished() && self.agent.agent_of(inspect).is_none() {
+            let why = self
+                .agent
+                .fallback()
+                .unwrap_or("the sandbox was made without sandkit's agent");
+            info.notes.push(format!(
+                "commands and files go through the Engine API, not sandkit's agent (no PTY, watch, usage or detached commands): {why}"
+            ));
+        }
+        info
     }
 
     /// An agent that does not answer usually means the sandbox ended (its lifetime ran

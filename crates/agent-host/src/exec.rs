@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use futures::StreamExt;
 use sandkit_agent::protocol::{self, Reply, Request, SpawnRequest, TerminalSize};
 use sandkit_core::{
@@ -17,12 +18,15 @@ use sandkit_core::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{Semaphore, mpsc};
-use tokio_util::io::ReaderStream;
 
 use crate::Agent;
 
 /// How much of a command's output one chunk of its stream carries at most.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// The first read's buffer: most commands write little, and a buffer of
+/// [`READ_CHUNK_BYTES`] per stream per command would be a fresh mapping each time.
+/// Each read that fills its buffer doubles the next one's, up to that size.
+const FIRST_CHUNK_BYTES: usize = 4 * 1024;
 /// The size asked for an output pipe (Linux's default is 64 KiB; unprivileged users may
 /// have 1 MiB).
 const PIPE_BYTES: usize = 1 << 20;
@@ -144,8 +148,21 @@ impl Agent {
         let (chunks_tx, chunks_rx) = mpsc::unbounded_channel();
         let drained = budget.clone();
         tokio::spawn(async move {
-            let mut chunks = std::pin::pin!(ReaderStream::with_capacity(reader, READ_CHUNK_BYTES));
-            while let Some(chunk) = chunks.next().await {
+            let mut reader = std::pin::pin!(reader);
+            let mut size = FIRST_CHUNK_BYTES;
+            loop {
+                let mut buffer = BytesMut::with_capacity(size);
+                let chunk = match reader.read_buf(&mut buffer).await {
+                    Ok(0) => return,
+                    Ok(read) => {
+                        if read >= size {
+                            size = (size * 2).min(READ_CHUNK_BYTES);
+                        }
+                        Ok(buffer.freeze())
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = chunk.is_err();
                 let bytes = chunk.as_ref().map_or(0, |c| c.len()) as u32;
                 tokio::select! {
                     permit = drained.acquire_many(bytes) => match permit {
@@ -155,7 +172,7 @@ impl Agent {
                     // Nobody reads any more: dropping the pipe ends the writer's output.
                     () = chunks_tx.closed() => return,
                 }
-                if chunks_tx.send(chunk).is_err() {
+                if chunks_tx.send(chunk).is_err() || failed {
                     return;
                 }
             }

@@ -8,8 +8,8 @@
 //!   recorded value is paired with a new one, the pair holds for the rest of the replay,
 //!   and the new value is put back wherever the recorded one appears in answers;
 //! - values of sandkit's run-specific tags (`sandkit.*` but `sandkit.managed-by`: owner,
-//!   run id, creation and expiry times) match anything (their UUID-like parts are still
-//!   paired, so answers carry the new run's values);
+//!   run id, creation and expiry times) match anything (their UUID-like parts, and whole
+//!   creation and expiry times, are still paired, so answers carry the new run's values);
 //! - redacted values (`[redacted]`) match anything;
 //! - `TaskExecStdioRead` matches whatever its `offset`, and the recorded output is served
 //!   from that offset on, so clients may resume streams wherever they were cut;
@@ -165,8 +165,10 @@ fn now_unix_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Moves the points in time of an answer forward by `shift` seconds.
-fn shift_times(value: &mut Value, field: &str, shift: f64) {
+/// Moves the points in time of an answer forward by `shift` seconds. A time tag whose
+/// recorded value is paired with the replaying client's is left for [`rewrite_strings`]
+/// to put the client's own value back: a shifted one can be a second off it.
+fn shift_times(value: &mut Value, field: &str, shift: f64, bindings: &Bindings) {
     match value {
         Value::F64(seconds) if TIME_FIELDS.contains(&field) && *seconds > EPOCH_FLOOR_SECS => {
             *seconds += shift;
@@ -179,6 +181,7 @@ fn shift_times(value: &mut Value, field: &str, shift: f64) {
                     .unwrap_or(false);
             if time_tag {
                 if let Some(Value::String(text)) = message.get_field_by_name_mut("tag_value")
+                    && !bindings.recorded_to_new.contains_key(text.as_str())
                     && let Ok(seconds) = text.parse::<u64>()
                 {
                     *text = (seconds + shift.round() as u64).to_string();
@@ -186,12 +189,12 @@ fn shift_times(value: &mut Value, field: &str, shift: f64) {
                 return;
             }
             for (descriptor, child) in message.fields_mut() {
-                shift_times(child, descriptor.name(), shift);
+                shift_times(child, descriptor.name(), shift, bindings);
             }
         }
         Value::List(items) => {
             for item in items {
-                shift_times(item, field, shift);
+                shift_times(item, field, shift, bindings);
             }
         }
         _ => {}
@@ -484,8 +487,8 @@ impl Replayer {
         for message in &mut messages {
             if let Recorded::Message(message) = message {
                 let mut value = Value::Message(message.clone());
+                shift_times(&mut value, "", self.time_shift(), &state.bindings);
                 rewrite_strings(&mut value, &state.bindings);
-                shift_times(&mut value, "", self.time_shift());
                 if let Value::Message(rewritten) = value {
                     *message = rewritten;
                 }

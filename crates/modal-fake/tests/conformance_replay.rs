@@ -1,5 +1,7 @@
 //! The shared conformance suite for the `modal` provider against replays of committed
-//! cassettes (`cassettes/<case>.json`): no network, no Docker, no credentials.
+//! cassettes: no network, no Docker, no credentials. Every case runs twice, once creating
+//! V2 sandboxes (`v2::<case>`, cassettes in `cassettes/v2/`, the provider's default) and
+//! once V1 (`v1::<case>`, `cassettes/v1/`).
 //!
 //! Each case gets its own replay server serving its own cassette, and its own provider, so
 //! cases cannot answer each other's calls. Cases run one at a time, with fixed ownership
@@ -9,6 +11,7 @@
 //!
 //! ```text
 //! SANDKIT_MODAL_RECORD=emulator cargo test -p sandkit-modal-fake --test conformance_replay
+//! SANDKIT_MODAL_RECORD=emulator cargo test -p sandkit-modal-fake --test conformance_replay -- v2::
 //! SANDKIT_MODAL_RECORD=modal MODAL_TOKEN_ID=ak-... MODAL_TOKEN_SECRET=as-... \
 //!     cargo test -p sandkit-modal-fake --test conformance_replay
 //! ```
@@ -28,6 +31,7 @@ use sandkit_modal_fake::{
     Cassette, RecordOptions, ReplayOptions, ServerHandle, UpstreamKind, serve_recorder,
     serve_replayer,
 };
+use sandkit_provider_modal::Protocol;
 
 /// Cases whose payloads (tens of MiB of random bytes) are too large to commit as
 /// cassettes; `conformance_emulator` and `conformance_faults` run them live.
@@ -38,9 +42,14 @@ const TOO_LARGE: [&str; 4] = [
     "file_64mib",
 ];
 
-/// Where the cassettes live.
-fn cassette_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("cassettes")
+/// The two ways of creating sandboxes, each with its own cassettes.
+const FAMILIES: [(&str, Protocol); 2] = [("v2", Protocol::V2), ("v1", Protocol::V1)];
+
+/// Where one family's cassettes live.
+fn cassette_dir(family: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("cassettes")
+        .join(family)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -54,7 +63,7 @@ fn source(recording: Option<Source>) -> Source {
     if let Some(source) = recording {
         return source;
     }
-    let from_modal = std::fs::read_dir(cassette_dir())
+    let from_modal = std::fs::read_dir(cassette_dir("v1"))
         .into_iter()
         .flatten()
         .flatten()
@@ -103,14 +112,13 @@ fn capabilities(modal: &Capabilities, source: Source) -> Capabilities {
 
 /// What serves one case: a recorder in front of the upstream, or a replayer.
 async fn server_for(
-    case: &str,
+    path: &Path,
     upstream: Option<&str>,
     kind: UpstreamKind,
 ) -> Result<ServerHandle, String> {
-    let path = cassette_dir().join(format!("{case}.json"));
     match upstream {
         Some(upstream) => {
-            let mut options = RecordOptions::new(upstream, &path);
+            let mut options = RecordOptions::new(upstream, path);
             options.upstream_kind = Some(kind);
             serve_recorder(common::any_port(), options)
                 .await
@@ -119,7 +127,7 @@ async fn server_for(
         None => {
             // A case with no cassette made no call when recorded; replay an empty one.
             let cassette = if path.exists() {
-                Cassette::load(&path).map_err(|error| error.to_string())?
+                Cassette::load(path).map_err(|error| error.to_string())?
             } else {
                 Cassette::new("emulator", "", "no calls were recorded for this case")
             };
@@ -132,6 +140,7 @@ async fn server_for(
 
 async fn run_case(
     case: &'static str,
+    (family, protocol): (&'static str, Protocol),
     upstream: Option<String>,
     source: Source,
 ) -> Result<Completion, Failed> {
@@ -139,12 +148,13 @@ async fn run_case(
         Source::Emulator => UpstreamKind::Emulator,
         Source::Modal => UpstreamKind::Modal,
     };
-    let server = server_for(case, upstream.as_deref(), kind).await?;
+    let path = cassette_dir(family).join(format!("{case}.json"));
+    let server = server_for(&path, upstream.as_deref(), kind).await?;
     let modal = if upstream.is_some() && source == Source::Modal {
         // Recording from Modal: the real credentials, from the environment.
-        common::modal_provider_with_env_credentials(&server.url()).await
+        common::modal_provider_with_env_credentials(&server.url(), protocol).await
     } else {
-        common::modal_provider(&server.url()).await
+        common::modal_provider_speaking(&server.url(), protocol).await
     }
     .map_err(|error| error.to_string())?;
     let caps = capabilities(modal.capabilities(), source);
@@ -154,7 +164,6 @@ async fn run_case(
     server.shutdown().await.map_err(|error| error.to_string())?;
     if upstream.is_some() {
         // Keep only cassettes that recorded something.
-        let path = cassette_dir().join(format!("{case}.json"));
         if Cassette::load(&path).is_ok_and(|cassette| cassette.exchanges.is_empty()) {
             let _ = std::fs::remove_file(&path);
         }
@@ -208,23 +217,27 @@ fn main() {
             Some(url)
         }
     };
-    let trials = sandkit_conformance::cases()
+    let trials = FAMILIES
         .iter()
-        .map(|case| {
-            let name = case.name;
+        .flat_map(|&family| {
+            sandkit_conformance::cases()
+                .iter()
+                .map(move |case| (family, case.name))
+        })
+        .map(|(family, name)| {
             let handle = runtime.handle().clone();
             let upstream = upstream.clone();
-            Trial::ignorable_test(name, move || {
+            Trial::ignorable_test(format!("{}::{name}", family.0), move || {
                 if TOO_LARGE.contains(&name) {
                     return Ok(Completion::ignored_with(
                         "its payload is too large for a committed cassette; \
                          conformance_emulator runs it live",
                     ));
                 }
-                handle.block_on(run_case(name, upstream, source))
+                handle.block_on(run_case(name, family, upstream, source))
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(runtime);
     conclusion.exit();

@@ -98,14 +98,15 @@ async fn a_recorded_session_replays_without_its_upstream_and_leaks_no_secret() {
         .iter()
         .map(|e| e.method.as_str())
         .collect();
+    // A V2 sandbox (the provider's default): its router access came with its creation,
+    // and its secret went inline, in `secret_sources`.
     for method in [
         "AuthTokenGet",
-        "SandboxCreate",
-        "TaskGetCommandRouterAccess",
+        "SandboxCreateV2",
         "TaskExecStart",
         "TaskExecStdioRead",
         "TaskExecWait",
-        "SandboxTerminate",
+        "SandboxTerminateV2",
     ] {
         assert!(
             methods.contains(&method),

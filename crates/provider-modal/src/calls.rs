@@ -88,6 +88,7 @@ control_calls! {
     ImageFromIdRequest => pb::ImageFromIdResponse: image_from_id;
     ImageGetOrCreateRequest => pb::ImageGetOrCreateResponse: image_get_or_create;
     SandboxCreateRequest => pb::SandboxCreateResponse: sandbox_create;
+    SandboxCreateV2Request => pb::SandboxCreateV2Response: sandbox_create_v2;
     SandboxGetFromNameRequest => pb::SandboxGetFromNameResponse: sandbox_get_from_name;
     SandboxGetTaskIdRequest => pb::SandboxGetTaskIdResponse: sandbox_get_task_id;
     SandboxGetTunnelsRequest => pb::SandboxGetTunnelsResponse: sandbox_get_tunnels,
@@ -99,6 +100,42 @@ control_calls! {
         deadline(request) long_poll(request.timeout, Duration::from_secs(10));
     SecretGetOrCreateRequest => pb::SecretGetOrCreateResponse: secret_get_or_create;
     VolumeGetOrCreateRequest => pb::VolumeGetOrCreateResponse: volume_get_or_create;
+}
+
+/// A V1 request sent to the V2 method of the same name: Modal's V2 sandbox calls take the
+/// V1 messages, so the method cannot be told from the request's type alone.
+#[derive(Clone)]
+pub(crate) struct V2<R>(pub R);
+
+/// Implements [`ControlCall`] for `V2<request>` on each `Request: method` line, with the
+/// V1 call's response and deadline.
+macro_rules! v2_calls {
+    ($($request:ident: $method:ident;)*) => {$(
+        impl ControlCall for V2<pb::$request> {
+            type Response = <pb::$request as ControlCall>::Response;
+
+            fn send(
+                mut stub: ModalClientClient<Channel>,
+                request: Request<Self>,
+            ) -> impl Future<Output = Result<Response<Self::Response>, Status>> + Send {
+                async move { stub.$method(request.map(|V2(inner)| inner)).await }
+            }
+
+            fn deadline(&self) -> Option<Duration> {
+                self.0.deadline()
+            }
+        }
+    )*};
+}
+
+v2_calls! {
+    SandboxGetFromNameRequest: sandbox_get_from_name_v2;
+    SandboxGetTaskIdRequest: sandbox_get_task_id_v2;
+    SandboxGetTunnelsRequest: sandbox_get_tunnels_v2;
+    SandboxListRequest: sandbox_list_v2;
+    SandboxTagsGetRequest: sandbox_tags_get_v2;
+    SandboxTerminateRequest: sandbox_terminate_v2;
+    SandboxWaitRequest: sandbox_wait_v2;
 }
 
 #[cfg(test)]

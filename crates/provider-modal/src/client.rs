@@ -2,6 +2,7 @@
 //! router, with Modal's headers, the auth-token exchange, and retries.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,12 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use sandkit_core::SecretString;
 use sandkit_modal_proto::client::modal_client_client::ModalClientClient;
-use sandkit_modal_proto::client::{AuthTokenGetRequest, TaskGetCommandRouterAccessRequest};
+use sandkit_modal_proto::client::sandbox_get_command_router_access_request::Target;
+use sandkit_modal_proto::client::{self as pb, AuthTokenGetRequest};
 use sandkit_modal_proto::task_command_router::task_command_router_client::TaskCommandRouterClient;
 use tokio::sync::{Mutex, RwLock};
 use tonic::codec::Streaming;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
 use crate::error::router_not_ready;
@@ -48,42 +50,83 @@ fn is_loopback(host: &str) -> bool {
     )
 }
 
-/// Opens a lazily connecting channel to `url`. `https` uses TLS with the web PKI roots
-/// unless `plaintext` is set (local fakes); `http` is plaintext h2c.
-pub(crate) fn channel(url: &str, plaintext: bool) -> Result<Channel, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|error| format!("`{url}` is not a URL: {error}"))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("`{url}` has no host"))?
-        .to_owned();
-    let (endpoint, tls) = match uri.scheme_str() {
-        Some("https") if !plaintext && !is_loopback(&host) => (url.to_owned(), true),
-        Some("https") => {
-            let port = uri.port_u16().unwrap_or(443);
-            (
-                format!("http://{}:{port}", uri.host().unwrap_or(&host)),
-                false,
-            )
-        }
-        Some("http") => (url.to_owned(), false),
-        _ => return Err(format!("`{url}` must start with http:// or https://")),
-    };
-    let mut endpoint = Endpoint::from_shared(endpoint)
-        .map_err(|error| format!("`{url}`: {error}"))?
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(WINDOW_BYTES)
-        .initial_connection_window_size(WINDOW_BYTES)
-        .connect_timeout(Duration::from_secs(30));
-    if tls {
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().with_webpki_roots().domain_name(host))
-            .map_err(|error| format!("TLS for `{url}`: {error}"))?;
+/// How channels are opened: which certificate authorities TLS trusts, and whether a local
+/// fake's `https` URLs get plaintext.
+#[derive(Clone, Default)]
+pub(crate) struct Transport {
+    /// Extra authorities (PEM) trusted beside the web PKI roots. With them, `https` is
+    /// always TLS, loopback too: the caller asked for its certificate to be verified.
+    ca: Option<Certificate>,
+    /// The control plane is a local fake without a CA of its own: every `https` router
+    /// URL it hands out gets plaintext, as Modal's Go and JS clients do.
+    plaintext_routers: bool,
+}
+
+impl Transport {
+    /// A transport trusting the authorities in `ca_file` besides the public roots.
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
+        let ca = match ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|error| format!("ca_file `{}`: {error}", path.display()))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(format!(
+                        "ca_file `{}` holds no PEM certificate",
+                        path.display()
+                    ));
+                }
+                Some(Certificate::from_pem(pem))
+            }
+        };
+        Ok(Self {
+            ca,
+            plaintext_routers: false,
+        })
     }
-    Ok(endpoint.connect_lazy())
+
+    /// Opens a lazily connecting channel to `url`. `https` uses TLS, except to a loopback
+    /// host (or any router of a local fake) when no CA was given: local fakes serve h2c.
+    /// `http` is plaintext h2c.
+    pub fn channel(&self, url: &str, router: bool) -> Result<Channel, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|error| format!("`{url}` is not a URL: {error}"))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("`{url}` has no host"))?
+            .to_owned();
+        let plaintext =
+            self.ca.is_none() && ((router && self.plaintext_routers) || is_loopback(&host));
+        let (endpoint, tls) = match uri.scheme_str() {
+            Some("https") if !plaintext => (url.to_owned(), true),
+            Some("https") => {
+                let port = uri.port_u16().unwrap_or(443);
+                (format!("http://{host}:{port}"), false)
+            }
+            Some("http") => (url.to_owned(), false),
+            _ => return Err(format!("`{url}` must start with http:// or https://")),
+        };
+        let mut endpoint = Endpoint::from_shared(endpoint)
+            .map_err(|error| format!("`{url}`: {error}"))?
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(WINDOW_BYTES)
+            .initial_connection_window_size(WINDOW_BYTES)
+            .connect_timeout(Duration::from_secs(30));
+        if tls {
+            let mut config = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(ca) = &self.ca {
+                config = config.ca_certificate(ca.clone());
+            }
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            endpoint = endpoint
+                .tls_config(config.domain_name(name))
+                .map_err(|error| format!("TLS for `{url}`: {error}"))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
 }
 
 /// A header value that never shows itself in `Debug` output.
@@ -116,8 +159,7 @@ pub(crate) struct ControlPlane {
     token_secret: AsciiMetadataValue,
     auth: Mutex<AuthState>,
     policy: RetryPolicy,
-    /// The control plane is a local fake: routers it hands out get plaintext.
-    local: bool,
+    transport: Transport,
     max_throttle_wait: Option<Duration>,
     /// How long a router's first call is retried while the router refuses it.
     router_connect_timeout: Duration,
@@ -129,13 +171,14 @@ impl ControlPlane {
         server_url: &str,
         token_id: &str,
         token_secret: &SecretString,
+        mut transport: Transport,
         max_throttle_wait: Option<Duration>,
         router_connect_timeout: Duration,
     ) -> Result<Self, String> {
-        let stub = ModalClientClient::new(channel(server_url, false)?)
+        let stub = ModalClientClient::new(transport.channel(server_url, false)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let local = server_url
+        transport.plaintext_routers = server_url
             .parse::<Uri>()
             .ok()
             .and_then(|uri| uri.host().map(is_loopback))
@@ -146,7 +189,7 @@ impl ControlPlane {
             token_secret: sensitive(token_secret.expose())?,
             auth: Mutex::new(AuthState::Unknown),
             policy: RetryPolicy::control_plane(max_throttle_wait),
-            local,
+            transport,
             max_throttle_wait,
             router_connect_timeout,
         })
@@ -313,11 +356,21 @@ impl ControlPlane {
         })
     }
 
-    /// Opens the command router of `task_id`.
-    pub async fn router(self: &Arc<Self>, task_id: &str) -> Result<Router, Status> {
-        let access = self.router_access(task_id, 0).await?;
+    /// Opens the command router of `task_id`, whose access comes from `source`; `access`
+    /// is a JWT and URL already handed out with the sandbox (V2 creation), if any.
+    pub async fn router(
+        self: &Arc<Self>,
+        task_id: &str,
+        source: AccessSource,
+        access: Option<pb::CommandRouterAccess>,
+    ) -> Result<Router, Status> {
+        let access = match access {
+            Some(access) => self.open_router(access, 0)?,
+            None => self.router_access(task_id, &source, 0).await?,
+        };
         Ok(Router {
             task_id: task_id.to_owned(),
+            source,
             control_plane: Arc::clone(self),
             access: RwLock::new(access),
             policy: RetryPolicy::router(self.max_throttle_wait),
@@ -326,27 +379,87 @@ impl ControlPlane {
         })
     }
 
-    async fn router_access(&self, task_id: &str, generation: u64) -> Result<RouterAccess, Status> {
-        let request = TaskGetCommandRouterAccessRequest {
-            task_id: task_id.to_owned(),
+    /// Fetches router access for `task_id` from `source`.
+    async fn router_access(
+        &self,
+        task_id: &str,
+        source: &AccessSource,
+        generation: u64,
+    ) -> Result<RouterAccess, Status> {
+        let (jwt, url) = match source {
+            AccessSource::Task => {
+                let request = pb::TaskGetCommandRouterAccessRequest {
+                    task_id: task_id.to_owned(),
+                };
+                let response = self
+                    .unary(request, |mut stub, request| async move {
+                        stub.task_get_command_router_access(request).await
+                    })
+                    .await?;
+                (response.jwt, response.url)
+            }
+            AccessSource::Sandbox { sandbox_id, token } => {
+                let request = pb::SandboxGetCommandRouterAccessRequest {
+                    target: Some(Target::SandboxId(sandbox_id.clone())),
+                };
+                let response = self
+                    .unary(request, |mut stub, mut request| {
+                        if let Some(token) = token {
+                            request
+                                .metadata_mut()
+                                .insert(SANDBOX_TOKEN_HEADER, token.clone());
+                        }
+                        async move { stub.sandbox_get_command_router_access(request).await }
+                    })
+                    .await?;
+                (response.jwt, response.url)
+            }
         };
-        let response = self
-            .unary(request, |mut stub, request| async move {
-                stub.task_get_command_router_access(request).await
-            })
-            .await?;
+        self.open_router(pb::CommandRouterAccess { jwt, url }, generation)
+    }
+
+    /// A stub for the router at `access.url`, with its JWT.
+    fn open_router(
+        &self,
+        access: pb::CommandRouterAccess,
+        generation: u64,
+    ) -> Result<RouterAccess, Status> {
         let stub = TaskCommandRouterClient::new(
-            channel(&response.url, self.local).map_err(Status::internal)?,
+            self.transport
+                .channel(&access.url, true)
+                .map_err(Status::internal)?,
         )
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(RouterAccess {
             stub,
-            bearer: sensitive(&format!("Bearer {}", response.jwt)).map_err(Status::internal)?,
-            url: response.url,
+            bearer: sensitive(&format!("Bearer {}", access.jwt)).map_err(Status::internal)?,
+            url: access.url,
             generation,
         })
     }
+}
+
+/// The header V2 calls carry a sandbox's `sandbox_token` in.
+pub(crate) const SANDBOX_TOKEN_HEADER: &str = "x-modal-sandbox-token";
+
+/// A sandbox token as a header value that never shows itself in `Debug` output; `None`
+/// for an empty or unusable one.
+pub(crate) fn sandbox_token(token: &str) -> Option<AsciiMetadataValue> {
+    (!token.is_empty()).then(|| sensitive(token).ok()).flatten()
+}
+
+/// Where a router's access comes from, first and whenever its JWT is refused.
+#[derive(Clone)]
+pub(crate) enum AccessSource {
+    /// `TaskGetCommandRouterAccess` by task id: V1 sandboxes.
+    Task,
+    /// `SandboxGetCommandRouterAccess` by sandbox id, with the sandbox token when this
+    /// instance created it: V2 sandboxes, as Modal's Python client reaches their routers.
+    Sandbox {
+        sandbox_id: String,
+        token: Option<AsciiMetadataValue>,
+    },
 }
 
 fn ascii_number(n: u32) -> AsciiMetadataValue {
@@ -394,6 +507,7 @@ impl RouterAccess {
 /// connections until then.
 pub(crate) struct Router {
     task_id: String,
+    source: AccessSource,
     control_plane: Arc<ControlPlane>,
     access: RwLock<RouterAccess>,
     policy: RetryPolicy,
@@ -419,7 +533,7 @@ impl Router {
         if access.generation == seen.generation {
             let fresh = self
                 .control_plane
-                .router_access(&self.task_id, seen.generation + 1)
+                .router_access(&self.task_id, &self.source, seen.generation + 1)
                 .await?;
             if fresh.url != access.url {
                 tracing::warn!(task_id = %self.task_id, "the command router moved to another address");

@@ -82,6 +82,29 @@ pub struct ModalConfig {
     /// Cap on the total time spent honouring server-directed retry delays of one call, in
     /// seconds; 0 disables them. Default: `MODAL_MAX_THROTTLE_WAIT`, else no cap.
     pub max_throttle_wait_secs: Option<u64>,
+    /// Which of Modal's sandbox APIs new sandboxes are made with. Default: `auto`.
+    pub protocol: Option<Protocol>,
+    /// A PEM file of certificate authorities to trust for the control plane and the
+    /// command routers, besides the public roots: for a server with a private CA, such as
+    /// `modal-fake emulate --tls-ca-file`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Which of Modal's sandbox APIs `create` uses. Sandboxes of either kind are found,
+/// listed, run in and terminated whatever this says: the id tells which API serves one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// As Modal's Python client (1.6.4) chooses: V2 unless the sandbox asks for a GPU,
+    /// which Modal serves on V1 only.
+    #[default]
+    Auto,
+    /// `SandboxCreate`, then polling `SandboxGetTaskId` for the task; listing and lookup
+    /// by name use V1 calls only.
+    V1,
+    /// `SandboxCreateV2`, whose answer carries the task and its router access. A sandbox
+    /// with a GPU is refused, as Modal refuses it.
+    V2,
 }
 
 /// The configuration after resolution: everything the client needs.
@@ -98,6 +121,8 @@ pub(crate) struct Settings {
     pub router_connect_timeout: Duration,
     pub snapshot_ttl_secs: i64,
     pub max_throttle_wait: Option<Duration>,
+    pub protocol: Protocol,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One `[profile]` table of `~/.modal.toml`.
@@ -233,6 +258,8 @@ impl ModalConfig {
             )?,
             snapshot_ttl_secs: snapshot_ttl(self.snapshot_ttl_secs)?,
             max_throttle_wait: max_throttle_wait.map(Duration::from_secs),
+            protocol: self.protocol.unwrap_or_default(),
+            ca_file: self.ca_file.clone(),
         })
     }
 

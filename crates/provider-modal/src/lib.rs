@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod error;
 mod exec;
+mod family;
 mod files;
 mod images;
 mod known;
@@ -21,6 +22,7 @@ pub use capabilities::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, capabilities};
 pub use config::{
     DEFAULT_APP_NAME, DEFAULT_IMAGE, DEFAULT_ROUTER_CONNECT_TIMEOUT_SECS,
     DEFAULT_SCHEDULE_TIMEOUT_SECS, DEFAULT_SERVER_URL, DEFAULT_SNAPSHOT_TTL_SECS, ModalConfig,
+    Protocol,
 };
 pub use exec::{EXEC_ID_ENV, KILL_SCRIPT, kill_argv};
 pub use files::FS_TOOLS_PATH;

@@ -11,8 +11,10 @@ use sandkit_modal_proto::client as pb;
 use sandkit_modal_proto::client::generic_result::GenericStatus;
 
 use crate::NAME;
+use crate::calls::V2;
+use crate::family::Family;
 use crate::mapping::{sandbox_tags, tags_from};
-use crate::provider::{ModalProvider, is_v1_sandbox_id, subject};
+use crate::provider::ModalProvider;
 use crate::router_access::Task;
 
 /// Whether a finished result is a failure to run rather than an exit.
@@ -56,7 +58,7 @@ impl ModalProvider {
     /// `SandboxWait` (has it ended?) and one `SandboxList` page. Any other sandbox, or one
     /// whose tags changed since, is searched by its current tags: `SandboxTagsGet` first.
     pub(crate) async fn describe(&self, id: &SandboxId) -> Result<SandboxInfo> {
-        if !is_v1_sandbox_id(id.as_str()) {
+        if Family::of(id.as_str()).is_none() {
             return Err(Error::sandbox_not_found(id));
         }
         if self.poll(id.as_str()).await?.is_some() {
@@ -127,16 +129,13 @@ impl ModalProvider {
 
     /// The tags of a sandbox (Modal's `SandboxTagsGet`).
     pub async fn tags(&self, id: &SandboxId) -> Result<BTreeMap<String, String>> {
-        if !is_v1_sandbox_id(id.as_str()) {
+        if Family::of(id.as_str()).is_none() {
             return Err(Error::sandbox_not_found(id));
         }
         let request = pb::SandboxTagsGetRequest {
             sandbox_id: id.0.clone(),
         };
-        let response = self
-            .control_plane
-            .call(request, &subject(id.as_str()))
-            .await?;
+        let response = self.sandbox_call(id.as_str(), request).await?;
         Ok(tags_from(response.tags))
     }
 
@@ -233,7 +232,12 @@ impl ModalProvider {
             include_finished,
             tags: sandbox_tags(tags),
         };
-        let response = self.control_plane.call(request, "sandbox list").await?;
+        // V2's listing holds V1 and V2 sandboxes alike.
+        let response = if self.lists_v2() {
+            self.control_plane.call(V2(request), "sandbox list").await?
+        } else {
+            self.control_plane.call(request, "sandbox list").await?
+        };
         Ok(response.sandboxes)
     }
 

@@ -23,13 +23,15 @@ use tokio::sync::OnceCell;
 use tonic::Code;
 
 use crate::NAME;
+use crate::calls::V2;
 use crate::capabilities::capabilities;
-use crate::client::ControlPlane;
+use crate::client::{ControlPlane, Transport};
 use crate::config::{ModalConfig, Settings};
 use crate::exec::{self, Control, Start};
+use crate::family::Family;
 use crate::known::{KnownSandboxes, Placement};
 use crate::listing::{is_finished, state_of_result};
-use crate::mapping::{definition, sandbox_tags, workdir};
+use crate::mapping::workdir;
 use crate::router_access::Task;
 
 /// How long `terminate` waits for Modal to report the sandbox finished.
@@ -60,13 +62,6 @@ impl std::fmt::Debug for ModalProvider {
     }
 }
 
-/// Modal mints V1 sandbox ids as `sb-` and 22 base62 characters; other shapes belong to
-/// APIs this provider does not speak, so they cannot be ours.
-pub(crate) fn is_v1_sandbox_id(id: &str) -> bool {
-    id.strip_prefix("sb-")
-        .is_some_and(|rest| rest.len() == 22 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
 /// How errors name a sandbox.
 pub(crate) fn subject(id: &str) -> String {
     format!("sandbox `{id}`")
@@ -76,17 +71,21 @@ impl ModalProvider {
     /// Builds a provider from resolved settings. Connects lazily: nothing is sent until the
     /// first operation.
     fn new(settings: Settings, regions: Option<Vec<String>>) -> Result<Self> {
-        let control_plane = ControlPlane::new(
-            &settings.server_url,
-            &settings.token_id,
-            &settings.token_secret,
-            settings.max_throttle_wait,
-            settings.router_connect_timeout,
-        )
-        .map_err(|reason| Error::InvalidConfig {
-            provider: NAME.to_owned(),
-            reason,
-        })?;
+        let control_plane = Transport::new(settings.ca_file.as_deref())
+            .and_then(|transport| {
+                ControlPlane::new(
+                    &settings.server_url,
+                    &settings.token_id,
+                    &settings.token_secret,
+                    transport,
+                    settings.max_throttle_wait,
+                    settings.router_connect_timeout,
+                )
+            })
+            .map_err(|reason| Error::InvalidConfig {
+                provider: NAME.to_owned(),
+                reason,
+            })?;
         let mut capabilities = capabilities();
         if let Some(regions) = regions {
             capabilities.regions = regions;
@@ -101,8 +100,12 @@ impl ModalProvider {
         })
     }
 
-    /// Waits after `SandboxCreate` until commands can run, then writes the initial files.
+    /// Waits after `SandboxCreate` until commands can run (a V2 sandbox's router came
+    /// with it), then writes the initial files.
     async fn finish_create(&self, id: &SandboxId, spec: &SandboxSpec) -> Result<()> {
+        if self.known.get(id.as_str()).router.is_some() {
+            return self.write_initial_files(id, spec).await;
+        }
         match self
             .wait_for_task(id.as_str(), self.settings.schedule_timeout)
             .await?
@@ -119,6 +122,18 @@ impl ModalProvider {
                 });
             }
         }
+        self.write_initial_files(id, spec).await
+    }
+
+    /// Terminates a sandbox whose creation failed; a failure to is only logged, since the
+    /// creation's own error is the one to report.
+    pub(crate) async fn terminate_quietly(&self, id: &SandboxId) {
+        if let Err(cleanup) = self.terminate(id).await {
+            tracing::warn!(sandbox = %id, error = %cleanup, "terminating a sandbox whose creation failed");
+        }
+    }
+
+    async fn write_initial_files(&self, id: &SandboxId, spec: &SandboxSpec) -> Result<()> {
         for file in &spec.files {
             self.write_file(id, &file.path, Bytes::from(file.contents.clone()))
                 .await?;
@@ -155,32 +170,13 @@ impl SandboxProvider for ModalProvider {
         // The `Checked` layer's rule, again, so a provider called without layers cannot
         // send Modal what it would refuse or silently ignore.
         Requirements::from_spec(spec).enforce(NAME, &self.capabilities)?;
+        let family = self.family_for(spec)?;
         let app_id = self.app_id().await?;
         let (image_id, image_workdir) = self.image(&app_id, spec).await?;
-        let secret_ids = self.environment_secret(spec).await?.into_iter().collect();
         let volume_mounts = self.volume_mounts(spec).await?;
-        let definition = definition(spec, image_id, secret_ids, volume_mounts)?;
-        let lifetime_secs = u64::from(definition.timeout_secs);
-        let request = pb::SandboxCreateRequest {
-            app_id,
-            definition: Some(definition),
-            tags: sandbox_tags(&spec.tags),
-            ..Default::default()
-        };
-        let response = match self.control_plane.call(request, "the new sandbox").await {
-            Ok(response) => response,
-            Err(error) if error.code() == Code::AlreadyExists && spec.name.is_some() => {
-                return Err(Error::AlreadyExists {
-                    what: format!(
-                        "sandbox named `{}` in app `{}`",
-                        spec.name.as_deref().unwrap_or_default(),
-                        self.settings.app_name
-                    ),
-                });
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let id = SandboxId(response.sandbox_id);
+        let (id, lifetime_secs) = self
+            .submit(family, app_id, spec, image_id, volume_mounts)
+            .await?;
         let workdir = workdir(spec, image_workdir);
         self.known.remember(id.as_str(), |known| {
             known.workdir = Some(workdir.clone());
@@ -188,9 +184,7 @@ impl SandboxProvider for ModalProvider {
         });
         // From here on a failure must not leave the sandbox running.
         if let Err(error) = self.finish_create(&id, spec).await {
-            if let Err(cleanup) = self.terminate(&id).await {
-                tracing::warn!(sandbox = %id, error = %cleanup, "terminating a sandbox whose creation failed");
-            }
+            self.terminate_quietly(&id).await;
             return Err(error);
         }
         let created_at_unix_secs = spec
@@ -326,7 +320,7 @@ impl SandboxProvider for ModalProvider {
     }
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
-        if !is_v1_sandbox_id(id.as_str()) {
+        if Family::of(id.as_str()).is_none() {
             return Ok(());
         }
         self.known.forget(id.as_str());
@@ -334,7 +328,7 @@ impl SandboxProvider for ModalProvider {
         let request = pb::SandboxTerminateRequest {
             sandbox_id: id.0.clone(),
         };
-        match self.control_plane.call(request, &what).await {
+        match self.sandbox_call(id.as_str(), request).await {
             Ok(response) if is_finished(response.existing_result.as_ref()) => return Ok(()),
             Ok(_) => {}
             Err(error) if error.code() == Code::NotFound => return Ok(()),
@@ -348,7 +342,7 @@ impl SandboxProvider for ModalProvider {
                 sandbox_id: id.0.clone(),
                 timeout: TERMINATE_POLL_SECS,
             };
-            match self.control_plane.call(request, &what).await {
+            match self.sandbox_call(id.as_str(), request).await {
                 Ok(response) if is_finished(response.result.as_ref()) => return Ok(()),
                 Ok(_) => {}
                 Err(error) if error.code() == Code::NotFound => return Ok(()),
@@ -370,17 +364,14 @@ impl SandboxProvider for ModalProvider {
     }
 
     async fn tunnels(&self, id: &SandboxId) -> Result<Vec<Tunnel>> {
-        if !is_v1_sandbox_id(id.as_str()) {
+        if Family::of(id.as_str()).is_none() {
             return Err(Error::sandbox_not_found(id));
         }
         let request = pb::SandboxGetTunnelsRequest {
             sandbox_id: id.0.clone(),
             timeout: TUNNELS_POLL_SECS,
         };
-        let response = self
-            .control_plane
-            .call(request, &subject(id.as_str()))
-            .await?;
+        let response = self.sandbox_call(id.as_str(), request).await?;
         if response
             .result
             .as_ref()
@@ -408,7 +399,21 @@ impl SandboxProvider for ModalProvider {
             include_terminated: false,
         };
         let what = format!("sandbox named `{name}`");
-        let response = match self.control_plane.call(request, &what).await {
+        // V2's lookup sees V2 sandboxes; a V1 one is found by V1's, as Modal's Python
+        // client falls back.
+        let found = if self.lists_v2() {
+            match self.control_plane.call(V2(request.clone()), &what).await {
+                Err(error) if error.code() == Code::NotFound => None,
+                other => Some(other),
+            }
+        } else {
+            None
+        };
+        let found = match found {
+            Some(found) => found,
+            None => self.control_plane.call(request, &what).await,
+        };
+        let response = match found {
             Ok(response) => response,
             Err(error) if error.code() == Code::NotFound => {
                 return Err(Error::NotFound {
@@ -442,14 +447,6 @@ impl ProviderFactory for ModalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn v1_ids_are_recognised() {
-        assert!(is_v1_sandbox_id("sb-nGEijt9WbBMlGrsPH9FOaC"));
-        assert!(!is_v1_sandbox_id("sb-short"));
-        assert!(!is_v1_sandbox_id("sb-nGEijt9WbBMlGrsPH9FOa-"));
-        assert!(!is_v1_sandbox_id("ta-nGEijt9WbBMlGrsPH9FOaC"));
-    }
 
     #[test]
     fn tunnels_are_https_unless_only_plain_addresses_are_given() {

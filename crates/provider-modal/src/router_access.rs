@@ -8,11 +8,12 @@ use sandkit_core::{Error, ExecRequest, Result, SandboxId};
 use sandkit_modal_proto::client as pb;
 use tonic::{Code, Status};
 
-use crate::client::Router;
+use crate::client::{AccessSource, Router};
 use crate::error::from_status;
+use crate::family::Family;
 use crate::files::Files;
 use crate::listing::is_finished;
-use crate::provider::{ModalProvider, is_v1_sandbox_id, subject};
+use crate::provider::{ModalProvider, subject};
 
 /// Interval between `SandboxGetTaskId` polls while a sandbox is scheduled.
 const TASK_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -44,7 +45,7 @@ impl ModalProvider {
                 sandbox_id: id.to_owned(),
                 ..Default::default()
             };
-            let last_error = match self.control_plane.call(request, &subject(id)).await {
+            let last_error = match self.sandbox_call(id, request).await {
                 Ok(response) => {
                     if let Some(task_id) = response.task_id.filter(|task_id| !task_id.is_empty()) {
                         return Ok(Task::Running(task_id));
@@ -76,9 +77,9 @@ impl ModalProvider {
 
     /// The command router of a running sandbox, opened once and cached.
     pub(crate) async fn router(&self, id: &SandboxId) -> Result<Arc<Router>> {
-        if !is_v1_sandbox_id(id.as_str()) {
+        let Some(family) = Family::of(id.as_str()) else {
             return Err(Error::sandbox_not_found(id));
-        }
+        };
         if let Some(router) = self.known.get(id.as_str()).router {
             return Ok(router);
         }
@@ -89,9 +90,16 @@ impl ModalProvider {
             Task::Running(task_id) => task_id,
             Task::Finished(_) => return Err(Error::sandbox_not_found(id)),
         };
+        let source = match family {
+            Family::V1 => AccessSource::Task,
+            Family::V2 => AccessSource::Sandbox {
+                sandbox_id: id.0.clone(),
+                token: None,
+            },
+        };
         let router = Arc::new(
             self.control_plane
-                .router(&task_id)
+                .router(&task_id, source, None)
                 .await
                 .map_err(|status| from_status(&status, &subject(id.as_str())))?,
         );
@@ -108,7 +116,7 @@ impl ModalProvider {
             sandbox_id: id.to_owned(),
             timeout: 0.0,
         };
-        let response = self.control_plane.call(request, &subject(id)).await?;
+        let response = self.sandbox_call(id, request).await?;
         Ok(response.result.filter(|result| is_finished(Some(result))))
     }
 

@@ -13,7 +13,8 @@ use sandkit_core::{
 };
 use tonic::metadata::MetadataMap;
 
-use support::{SANDBOX, SECRET, State, header, id, serve};
+use sandkit_provider_modal::ModalConfig;
+use support::{SANDBOX, SECRET, State, header, id, serve, serve_with};
 
 #[tokio::test]
 async fn unary_calls_carry_modal_headers_and_retry_with_one_idempotency_key() {
@@ -253,6 +254,23 @@ async fn create_builds_the_image_and_sends_the_whole_definition() {
 fn methods(fake: &support::Fake) -> Vec<&'static str> {
     let state = fake.state.lock().unwrap();
     state.calls.iter().map(|(method, _)| *method).collect()
+}
+
+#[tokio::test]
+async fn auto_creates_on_v1_when_the_server_does_not_implement_v2() {
+    let (provider, fake) = serve_with(State::default(), |config| ModalConfig {
+        protocol: Some(sandkit_provider_modal::Protocol::Auto),
+        ..config
+    })
+    .await;
+    let info = provider
+        .create(&sandkit_core::SandboxSpec::new())
+        .await
+        .unwrap();
+    assert_eq!(info.id, id());
+    // Only a V1 sandbox's task is polled for; V2 creation answers with it.
+    let calls = methods(&fake);
+    assert!(calls.contains(&"SandboxGetTaskId"), "{calls:?}");
 }
 
 #[tokio::test]

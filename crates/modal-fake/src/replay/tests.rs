@@ -65,7 +65,7 @@ fn answers_move_to_the_replay_time() {
         .unwrap();
     let message = descriptors::decode(&descriptor, &prost::Message::encode_to_vec(&info)).unwrap();
     let mut value = Value::Message(message);
-    shift_times(&mut value, "", 100.0);
+    shift_times(&mut value, "", 100.0, &Bindings::default());
     let Value::Message(message) = value else {
         unreachable!()
     };

@@ -14,7 +14,7 @@ use sandkit_modal_fake::{
 };
 use sandkit_provider_local_docker as _;
 use sandkit_provider_local_process as _;
-use sandkit_provider_modal::{ModalConfig, ModalProvider};
+use sandkit_provider_modal::{ModalConfig, ModalProvider, Protocol};
 
 /// The loopback address with a free port.
 pub fn any_port() -> SocketAddr {
@@ -103,7 +103,16 @@ async fn serve_with(
 
 /// The `modal` provider talking to `server_url`, with test credentials and no config file.
 pub async fn modal_provider(server_url: &str) -> Result<Arc<dyn SandboxProvider>> {
+    modal_provider_speaking(server_url, Protocol::Auto).await
+}
+
+/// [`modal_provider`] creating sandboxes with `protocol`.
+pub async fn modal_provider_speaking(
+    server_url: &str,
+    protocol: Protocol,
+) -> Result<Arc<dyn SandboxProvider>> {
     let config = ModalConfig {
+        protocol: Some(protocol),
         server_url: Some(server_url.to_owned()),
         token_id: Some("ak-sandkit-test".to_owned()),
         token_secret: Some(SecretString::new("as-sandkit-test-secret")),
@@ -118,8 +127,10 @@ pub async fn modal_provider(server_url: &str) -> Result<Arc<dyn SandboxProvider>
 /// `~/.modal.toml` as Modal's clients read them.
 pub async fn modal_provider_with_env_credentials(
     server_url: &str,
+    protocol: Protocol,
 ) -> Result<Arc<dyn SandboxProvider>> {
     let config = ModalConfig {
+        protocol: Some(protocol),
         server_url: Some(server_url.to_owned()),
         ..ModalConfig::default()
     };

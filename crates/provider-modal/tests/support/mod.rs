@@ -648,6 +648,8 @@ pub async fn serve_with(
         token_id: Some("ak-test".into()),
         token_secret: Some(SecretString::new(SECRET)),
         config_path: Some("/nonexistent/modal.toml".into()),
+        // This fake serves V1 sandbox calls only.
+        protocol: Some(sandkit_provider_modal::Protocol::V1),
         ..Default::default()
     };
     (

@@ -1,7 +1,7 @@
 //! Commands through the task command router: start, output streams resumed by byte offset,
 //! stdin by offset-addressed writes, and wait.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sandkit_core::{ByteStream, Error, ExecControl, ExitStatus, Result, StdinWriter};
+use sandkit_modal_proto::client::{SecretSource, StringMap, secret_source};
 use sandkit_modal_proto::task_command_router::{
     TaskExecStartRequest, TaskExecStderrConfig, TaskExecStdinStatusRequest,
     TaskExecStdinWriteRequest, TaskExecStdinWriteStreamEnd, TaskExecStdinWriteStreamRequest,
@@ -106,6 +107,18 @@ pub(crate) async fn start(router: Arc<Router>, start: Start) -> std::result::Res
         let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
         u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
     });
+    // The caller's environment goes inline in `secret_sources`, as Modal's Python client
+    // sends it: values there are treated as secrets, and a caller's may hold some. The
+    // exec id, which is no secret and must stay readable in recordings, goes in `env`.
+    let secret_sources = if start.env.is_empty() {
+        Vec::new()
+    } else {
+        vec![SecretSource {
+            source: Some(secret_source::Source::Env(StringMap {
+                contents: start.env.into_iter().collect(),
+            })),
+        }]
+    };
     let request = TaskExecStartRequest {
         task_id: router.task_id().to_owned(),
         exec_id: exec_id.clone(),
@@ -114,11 +127,10 @@ pub(crate) async fn start(router: Arc<Router>, start: Start) -> std::result::Res
         stderr_config: TaskExecStderrConfig::Pipe as i32,
         timeout_secs,
         workdir: start.workdir,
-        env: start.env.into_iter().collect(),
+        env: HashMap::from([(EXEC_ID_ENV.to_owned(), exec_id.clone())]),
+        secret_sources,
         ..Default::default()
     };
-    let mut request = request;
-    request.env.insert(EXEC_ID_ENV.to_owned(), exec_id.clone());
     let started = Instant::now();
     router
         .unary(request, None, |mut stub, request| async move {

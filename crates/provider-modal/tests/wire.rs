@@ -257,6 +257,30 @@ fn methods(fake: &support::Fake) -> Vec<&'static str> {
 }
 
 #[tokio::test]
+async fn exec_environment_goes_inline_in_secret_sources() {
+    use sandkit_modal_proto::client::secret_source::Source;
+
+    let (provider, fake) = serve(State::default()).await;
+    provider
+        .run(&id(), ExecRequest::new(["emit", "1"]).env("API_KEY", "k-1"))
+        .await
+        .unwrap();
+    let state = fake.state.lock().unwrap();
+    let start = state.exec_starts.last().unwrap();
+    // Only the exec id, which the kill command finds processes by, goes in `env`.
+    assert_eq!(start.env.len(), 1, "{:?}", start.env);
+    assert_eq!(start.env["SANDKIT_EXEC_ID"], start.exec_id);
+    let [source] = start.secret_sources.as_slice() else {
+        panic!("{:?}", start.secret_sources);
+    };
+    let Some(Source::Env(map)) = &source.source else {
+        panic!("{source:?}");
+    };
+    assert_eq!(map.contents.len(), 1);
+    assert_eq!(map.contents["API_KEY"], "k-1");
+}
+
+#[tokio::test]
 async fn auto_creates_on_v1_when_the_server_does_not_implement_v2() {
     let (provider, fake) = serve_with(State::default(), |config| ModalConfig {
         protocol: Some(sandkit_provider_modal::Protocol::Auto),

@@ -123,6 +123,8 @@ pub struct State {
     pub cut_after: Option<usize>,
     pub cut_done: HashMap<(String, i32), bool>,
     pub execs: HashMap<String, Vec<String>>,
+    /// Every `TaskExecStart`, as sent.
+    pub exec_starts: Vec<TaskExecStartRequest>,
     pub stdio_offsets: Vec<u64>,
     /// `last_entry_id` of every `ImageJoinStreaming` call.
     pub image_joins: Vec<String>,
@@ -463,11 +465,9 @@ impl TaskCommandRouter for Fake {
     ) -> Result<Response<TaskExecStartResponse>, Status> {
         self.check_jwt(&request)?;
         let request = request.into_inner();
-        self.state
-            .lock()
-            .unwrap()
-            .execs
-            .insert(request.exec_id, request.command_args);
+        let mut state = self.state.lock().unwrap();
+        state.exec_starts.push(request.clone());
+        state.execs.insert(request.exec_id, request.command_args);
         Ok(Response::new(TaskExecStartResponse {}))
     }
 

@@ -3,12 +3,14 @@
 //! One port serves both services. Modal clients are handed router URLs that say `https`:
 //! Go and JS then connect in plaintext because the control plane is on localhost, while
 //! Python speaks TLS without verifying the certificate. So each connection is sniffed: a
-//! TLS ClientHello (first byte `0x16`) gets a TLS session with a throw-away self-signed
-//! certificate, anything else is served as plaintext HTTP/2.
+//! TLS ClientHello (first byte `0x16`) gets a TLS session, anything else is served as
+//! plaintext HTTP/2. The certificate is a throw-away self-signed one, or, for clients that
+//! verify it, one issued by a throw-away CA whose certificate is written to a file.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -104,18 +106,50 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// A TLS acceptor with a fresh self-signed certificate for `localhost` and `127.0.0.1`.
-fn tls_acceptor() -> Result<TlsAcceptor> {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|error| Error::Tls(error.to_string()))?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+/// The names the TLS certificate is valid for: how clients on this machine dial it.
+const CERTIFICATE_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// A TLS acceptor with a fresh certificate for [`CERTIFICATE_NAMES`]: self-signed, or,
+/// with `ca_file`, issued by a fresh CA whose certificate (PEM) is written there, so a
+/// client trusting that file verifies the server.
+fn tls_acceptor(ca_file: Option<&Path>) -> Result<TlsAcceptor> {
+    let tls = |error: rcgen::Error| Error::Tls(error.to_string());
+    let names: Vec<String> = CERTIFICATE_NAMES
+        .iter()
+        .map(|&name| name.to_owned())
+        .collect();
+    let key = rcgen::KeyPair::generate().map_err(tls)?;
+    let params = rcgen::CertificateParams::new(names).map_err(tls)?;
+    let cert = match ca_file {
+        None => params.self_signed(&key).map_err(tls)?,
+        Some(path) => {
+            let ca_key = rcgen::KeyPair::generate().map_err(tls)?;
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ];
+            ca.distinguished_name
+                .push(rcgen::DnType::CommonName, "modal-fake throw-away CA");
+            let ca_cert = ca.self_signed(&ca_key).map_err(tls)?;
+            std::fs::write(path, ca_cert.pem()).map_err(|error| {
+                Error::Tls(format!(
+                    "writing the CA certificate to {}: {error}",
+                    path.display()
+                ))
+            })?;
+            let issuer = rcgen::Issuer::new(ca, ca_key);
+            params.signed_by(&key, &issuer).map_err(tls)?
+        }
+    };
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| Error::Tls(error.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .with_single_cert(vec![cert.der().clone()], key)
         .map_err(|error| Error::Tls(error.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
@@ -250,11 +284,13 @@ pub(crate) fn dial_addr(listener: &TcpListener) -> Result<SocketAddr> {
     Ok(local)
 }
 
-/// Serves `service` on `listener` until the handle shuts it down.
+/// Serves `service` on `listener` until the handle shuts it down; `ca_file`, see
+/// [`tls_acceptor`].
 pub(crate) async fn serve<S>(
     listener: TcpListener,
     service: S,
     cleanup: Option<Cleanup>,
+    ca_file: Option<&Path>,
 ) -> Result<ServerHandle>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -264,7 +300,7 @@ where
     S::Future: Send + 'static,
 {
     let local = dial_addr(&listener)?;
-    let acceptor = tls_acceptor()?;
+    let acceptor = tls_acceptor(ca_file)?;
     let (ready_tx, ready_rx) = mpsc::channel(64);
     let accept = tokio::spawn(accept_loop(listener, acceptor, ready_tx));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

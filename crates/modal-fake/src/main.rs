@@ -73,6 +73,11 @@ enum Mode {
             requires = "token_id"
         )]
         token_secret: Option<String>,
+        /// Serve TLS with a certificate issued by a fresh CA, and write the CA's
+        /// certificate (PEM) to this file, for clients that verify the server (the modal
+        /// provider's `ca_file`). Without it the certificate is self-signed. Plaintext is served on the same port either way.
+        #[arg(long, value_name = "PATH")]
+        tls_ca_file: Option<PathBuf>,
     },
     /// Proxy to an upstream (real Modal or the emulator) and write every exchange to a cassette.
     Record {
@@ -146,6 +151,7 @@ async fn start(mode: Mode) -> Result<ServerHandle, String> {
             router_ready_delay,
             token_id,
             token_secret,
+            tls_ca_file,
         } => {
             let config = match backend_config {
                 Some(json) => serde_json::from_str(&json)
@@ -162,6 +168,7 @@ async fn start(mode: Mode) -> Result<ServerHandle, String> {
             options.registry_images = registry_images;
             options.task_start_delay = task_start_delay;
             options.router_ready_delay = router_ready_delay;
+            options.tls_ca_file = tls_ca_file;
             options.credentials =
                 token_id
                     .zip(token_secret)

@@ -451,5 +451,5 @@ pub async fn serve_recorder(addr: SocketAddr, options: RecordOptions) -> Result<
         flusher.abort();
         recorder.flush();
     });
-    listener::serve(listener, service, Some(cleanup)).await
+    listener::serve(listener, service, Some(cleanup), None).await
 }

@@ -605,7 +605,7 @@ pub async fn serve_replayer(addr: SocketAddr, options: ReplayOptions) -> Result<
         format!("{scheme}://{dial}"),
     )?);
     let service = tower::Layer::layer(&FaultLayer::new(options.faults), AnyMethod(replayer));
-    listener::serve(listener, service, None).await
+    listener::serve(listener, service, None, None).await
 }
 
 #[cfg(test)]

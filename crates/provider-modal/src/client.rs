@@ -653,6 +653,20 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_that_cannot_be_used_is_an_error_naming_it() {
+        let directory = std::env::temp_dir().join(format!("sandkit-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let missing = directory.join("missing.pem");
+        let error = Transport::new(Some(&missing)).err().unwrap();
+        assert!(error.contains("missing.pem"), "{error}");
+        let garbage = directory.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let error = Transport::new(Some(&garbage)).err().unwrap();
+        assert!(error.contains("garbage.pem") && error.contains("no PEM"), "{error}");
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
     fn loopback_https_routers_get_plaintext() {
         assert!(is_loopback("127.0.0.1"));
         assert!(is_loopback("[::1]"));

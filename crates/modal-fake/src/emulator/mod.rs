@@ -31,6 +31,7 @@ mod v2;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -179,6 +180,10 @@ pub struct EmulatorOptions {
     /// How long after its create a sandbox's command router answers `UNAVAILABLE`, as a
     /// router whose task is still starting on its worker refuses connections.
     pub router_ready_delay: Duration,
+    /// Serve TLS with a certificate from a fresh CA, and write the CA's certificate (PEM)
+    /// to this file for clients that verify the server (sandkit's `ca_file`). Without it
+    /// the certificate is self-signed. Plaintext is served on the same port either way.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl EmulatorOptions {
@@ -194,6 +199,7 @@ impl EmulatorOptions {
             registry_images: RegistryImages::default(),
             task_start_delay: Duration::ZERO,
             router_ready_delay: Duration::ZERO,
+            tls_ca_file: None,
         }
     }
 }
@@ -257,7 +263,13 @@ pub async fn serve_emulator(addr: SocketAddr, options: EmulatorOptions) -> Resul
     );
     let service = tower::Layer::layer(&FaultLayer::new(options.faults.clone()), routes);
     let cleanup = Box::pin(async move { emulator.cleanup().await });
-    listener::serve(listener, service, Some(cleanup)).await
+    listener::serve(
+        listener,
+        service,
+        Some(cleanup),
+        options.tls_ca_file.as_deref(),
+    )
+    .await
 }
 
 /// Where a Modal image's filesystem comes from.

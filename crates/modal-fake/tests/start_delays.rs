@@ -14,7 +14,7 @@ use sandkit_core::{
     SecretString,
 };
 use sandkit_modal_fake::{EmulatorOptions, ServerHandle, serve_emulator};
-use sandkit_provider_modal::{ModalConfig, ModalProvider};
+use sandkit_provider_modal::{ModalConfig, ModalProvider, Protocol};
 
 /// The emulator over local processes with these start delays.
 async fn emulator(name: &str, task_start: Duration, router_ready: Duration) -> ServerHandle {
@@ -48,20 +48,39 @@ async fn provider(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_task_and_a_late_router_are_waited_out() {
+    waits_out_late_starts(Protocol::V1).await;
+}
+
+/// A V2 sandbox's creation answers with its task, so only the late router is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_v2_sandbox_waits_out_a_late_router() {
+    waits_out_late_starts(Protocol::V2).await;
+}
+
+async fn waits_out_late_starts(protocol: Protocol) {
     let server = emulator(
-        "start-delays-wait",
+        &format!("start-delays-wait-{protocol:?}"),
         Duration::from_secs(3),
         Duration::from_secs(6),
     )
     .await;
-    let provider = provider(&server, |config| config).await;
+    let provider = provider(&server, |config| ModalConfig {
+        protocol: Some(protocol),
+        ..config
+    })
+    .await;
     let started = Instant::now();
     let info = provider
         .create(&SandboxSpec::new().lifetime_secs(120))
         .await
         .unwrap();
     let created = started.elapsed();
-    assert!(created >= Duration::from_secs(3), "{created:?}");
+    if protocol == Protocol::V1 {
+        // Polled for until the task was scheduled.
+        assert!(created >= Duration::from_secs(3), "{created:?}");
+    } else {
+        assert!(created < Duration::from_secs(3), "{created:?}");
+    }
     let output = provider
         .run(&info.id, ExecRequest::new(["sh", "-c", "echo ready"]))
         .await
@@ -128,7 +147,9 @@ async fn a_router_slower_than_the_configured_window_is_a_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_slower_than_the_configured_schedule_timeout_is_a_timeout() {
     let server = emulator("start-delays-task", Duration::from_secs(60), Duration::ZERO).await;
+    // Scheduling is waited for on V1 only: V2 creation answers with the task.
     let provider = provider(&server, |config| ModalConfig {
+        protocol: Some(Protocol::V1),
         schedule_timeout_secs: Some(2),
         ..config
     })

@@ -41,6 +41,8 @@ async fn fixture() -> Fixture {
 fn authed<T>(message: T, extra: &[(&'static str, &str)]) -> Request<T> {
     let mut request = Request::new(message);
     let metadata = request.metadata_mut();
+    metadata.insert("x-modal-client-type", "1".parse().unwrap());
+    metadata.insert("x-modal-client-version", "1.6.4".parse().unwrap());
     metadata.insert("x-modal-token-id", "ak-test".parse().unwrap());
     metadata.insert("x-modal-token-secret", "as-test".parse().unwrap());
     for (name, value) in extra {
@@ -414,4 +416,27 @@ async fn v2_calls_serve_v2_sandboxes_beside_v1_ones() {
         .unwrap_err();
     assert_eq!(finished.code(), Code::FailedPrecondition);
     server.shutdown().await.unwrap();
+}
+
+/// Every control-plane call must say which client sent it and how new it is, as Modal's
+/// servers insist; the check comes before credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_client_headers_or_from_old_clients_are_refused() {
+    let mut fixture = fixture().await;
+    let mut bare = Request::new(());
+    bare.metadata_mut()
+        .insert("x-modal-client-type", "1".parse().unwrap());
+    let refused = fixture.control.client_hello(bare).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("Client version is required"),
+        "{refused:?}"
+    );
+    let mut old = authed((), &[]);
+    old.metadata_mut()
+        .insert("x-modal-client-version", "0.62.1".parse().unwrap());
+    let refused = fixture.control.client_hello(old).await.unwrap_err();
+    assert!(refused.message().starts_with("Old client"), "{refused:?}");
+    assert!(fixture.control.client_hello(authed((), &[])).await.is_ok());
+    fixture.server.shutdown().await.unwrap();
 }

@@ -662,7 +662,10 @@ mod tests {
         let garbage = directory.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate").unwrap();
         let error = Transport::new(Some(&garbage)).err().unwrap();
-        assert!(error.contains("garbage.pem") && error.contains("no PEM"), "{error}");
+        assert!(
+            error.contains("garbage.pem") && error.contains("no PEM"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&directory).unwrap();
     }
 

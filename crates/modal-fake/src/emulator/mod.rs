@@ -23,6 +23,7 @@
 mod control;
 pub mod exec;
 pub mod fs_tools;
+mod headers;
 mod images;
 mod lifecycle;
 mod router;
@@ -46,6 +47,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::codec::MAX_MESSAGE_BYTES;
 use crate::error::Result;
@@ -251,11 +253,12 @@ pub async fn serve_emulator(addr: SocketAddr, options: EmulatorOptions) -> Resul
         issued_jwts: Mutex::new(HashSet::new()),
         image_workdirs: Mutex::new(HashMap::new()),
     }));
-    let routes = tonic::service::Routes::new(
+    let routes = tonic::service::Routes::new(InterceptedService::new(
         ModalClientServer::new(emulator.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    )
+        headers::check_client_headers,
+    ))
     .add_service(
         TaskCommandRouterServer::new(emulator.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -11,6 +11,7 @@
 
 mod client;
 mod detached;
+pub mod entrypoint;
 mod exec;
 mod files;
 mod terminal;

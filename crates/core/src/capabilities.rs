@@ -359,6 +359,9 @@ pub struct Capabilities {
     pub image_dockerfile: bool,
     /// A command can run as the sandbox's main process (`SandboxSpec::entrypoint`).
     pub entrypoint: bool,
+    /// The entrypoint's stdout and stderr can be read, resumably, while it runs and after
+    /// it ended (`SandboxProvider::entrypoint_output`).
+    pub entrypoint_output: bool,
 
     /// Commands can read standard input.
     pub exec_stdin: bool,
@@ -503,6 +506,8 @@ features! {
     ImageDockerfile = "image.dockerfile", "images built from a Dockerfile", |c| c.image_dockerfile;
     /// An entrypoint process.
     Entrypoint = "entrypoint", "an entrypoint process", |c| c.entrypoint;
+    /// Reading an entrypoint's output.
+    EntrypointOutput = "entrypoint.output", "reading an entrypoint's output", |c| c.entrypoint_output;
     /// Standard input for commands.
     ExecStdin = "exec.stdin", "standard input for commands", |c| c.exec_stdin;
     /// Pseudo-terminals.

@@ -35,8 +35,8 @@ pub use exec::{
 };
 pub use ownership::{Ownership, ReapFilter, ReapReport, reap};
 pub use provider::{
-    Capacity, DirEntry, FileKind, FileStat, ListFilter, Sandbox, SandboxId, SandboxInfo,
-    SandboxProvider, SandboxProviderExt, SandboxState, Snapshot, Tunnel, collect,
+    Capacity, DirEntry, FileKind, FileStat, ListFilter, OutputStream, Sandbox, SandboxId,
+    SandboxInfo, SandboxProvider, SandboxProviderExt, SandboxState, Snapshot, Tunnel, collect,
 };
 pub use registry::{ProviderFactory, ProviderRegistration};
 pub use requirements::{Rejection, Requirements, Selection, Unmet, select};

@@ -72,6 +72,25 @@ pub enum SandboxState {
     },
 }
 
+/// One of a process's two output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl std::fmt::Display for OutputStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        })
+    }
+}
+
 impl SandboxState {
     /// Terminated or failed: it will never run again.
     pub fn is_finished(&self) -> bool {
@@ -399,6 +418,24 @@ pub trait SandboxProvider: Send + Sync + 'static {
     async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
         let _ = (id, command, from);
         Err(Error::unsupported(self.name(), "detached commands"))
+    }
+
+    /// The entrypoint's output on `stream` from byte `offset` on, live until the
+    /// entrypoint (the sandbox's main process) ends and everything it wrote was read
+    /// (needs `entrypoint_output`). Reading again from the offset reached resumes a cut
+    /// stream. A sandbox made without an entrypoint gives whatever its default main
+    /// process writes, usually nothing, until the sandbox ends.
+    async fn entrypoint_output(
+        &self,
+        id: &SandboxId,
+        stream: OutputStream,
+        offset: u64,
+    ) -> Result<ByteStream> {
+        let _ = (id, stream, offset);
+        Err(Error::unsupported(
+            self.name(),
+            "reading an entrypoint's output",
+        ))
     }
 
     /// What the sandbox's processes use now: cpu seconds, resident and peak memory

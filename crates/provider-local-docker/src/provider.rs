@@ -637,6 +637,15 @@ impl SandboxProvider for LocalDockerProvider {
         self.usage_on_agent(id).await
     }
 
+    async fn entrypoint_output(
+        &self,
+        id: &SandboxId,
+        stream: sandkit_core::OutputStream,
+        offset: u64,
+    ) -> Result<ByteStream> {
+        self.entrypoint_output_on_agent(id, stream, offset).await
+    }
+
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
         self.take_snapshot(id).await
     }

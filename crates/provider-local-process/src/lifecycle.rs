@@ -19,30 +19,60 @@ use crate::launch::{self, DEFAULT_WORKDIR, Layout};
 use crate::provider::{LocalProcessProvider, blocking};
 use crate::state::{ImageRef, Isolated, Network, Phase, Record};
 
+/// A sandbox as [`LocalProcessProvider::find`] finds it.
+pub(crate) enum Found {
+    Live(Record, Layout),
+    /// Its entrypoint has ended with `exit_code`; nothing runs in it any more.
+    Ended {
+        record: Record,
+        layout: Layout,
+        exit_code: i32,
+    },
+}
+
 impl LocalProcessProvider {
     pub(crate) fn layout(&self, id: &str) -> Option<Layout> {
         self.store.sandbox_dir(id).map(Layout::new)
     }
 
-    /// The record of a live sandbox. A sandbox past its lifetime, whose entrypoint has
-    /// ended, or whose init is gone, is removed here and is not found.
+    /// The record of a live sandbox. A sandbox whose entrypoint has ended is not found
+    /// here (see [`LocalProcessProvider::find`]).
     pub(crate) async fn live(&self, id: &SandboxId) -> Result<(Record, Layout)> {
+        match self.find(id).await? {
+            Found::Live(record, layout) => Ok((record, layout)),
+            Found::Ended { .. } => Err(Error::sandbox_not_found(id)),
+        }
+    }
+
+    /// A sandbox, live or ended with its entrypoint. An ended one is kept, with its exit
+    /// code and output, until it is terminated or its lifetime runs out. A sandbox past
+    /// its lifetime, or whose init is gone without an entrypoint's end, is removed here
+    /// and is not found.
+    pub(crate) async fn find(&self, id: &SandboxId) -> Result<Found> {
         let store = self.store.clone();
         let key = id.0.clone();
         let record = blocking(move || store.read(&key)).await?;
         let (Some(record), Some(layout)) = (record, self.layout(id.as_str())) else {
             return Err(Error::sandbox_not_found(id));
         };
-        let init_gone =
-            record.phase == Phase::Running && !record.init.is_some_and(|init| init.is_alive());
-        if unix_now() >= record.expires_at_unix_secs
-            || self.store.entrypoint_exit(&record.id).is_some()
-            || init_gone
-        {
+        if unix_now() >= record.expires_at_unix_secs {
             self.destroy(id.as_str()).await?;
             return Err(Error::sandbox_not_found(id));
         }
-        Ok((record, layout))
+        if let Some(exit_code) = self.store.entrypoint_exit(&record.id) {
+            return Ok(Found::Ended {
+                record,
+                layout,
+                exit_code,
+            });
+        }
+        let init_gone =
+            record.phase == Phase::Running && !record.init.is_some_and(|init| init.is_alive());
+        if init_gone {
+            self.destroy(id.as_str()).await?;
+            return Err(Error::sandbox_not_found(id));
+        }
+        Ok(Found::Live(record, layout))
     }
 
     /// The files of a live sandbox, through a handle of its root, for `operation` (the
@@ -268,8 +298,12 @@ impl LocalProcessProvider {
             })
             .await?;
         }
+        // Every sandbox has the output files, so a reader of a sandbox without an
+        // entrypoint gets its (empty) output as for one with.
+        let outputs = sandkit_agent_host::entrypoint::create_outputs(&layout.dir)
+            .map_err(|e| internal("creating the entrypoint's output files", e))?;
         if !record.entrypoint.is_empty() {
-            self.start_entrypoint(&record, &layout).await?;
+            self.start_entrypoint(&record, &layout, outputs).await?;
         }
         self.update(&record.id, |current| {
             current.phase = Phase::Running;
@@ -321,7 +355,12 @@ impl LocalProcessProvider {
         .await
     }
 
-    async fn start_entrypoint(&self, record: &Record, layout: &Layout) -> Result<()> {
+    async fn start_entrypoint(
+        &self,
+        record: &Record,
+        layout: &Layout,
+        [stdout, stderr]: [std::os::fd::OwnedFd; 2],
+    ) -> Result<()> {
         let env = launch::environment(
             record,
             layout,
@@ -340,15 +379,7 @@ impl LocalProcessProvider {
             inherit_env: false,
             detached: false,
         };
-        let log = std::fs::File::create(layout.dir.join("entrypoint.log"))
-            .map_err(|e| internal("creating the entrypoint log", e))?;
-        let stdio = [
-            sandkit_agent_host::dev_null(NAME)?,
-            log.try_clone()
-                .map_err(|e| internal("sharing the entrypoint log", e))?
-                .into(),
-            log.into(),
-        ];
+        let stdio = [sandkit_agent_host::dev_null(NAME)?, stdout, stderr];
         layout
             .agent()
             .spawn(request, stdio.into())

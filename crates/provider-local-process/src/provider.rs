@@ -11,9 +11,9 @@ use sandkit_core::ownership::unix_now;
 use sandkit_core::{
     Arch, AttachFrom, BillingModel, ByteStream, Capabilities, CommandInfo, DirEntry, EgressDefault,
     Error, ExecProcess, ExecRequest, FileErrorKind, FileEvents, FileKind, FileStat, IdleCost,
-    ListFilter, Os, PauseSupport, ProviderFactory, Requirements, ResourceUsage, Result, SandboxId,
-    SandboxInfo, SandboxProvider, SandboxSpec, SandboxState, Snapshot, TimeoutEnforcement,
-    Transport,
+    ListFilter, Os, OutputStream, PauseSupport, ProviderFactory, Requirements, ResourceUsage,
+    Result, SandboxId, SandboxInfo, SandboxProvider, SandboxSpec, SandboxState, Snapshot,
+    TimeoutEnforcement, Transport,
 };
 use tokio_util::io::ReaderStream;
 
@@ -24,7 +24,7 @@ use crate::error::internal;
 
 use crate::files::Trust;
 use crate::launch::{self, Layout};
-use crate::lifecycle::write_snapshot;
+use crate::lifecycle::{Found, write_snapshot};
 use crate::state::{Phase, Record, Store};
 
 /// Streamed files and archives move in chunks of this size, a few at a time.
@@ -93,6 +93,7 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         idle_cost: IdleCost::Zero,
         billing: BillingModel::None,
         entrypoint: true,
+        entrypoint_output: true,
         exec_stdin: true,
         // The agent kills a command whose timeout runs out, inside the sandbox.
         exec_timeout: TimeoutEnforcement::Server,
@@ -183,6 +184,21 @@ impl LocalProcessProvider {
     /// The state directory (absolute).
     pub fn state_dir(&self) -> &Path {
         self.store.dir()
+    }
+
+    /// [`Self::info_of`], with an ended entrypoint's exit code as the sandbox's result.
+    fn info_of_found(found: &Found) -> SandboxInfo {
+        match found {
+            Found::Live(record, _) => Self::info_of(record),
+            Found::Ended {
+                record, exit_code, ..
+            } => SandboxInfo {
+                state: SandboxState::Terminated {
+                    exit_code: Some(*exit_code),
+                },
+                ..Self::info_of(record)
+            },
+        }
     }
 
     fn info_of(record: &Record) -> SandboxInfo {
@@ -298,8 +314,7 @@ impl SandboxProvider for LocalProcessProvider {
     }
 
     async fn info(&self, id: &SandboxId) -> Result<SandboxInfo> {
-        let (record, _) = self.live(id).await?;
-        Ok(Self::info_of(&record))
+        Ok(Self::info_of_found(&self.find(id).await?))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<SandboxInfo>> {
@@ -307,9 +322,10 @@ impl SandboxProvider for LocalProcessProvider {
         let ids = blocking(move || store.ids()).await?;
         let mut found = Vec::new();
         for id in ids {
-            // Sandboxes that vanish or expire while listing are simply not listed.
-            if let Ok((record, _)) = self.live(&SandboxId(id)).await {
-                let info = Self::info_of(&record);
+            // Sandboxes that vanish or expire while listing are simply not listed; ended
+            // ones only when the filter asks for finished sandboxes.
+            if let Ok(sandbox) = self.find(&SandboxId(id)).await {
+                let info = Self::info_of_found(&sandbox);
                 if filter.matches(&info) {
                     found.push(info);
                 }
@@ -376,6 +392,31 @@ impl SandboxProvider for LocalProcessProvider {
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
         self.destroy(id.as_str()).await
+    }
+
+    async fn entrypoint_output(
+        &self,
+        id: &SandboxId,
+        stream: OutputStream,
+        offset: u64,
+    ) -> Result<ByteStream> {
+        let (record, layout) = match self.find(id).await? {
+            Found::Live(record, layout) | Found::Ended { record, layout, .. } => (record, layout),
+        };
+        let store = self.store.clone();
+        let key = record.id.clone();
+        let init = record.init;
+        let expires_at = record.expires_at_unix_secs;
+        // Over once the entrypoint has ended, or the sandbox has (terminated, expired, or
+        // its init gone).
+        let ended = move || {
+            let over = store.entrypoint_exit(&key).is_some()
+                || store.sandbox_dir(&key).is_none()
+                || unix_now() >= expires_at
+                || !init.is_some_and(|init| init.is_alive());
+            async move { over }
+        };
+        sandkit_agent_host::entrypoint::follow_output(NAME, &layout.dir, stream, offset, ended)
     }
 
     async fn read_file_stream(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {

@@ -118,7 +118,7 @@ in_both_modes!(
     state_on_disk_is_shared_between_providers,
     terminate_is_idempotent_and_final,
     failed_creation_leaves_nothing,
-    entrypoint_runs_in_the_background_and_its_end_ends_the_sandbox,
+    entrypoint_runs_in_the_background_and_its_end_is_the_sandbox_s_result,
     archives_move_trees,
     expired_sandboxes_are_gone,
     processes_never_outlive_a_deleted_directory,
@@ -555,7 +555,9 @@ async fn failed_creation_leaves_nothing(isolation: Isolation) {
     assert!(!dir.path().join("outside").exists());
 }
 
-async fn entrypoint_runs_in_the_background_and_its_end_ends_the_sandbox(isolation: Isolation) {
+async fn entrypoint_runs_in_the_background_and_its_end_is_the_sandbox_s_result(
+    isolation: Isolation,
+) {
     let (_dir, provider) = provider(isolation);
     let spec = SandboxSpec::new()
         .file("go", b"".to_vec())
@@ -579,17 +581,44 @@ async fn entrypoint_runs_in_the_background_and_its_end_ends_the_sandbox(isolatio
         .join("sandboxes")
         .join(info.id.as_str());
     let id = info.id.clone();
-    let provider = &provider;
-    let mut gone = false;
+    let mut ended = None;
     for _ in 0..200 {
-        if matches!(provider.info(&id).await, Err(Error::NotFound { .. })) {
-            gone = true;
+        let state = provider.info(&id).await.unwrap().state;
+        if state.is_finished() {
+            ended = Some(state);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(gone, "the sandbox outlived its entrypoint");
+    // Ended, with the entrypoint's exit code as its result; kept (output and all) until
+    // it is terminated, but nothing runs in it any more.
+    assert_eq!(ended, Some(SandboxState::Terminated { exit_code: Some(3) }));
+    let refused = provider.exec(&id, ExecRequest::new(["true"])).await;
+    assert!(
+        matches!(refused, Err(Error::NotFound { .. })),
+        "{refused:?}"
+    );
+    let running = provider.list(&ListFilter::all()).await.unwrap();
+    assert!(running.iter().all(|info| info.id != id));
+    let finished = ListFilter {
+        include_finished: true,
+        ..ListFilter::all()
+    };
+    assert!(
+        provider
+            .list(&finished)
+            .await
+            .unwrap()
+            .iter()
+            .any(|info| info.id == id)
+    );
+    assert!(dir.exists());
+    provider.terminate(&id).await.unwrap();
     assert!(!dir.exists());
+    assert!(matches!(
+        provider.info(&id).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 async fn archives_move_trees(isolation: Isolation) {

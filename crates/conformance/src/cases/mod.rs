@@ -702,6 +702,16 @@ pub(crate) static CASES: &[Case] = &[
         "the entrypoint runs in the working directory"
     ),
     case!(
+        optional::entrypoint_output_and_exit_code,
+        ENTRYPOINT_OUTPUT,
+        "the entrypoint's stdout and stderr are read while it runs and resumed at an offset; its exit code is the sandbox's result"
+    ),
+    case!(
+        optional::entrypoint_output_unsupported,
+        NO_ENTRYPOINT_OUTPUT,
+        "reading an entrypoint's output is Unsupported without entrypoint.output"
+    ),
+    case!(
         optional::entrypoint_unsupported,
         NO_ENTRYPOINT,
         "an entrypoint is Unsupported without entrypoint"

@@ -44,6 +44,11 @@ needs!(
 );
 needs!(CPU_LIMIT, NO_CPU_LIMIT, CpuLimit);
 needs!(MEMORY_LIMIT, NO_MEMORY_LIMIT, MemoryLimit);
+pub(super) const ENTRYPOINT_OUTPUT: Need = Need::Custom {
+    check: |c| c.entrypoint && c.entrypoint_output,
+    reason: "needs `entrypoint` and `entrypoint.output`",
+};
+pub(super) const NO_ENTRYPOINT_OUTPUT: Need = Need::Lacks(Feature::EntrypointOutput);
 pub(super) const MAX_LIFETIME: Need = Need::Custom {
     check: |c| c.max_lifetime_secs.is_some(),
     reason: "needs a `max_lifetime_secs`",

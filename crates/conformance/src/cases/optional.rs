@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
-use sandkit_core::{Error, ExecRequest, SandboxId, SandboxState};
+use sandkit_core::{Error, ExecRequest, OutputStream, SandboxId, SandboxState};
 
 use crate::case::{Cx, expect_error, expect_unsupported};
 
@@ -300,6 +300,74 @@ pub(crate) async fn entrypoint_runs(cx: Cx) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("the entrypoint did not write entrypoint.txt in the working directory within 30 s")
+}
+
+/// The whole of an entrypoint's `stream` from `offset`, within a minute.
+async fn entrypoint_output(
+    cx: &Cx,
+    id: &SandboxId,
+    stream: OutputStream,
+    offset: u64,
+) -> Result<String> {
+    let output = cx
+        .provider()
+        .entrypoint_output(id, stream, offset)
+        .await
+        .with_context(|| format!("entrypoint_output({stream}, {offset})"))?;
+    let bytes = tokio::time::timeout(Duration::from_secs(60), sandkit_core::collect(output))
+        .await
+        .with_context(|| format!("the entrypoint's {stream} did not end within 60 s"))?
+        .with_context(|| format!("reading the entrypoint's {stream}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+pub(crate) async fn entrypoint_output_and_exit_code(cx: Cx) -> Result<()> {
+    let spec = cx.spec().entrypoint([
+        "sh",
+        "-c",
+        "echo out-1; echo err-1 >&2; sleep 1; echo out-2; exit 7",
+    ]);
+    let id = cx.create(&spec).await?.id;
+    // Read while it runs: the stream follows the entrypoint to its end.
+    let stdout = entrypoint_output(&cx, &id, OutputStream::Stdout, 0).await?;
+    ensure!(
+        stdout == "out-1\nout-2\n",
+        "the entrypoint's stdout was {stdout:?}"
+    );
+    let stderr = entrypoint_output(&cx, &id, OutputStream::Stderr, 0).await?;
+    ensure!(
+        stderr == "err-1\n",
+        "the entrypoint's stderr was {stderr:?}"
+    );
+    // Resumed where a reader was cut, after the end too.
+    let rest = entrypoint_output(&cx, &id, OutputStream::Stdout, 4).await?;
+    ensure!(rest == "1\nout-2\n", "stdout from offset 4 was {rest:?}");
+    // The entrypoint's exit code is the sandbox's result.
+    for _ in 0..100 {
+        match cx.provider().info(&id).await {
+            Ok(info) if info.state.is_finished() => {
+                ensure!(
+                    info.state == (SandboxState::Terminated { exit_code: Some(7) }),
+                    "the sandbox whose entrypoint exited 7 is {}",
+                    info.state
+                );
+                return Ok(());
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => bail!("info after the entrypoint ended: {error}"),
+        }
+    }
+    bail!("the sandbox still runs 10 s after its entrypoint's output ended")
+}
+
+pub(crate) async fn entrypoint_output_unsupported(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    expect_unsupported(
+        cx.provider()
+            .entrypoint_output(&id, OutputStream::Stdout, 0)
+            .await,
+        "reading an entrypoint's output",
+    )
 }
 
 pub(crate) async fn entrypoint_unsupported(cx: Cx) -> Result<()> {

@@ -10,8 +10,8 @@ use crate::detached::{AttachFrom, CommandInfo};
 use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::provider::{
-    Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
-    Tunnel,
+    Capacity, DirEntry, FileStat, ListFilter, OutputStream, SandboxId, SandboxInfo,
+    SandboxProvider, Snapshot, Tunnel,
 };
 use crate::requirements::Requirements;
 use crate::spec::SandboxSpec;
@@ -176,6 +176,10 @@ crate::layer_impl! {
         async fn attach(&self, id: &SandboxId, command: &str, from: AttachFrom) -> Result<ExecProcess> {
             self.require(Feature::ExecDetached)?;
             self.inner.attach(id, command, from).await
+        }
+        async fn entrypoint_output(&self, id: &SandboxId, stream: OutputStream, offset: u64) -> Result<ByteStream> {
+            self.require(Feature::EntrypointOutput)?;
+            self.inner.entrypoint_output(id, stream, offset).await
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.require(Feature::ResourceUsage)?;

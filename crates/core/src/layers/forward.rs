@@ -29,6 +29,7 @@
 ///         read_file_stream, write_file_stream, download_archive_stream,
 ///         upload_archive_stream, upload_archive, download_archive, snapshot,
 ///         delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
+///         entrypoint_output,
 ///         start_detached, commands, attach,
 ///     ] {
 ///         async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
@@ -269,6 +270,13 @@ macro_rules! layer_impl {
         $crate::layer_impl!(@munch $ty, $inner, [$($done)*
         async fn resource_usage(&self, id: &$crate::SandboxId) -> $crate::Result<$crate::ResourceUsage> {
             self.$inner.resource_usage(id).await
+        }
+        ], [$($rest)*]);
+    };
+    (@munch $ty:ty, $inner:ident, [$($done:tt)*], [entrypoint_output $($rest:ident)*]) => {
+        $crate::layer_impl!(@munch $ty, $inner, [$($done)*
+        async fn entrypoint_output(&self, id: &$crate::SandboxId, stream: $crate::OutputStream, offset: u64) -> $crate::Result<$crate::ByteStream> {
+            self.$inner.entrypoint_output(id, stream, offset).await
         }
         ], [$($rest)*]);
     };

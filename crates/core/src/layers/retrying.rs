@@ -11,8 +11,8 @@ use crate::detached::{AttachFrom, CommandInfo};
 use crate::error::{Error, Result};
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::provider::{
-    Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
-    Tunnel,
+    Capacity, DirEntry, FileStat, ListFilter, OutputStream, SandboxId, SandboxInfo,
+    SandboxProvider, Snapshot, Tunnel,
 };
 use crate::spec::SandboxSpec;
 use crate::usage::ResourceUsage;
@@ -201,6 +201,9 @@ crate::layer_impl! {
         }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.idempotent(|| self.inner.resource_usage(id)).await
+        }
+        async fn entrypoint_output(&self, id: &SandboxId, stream: OutputStream, offset: u64) -> Result<ByteStream> {
+            self.idempotent(|| self.inner.entrypoint_output(id, stream, offset)).await
         }
         // Starting twice would run the command twice.
         async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {

@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::exec::{ByteStream, ExecProcess, ExecRequest};
 use crate::ownership::unix_now;
 use crate::provider::{
-    Capacity, DirEntry, FileStat, ListFilter, SandboxId, SandboxInfo, SandboxProvider, Snapshot,
-    Tunnel,
+    Capacity, DirEntry, FileStat, ListFilter, OutputStream, SandboxId, SandboxInfo,
+    SandboxProvider, Snapshot, Tunnel,
 };
 use crate::spec::SandboxSpec;
 use crate::usage::{LifecycleEvent, LifecycleKind, ResourceUsage, Usage};
@@ -257,6 +257,14 @@ crate::layer_impl! {
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.traced("resource_usage", Some(id), self.inner.resource_usage(id))
                 .await
+        }
+        async fn entrypoint_output(&self, id: &SandboxId, stream: OutputStream, offset: u64) -> Result<ByteStream> {
+            self.traced(
+                "entrypoint_output",
+                Some(id),
+                self.inner.entrypoint_output(id, stream, offset),
+            )
+            .await
         }
         async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
             self.traced("start_detached", Some(id), self.inner.start_detached(id, request))

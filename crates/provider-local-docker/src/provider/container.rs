@@ -332,14 +332,15 @@ impl LocalDockerProvider {
                 ),
             })?;
         let mut inspect = self.inspect_ours(id).await?;
-        if agent_dir.is_some() {
+        if let Some(agent_dir) = &agent_dir {
             let agent = self
                 .agent
                 .agent_of(&inspect)
                 .ok_or_else(|| Error::CreationFailed {
                     message: "the container's agent has no process".to_owned(),
                 })?;
-            self.start_on_agent(&agent, spec, workdir).await?;
+            self.start_on_agent(&agent, agent_dir, spec, workdir)
+                .await?;
             if !spec.entrypoint.is_empty() {
                 inspect = self.inspect_ours(id).await?;
             }
@@ -385,15 +386,25 @@ impl LocalDockerProvider {
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 
-    /// Waits for a started container's agent, then starts the spec's entrypoint (which
-    /// writes to the container's log, as an image's own entrypoint would).
+    /// Waits for a started container's agent, then starts the spec's entrypoint, its
+    /// stdout and stderr going to files in the agent's directory, which only the host
+    /// names (`entrypoint_output` reads them, and every sandbox has them, empty without
+    /// an entrypoint).
     async fn start_on_agent(
         &self,
         agent: &sandkit_agent_host::Agent,
+        agent_dir: &std::path::Path,
         spec: &SandboxSpec,
         workdir: &str,
     ) -> Result<()> {
         crate::agent::wait_ready(agent).await?;
+        let [stdout, stderr] =
+            sandkit_agent_host::entrypoint::create_outputs(agent_dir).map_err(|e| {
+                crate::error::other(format!(
+                    "creating the entrypoint's output files in {}: {e}",
+                    agent_dir.display()
+                ))
+            })?;
         if spec.entrypoint.is_empty() {
             return Ok(());
         }
@@ -408,8 +419,9 @@ impl LocalDockerProvider {
             inherit_env: true,
             detached: false,
         };
+        let stdio = vec![sandkit_agent_host::dev_null(PROVIDER_NAME)?, stdout, stderr];
         agent
-            .spawn(request, Vec::new())
+            .spawn(request, stdio)
             .await
             .map_err(|error| Error::CreationFailed {
                 message: format!("entrypoint: {error}"),
@@ -478,6 +490,7 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
         image_registry: true,
         image_dockerfile: true,
         entrypoint: true,
+        entrypoint_output: on_agent,
         exec_stdin: true,
         exec_pty: on_agent,
         exec_run_as_user: true,

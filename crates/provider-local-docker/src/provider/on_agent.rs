@@ -3,7 +3,9 @@
 
 use sandkit_agent_host::Agent;
 use sandkit_agent_host::protocol::SpawnRequest;
-use sandkit_core::{AttachFrom, CommandInfo, ExecControl, ExitStatus, FileEvents, ResourceUsage};
+use sandkit_core::{
+    AttachFrom, CommandInfo, ExecControl, ExitStatus, FileEvents, OutputStream, ResourceUsage,
+};
 
 use super::*;
 
@@ -109,6 +111,38 @@ impl LocalDockerProvider {
         };
         let usage = agent.usage().await;
         self.unless_gone(&meta, usage).await
+    }
+
+    /// [`SandboxProvider::entrypoint_output`]: the files in the sandbox's agent directory
+    /// its entrypoint writes (see `start_on_agent`), followed until the container stops.
+    pub(super) async fn entrypoint_output_on_agent(
+        &self,
+        id: &SandboxId,
+        stream: OutputStream,
+        offset: u64,
+    ) -> Result<ByteStream> {
+        let inspect = self.inspect_ours(id.as_str()).await?;
+        // Not `agent_of`: a stopped container's output is read too.
+        let Some(dir) = sandbox::Leftovers::of(&inspect)
+            .agent_dir
+            .filter(|dir| self.agent.owns(dir))
+        else {
+            return Err(Error::unsupported(
+                PROVIDER_NAME,
+                "reading an entrypoint's output without sandkit's agent",
+            ));
+        };
+        let (docker, container) = (self.engine.docker.clone(), id.0.clone());
+        let ended = move || {
+            let (docker, container) = (docker.clone(), container.clone());
+            async move {
+                match docker.inspect_container(&container, None).await {
+                    Ok(inspect) => !inspect.state.and_then(|s| s.running).unwrap_or(false),
+                    Err(_) => true,
+                }
+            }
+        };
+        sandkit_agent_host::entrypoint::follow_output(PROVIDER_NAME, &dir, stream, offset, ended)
     }
 
     /// What `inspect` says of a sandbox, noting when it is not on the agent and why.

@@ -1,6 +1,6 @@
 //! Modal's V2 sandbox calls against the emulator over local processes, at the wire level:
 //! V2 ids and tokens, which calls reach which family's sandboxes, the checks of the
-//! headers V2 clients send, and the entrypoint streams that are refused rather than faked.
+//! headers V2 clients send, and the entrypoint's streams (output served, stdin refused).
 
 mod common;
 
@@ -317,8 +317,8 @@ async fn v2_calls_serve_v2_sandboxes_beside_v1_ones() {
         .unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists);
 
-    // The router: execs on the V2 task see the inline secret; the entrypoint's streams are
-    // refused as unimplemented, not faked.
+    // The router: execs on the V2 task see the inline secret; the entrypoint's output is
+    // served, its stdin refused as unimplemented, not faked.
     let mut router = router(&server, &access.url).await;
     let exec_id = uuid::Uuid::new_v4().to_string();
     router
@@ -352,7 +352,8 @@ async fn v2_calls_serve_v2_sandboxes_beside_v1_ones() {
         output.extend(chunk.data);
     }
     assert_eq!(output, b"inline-value");
-    let unimplemented = router
+    // The main process's output (the default main writes none) stays open while it runs.
+    let mut main_stdout = router
         .sandbox_stdio_read_v2(bearer(
             tcr::SandboxStdioReadV2Request {
                 task_id: created.task_id.clone(),
@@ -361,9 +362,8 @@ async fn v2_calls_serve_v2_sandboxes_beside_v1_ones() {
             &access.jwt,
         ))
         .await
-        .unwrap_err();
-    assert_eq!(unimplemented.code(), Code::Unimplemented);
-    assert!(unimplemented.message().contains("entrypoint"));
+        .unwrap()
+        .into_inner();
 
     // Router access again, by sandbox id, with the sandbox token.
     let again = control
@@ -403,6 +403,17 @@ async fn v2_calls_serve_v2_sandboxes_beside_v1_ones() {
         waited.result.unwrap().status,
         pb::generic_result::GenericStatus::Terminated as i32
     );
+    // The sandbox's end ends its main process's output.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut data = Vec::new();
+        while let Some(chunk) = main_stdout.message().await.unwrap() {
+            data.extend(chunk.data);
+        }
+        data
+    })
+    .await
+    .expect("the output of a terminated sandbox ends");
+    assert!(ended.is_empty(), "{ended:?}");
     let finished = router
         .sandbox_stdin_write_v2(bearer(
             tcr::SandboxStdinWriteV2Request {

@@ -68,6 +68,7 @@ pub fn capabilities() -> Capabilities {
         price_sheet: Some(price_sheet()),
         image_registry: true,
         entrypoint: true,
+        entrypoint_output: true,
         exec_stdin: true,
         exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,

@@ -4,6 +4,7 @@ mod calls;
 mod capabilities;
 mod client;
 mod config;
+mod entrypoint;
 mod error;
 mod exec;
 mod family;

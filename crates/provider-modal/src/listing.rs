@@ -61,8 +61,27 @@ impl ModalProvider {
         if Family::of(id.as_str()).is_none() {
             return Err(Error::sandbox_not_found(id));
         }
-        if self.poll(id.as_str()).await?.is_some() {
-            return Err(Error::sandbox_not_found(id));
+        if let Some(result) = self.poll(id.as_str()).await? {
+            // An entrypoint that exited by itself: its exit code is the sandbox's result.
+            // Ended any other way (terminated, timed out), the sandbox is gone.
+            let exited = matches!(
+                GenericStatus::try_from(result.status),
+                Ok(GenericStatus::Success | GenericStatus::Failure)
+            );
+            let state = state_of_result(&result).filter(|_| exited);
+            let Some(state) = state else {
+                return Err(Error::sandbox_not_found(id));
+            };
+            let tags = self
+                .known
+                .get(id.as_str())
+                .placement
+                .map(|placement| placement.tags)
+                .unwrap_or_default();
+            let mut info = self.unlisted(id, &tags, state);
+            info.tags = tags;
+            self.fill_from_spec(&mut info);
+            return Ok(info);
         }
         if let Some(placement) = self.known.get(id.as_str()).placement
             && let Some(entry) = self.find_listed(id, &placement.tags).await?
@@ -84,34 +103,45 @@ impl ModalProvider {
                     self.wait_for_task(id.as_str(), Duration::ZERO).await,
                     Ok(Task::Running(_))
                 );
-                let created_at_unix_secs = tags
-                    .get(TAG_CREATED_AT)
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or(0);
-                SandboxInfo {
-                    id: id.clone(),
-                    provider: NAME.to_owned(),
-                    name: None,
-                    state: if running {
-                        SandboxState::Running
-                    } else {
-                        SandboxState::Provisioning
-                    },
-                    tags: BTreeMap::new(),
-                    created_at_unix_secs,
-                    expires_at_unix_secs: sandkit_core::ownership::expires_at(&tags),
-                    workdir: self.workdir(id),
-                    cpu: None,
-                    memory_mib: None,
-                    gpu: None,
-                    region: None,
-                    notes: Vec::new(),
-                }
+                let state = if running {
+                    SandboxState::Running
+                } else {
+                    SandboxState::Provisioning
+                };
+                self.unlisted(id, &tags, state)
             }
         };
         info.tags = tags;
         self.fill_from_spec(&mut info);
         Ok(info)
+    }
+
+    /// What is known of a sandbox no listing entry describes: its state, and what its
+    /// ownership tags say.
+    fn unlisted(
+        &self,
+        id: &SandboxId,
+        tags: &BTreeMap<String, String>,
+        state: SandboxState,
+    ) -> SandboxInfo {
+        SandboxInfo {
+            id: id.clone(),
+            provider: NAME.to_owned(),
+            name: None,
+            state,
+            tags: BTreeMap::new(),
+            created_at_unix_secs: tags
+                .get(TAG_CREATED_AT)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
+            expires_at_unix_secs: sandkit_core::ownership::expires_at(tags),
+            workdir: self.workdir(id),
+            cpu: None,
+            memory_mib: None,
+            gpu: None,
+            region: None,
+            notes: Vec::new(),
+        }
     }
 
     /// The listing entry of `id` among the running sandboxes with `tags`.

@@ -355,6 +355,15 @@ impl SandboxProvider for ModalProvider {
         })
     }
 
+    async fn entrypoint_output(
+        &self,
+        id: &SandboxId,
+        stream: sandkit_core::OutputStream,
+        offset: u64,
+    ) -> Result<ByteStream> {
+        self.entrypoint_stream(id, stream, offset).await
+    }
+
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
         self.snapshot_filesystem(id).await
     }

@@ -228,22 +228,20 @@ impl ModalClient for Emulator {
             .map(Response::new)
     }
 
-    /// The entrypoint's output is not reachable through the provider API: the log stream
-    /// ends at once.
+    /// The entrypoint's output, captured from the backend (when it offers it: otherwise
+    /// the stream ends at once).
     async fn sandbox_get_logs(
         &self,
         request: Request<pb::SandboxGetLogsRequest>,
     ) -> Result<Response<StreamOf<pb::TaskLogsBatch>>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox_as(&request.into_inner().sandbox_id, V1)?;
-        let batch = pb::TaskLogsBatch {
-            task_id: record.task_id.clone(),
-            entry_id: "0-1".to_owned(),
-            eof: true,
-            sandbox_id: record.id.clone(),
-            ..Default::default()
-        };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(batch)]))))
+        let request = request.into_inner();
+        let record = self.sandbox_as(&request.sandbox_id, V1)?;
+        Ok(Response::new(super::entrypoint::logs_v1(
+            record.output.clone(),
+            &request,
+            record.task_id.clone(),
+        )))
     }
 
     async fn sandbox_get_task_id(

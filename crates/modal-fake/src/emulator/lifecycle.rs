@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandkit_core::SecretString;
+use sandkit_core::{Error as CoreError, SandboxState, SecretString};
 use sandkit_modal_proto::client::{
     self as pb, generic_result::GenericStatus, secret_source::Source,
 };
@@ -198,7 +198,7 @@ impl Emulator {
             app_id,
             name,
             image_id: definition.image_id.clone(),
-            backend_id: info.id,
+            backend_id: info.id.clone(),
             created_at: Self::next_created_at(&mut state),
             timeout_secs,
             idle_timeout_secs: definition.idle_timeout_secs,
@@ -220,6 +220,7 @@ impl Emulator {
             result: watch::channel(None).0,
             finished_at: Mutex::new(None),
             watchers: Mutex::new(Vec::new()),
+            output: super::entrypoint::capture(self.backend(), &info.id),
         });
         if let Some(name_key) = &name_key {
             // The record now holds the name; the reservation only covered the creation.
@@ -490,5 +491,47 @@ impl Emulator {
     /// Router address and a fresh JWT for the sandbox's task.
     pub(super) fn router_access(&self, record: &SandboxRecord) -> (String, String) {
         (self.issue_jwt(&record.task_id), self.0.router_url.clone())
+    }
+
+    /// Notices when the backend sandbox ends by itself (its entrypoint exited, or it was
+    /// removed behind the emulator's back).
+    pub(super) async fn monitor(&self, record: &Arc<SandboxRecord>) {
+        let mut finished = record.result.subscribe();
+        loop {
+            tokio::select! {
+                _ = finished.wait_for(Option::is_some) => return,
+                () = tokio::time::sleep(super::MONITOR_INTERVAL) => {}
+            }
+            let outcome = match self.0.backend.info(&record.backend_id).await {
+                Ok(info) => match info.state {
+                    SandboxState::Terminated { exit_code: Some(0) } => {
+                        result(GenericStatus::Success, 0, "")
+                    }
+                    SandboxState::Terminated {
+                        exit_code: Some(code),
+                    } => result(
+                        GenericStatus::Failure,
+                        code,
+                        format!("exited with code {code}"),
+                    ),
+                    SandboxState::Terminated { exit_code: None } => {
+                        result(GenericStatus::Terminated, 137, "terminated")
+                    }
+                    SandboxState::Failed { reason } => result(GenericStatus::Failure, 1, reason),
+                    _ => continue,
+                },
+                Err(CoreError::NotFound { .. }) => result(
+                    GenericStatus::InternalFailure,
+                    1,
+                    "the backend sandbox disappeared",
+                ),
+                Err(error) => {
+                    tracing::debug!(sandbox = %record.id, %error, "backend info failed");
+                    continue;
+                }
+            };
+            self.end(record, outcome).await;
+            return;
+        }
     }
 }

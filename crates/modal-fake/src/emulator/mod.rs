@@ -21,6 +21,7 @@
 //! sandboxes, except `SandboxListV2`, which lists both (as Modal's does).
 
 mod control;
+mod entrypoint;
 pub mod exec;
 pub mod fs_tools;
 mod headers;
@@ -37,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sandkit_core::layers::{self, LayerOptions};
-use sandkit_core::{Error as CoreError, SandboxId, SandboxProvider, SandboxState};
+use sandkit_core::{Error as CoreError, SandboxId, SandboxProvider};
 use sandkit_modal_proto::client::{
     GenericResult, SandboxTag, generic_result::GenericStatus,
     modal_client_server::ModalClientServer,
@@ -339,6 +340,8 @@ pub(crate) struct SandboxRecord {
     pub result: watch::Sender<Option<GenericResult>>,
     pub finished_at: Mutex<Option<f64>>,
     pub watchers: Mutex<Vec<JoinHandle<()>>>,
+    /// The entrypoint's output, when the backend offers it.
+    pub output: Option<Arc<entrypoint::EntrypointOutput>>,
 }
 
 impl SandboxRecord {
@@ -652,48 +655,6 @@ impl Emulator {
                 }
             });
             lock(&record.watchers).push(idle);
-        }
-    }
-
-    /// Notices when the backend sandbox ends by itself (its entrypoint exited, or it was
-    /// removed behind the emulator's back).
-    async fn monitor(&self, record: &Arc<SandboxRecord>) {
-        let mut finished = record.result.subscribe();
-        loop {
-            tokio::select! {
-                _ = finished.wait_for(Option::is_some) => return,
-                () = tokio::time::sleep(MONITOR_INTERVAL) => {}
-            }
-            let outcome = match self.0.backend.info(&record.backend_id).await {
-                Ok(info) => match info.state {
-                    SandboxState::Terminated { exit_code: Some(0) } => {
-                        result(GenericStatus::Success, 0, "")
-                    }
-                    SandboxState::Terminated {
-                        exit_code: Some(code),
-                    } => result(
-                        GenericStatus::Failure,
-                        code,
-                        format!("exited with code {code}"),
-                    ),
-                    SandboxState::Terminated { exit_code: None } => {
-                        result(GenericStatus::Terminated, 137, "terminated")
-                    }
-                    SandboxState::Failed { reason } => result(GenericStatus::Failure, 1, reason),
-                    _ => continue,
-                },
-                Err(CoreError::NotFound { .. }) => result(
-                    GenericStatus::InternalFailure,
-                    1,
-                    "the backend sandbox disappeared",
-                ),
-                Err(error) => {
-                    tracing::debug!(sandbox = %record.id, %error, "backend info failed");
-                    continue;
-                }
-            };
-            self.end(record, outcome).await;
-            return;
         }
     }
 

@@ -298,7 +298,11 @@ impl TaskCommandRouter for Emulator {
         &self,
         request: Request<tcr::SandboxStdioReadV2Request>,
     ) -> Result<Response<StreamOf<tcr::SandboxStdioReadV2Response>>, Status> {
-        Err(self.refuse_stdio_read_v2(&request))
+        let output = self.entrypoint_output_v2(&request)?;
+        Ok(Response::new(super::entrypoint::stdio_v2(
+            output,
+            request.get_ref(),
+        )))
     }
 
     async fn sandbox_wait_until_ready(

@@ -1,6 +1,6 @@
 //! What only Modal's V2 sandbox calls do: creation that hands back the task and its router
 //! access at once, the sandbox token, the stricter header checks, and the entrypoint's
-//! router streams (not served).
+//! router streams (output served, stdin not).
 
 use std::sync::Arc;
 
@@ -15,9 +15,9 @@ use super::{AUTH_TOKEN_SUBJECT, Emulator, SandboxRecord, SandboxVersion, header}
 /// The header V2 clients send back the `sandbox_token` of `SandboxCreateV2` in.
 const SANDBOX_TOKEN_HEADER: &str = "x-modal-sandbox-token";
 
-/// Why the entrypoint's streams of a V2 sandbox are not served.
-const ENTRYPOINT_STDIO_UNREACHABLE: &str = "modal-fake cannot reach a sandbox entrypoint's \
-     stdin, stdout or stderr (the provider API does not expose them); use an exec instead";
+/// Why an entrypoint's stdin is not served.
+const ENTRYPOINT_STDIN_UNREACHABLE: &str = "modal-fake cannot write to a sandbox entrypoint's \
+     stdin (the provider API does not expose it); use an exec instead";
 
 impl Emulator {
     /// The checks of a V2 call: credentials as on every call; an `x-modal-auth-token`, when
@@ -141,16 +141,23 @@ impl Emulator {
         Ok(())
     }
 
-    /// Why `SandboxStdioReadV2` is refused: a bad token or task as such, otherwise
-    /// `UNIMPLEMENTED` (see [`ENTRYPOINT_STDIO_UNREACHABLE`]).
-    pub(super) fn refuse_stdio_read_v2(
+    /// The captured entrypoint output `SandboxStdioReadV2` reads, after its token and
+    /// task checks; `UNIMPLEMENTED` on a backend that does not offer it.
+    pub(super) fn entrypoint_output_v2(
         &self,
         request: &Request<tcr::SandboxStdioReadV2Request>,
-    ) -> Status {
-        match self.v2_entrypoint_task(request.metadata(), &request.get_ref().task_id) {
-            Ok(()) => Status::unimplemented(ENTRYPOINT_STDIO_UNREACHABLE),
-            Err(status) => status,
-        }
+    ) -> Result<Arc<super::entrypoint::EntrypointOutput>, Status> {
+        let task_id = &request.get_ref().task_id;
+        self.v2_entrypoint_task(request.metadata(), task_id)?;
+        self.sandbox_of_task(task_id)?
+            .output
+            .clone()
+            .ok_or_else(|| {
+                Status::unimplemented(
+                    "this emulator's backend does not offer an entrypoint's output \
+                 (local-docker with `agent: false`, say)",
+                )
+            })
     }
 
     /// Why `SandboxStdinWriteV2` is refused: a bad token or task as such, a finished
@@ -168,7 +175,7 @@ impl Emulator {
             Ok(record) if !record.is_running() => {
                 Status::failed_precondition("the sandbox has already terminated")
             }
-            Ok(_) => Status::unimplemented(ENTRYPOINT_STDIO_UNREACHABLE),
+            Ok(_) => Status::unimplemented(ENTRYPOINT_STDIN_UNREACHABLE),
             Err(status) => status,
         }
     }

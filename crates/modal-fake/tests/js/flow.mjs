@@ -248,6 +248,16 @@ async function main() {
   assert.equal(await restored.filesystem.readText(`${FLOW_DIR}/hello.txt`), "hello file\n");
   await restored.terminate();
 
+  step("entrypoint: stdout, stderr and exit code");
+  const main = await client.sandboxes.create(app, image, {
+    command: ["sh", "-c", "echo from-entrypoint; echo to-stderr >&2; exit 5"],
+    timeoutMs: 120_000,
+  });
+  assertSandboxId(main.sandboxId);
+  assert.equal(await main.stdout.readText(), "from-entrypoint\n");
+  assert.equal(await main.stderr.readText(), "to-stderr\n");
+  assert.equal(await main.wait(), 5);
+
   step("terminate");
   assert.equal(await sb.poll(), null);
   await sb.terminate();

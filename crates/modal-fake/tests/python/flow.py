@@ -141,6 +141,16 @@ def main():
     assert restored.filesystem.read_text(f"{FLOW_DIR}/hello.txt") == "hello file\n"
     restored.terminate()
 
+    step("entrypoint: stdout, stderr and exit code")
+    main = modal.Sandbox.create(
+        "sh", "-c", "echo from-entrypoint; echo to-stderr >&2; exit 5", app=app, timeout=120
+    )
+    assert_sandbox_id(main.object_id)
+    assert main.stdout.read() == "from-entrypoint\n"
+    assert main.stderr.read() == "to-stderr\n"
+    main.wait(raise_on_termination=False)
+    assert main.returncode == 5, main.returncode
+
     step("terminate")
     assert sb.poll() is None
     sb.terminate()

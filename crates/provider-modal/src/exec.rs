@@ -47,21 +47,34 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 /// router has no call to signal a command.
 pub const EXEC_ID_ENV: &str = "SANDKIT_EXEC_ID";
 
-/// Kills every process whose environment holds `SANDKIT_EXEC_ID=$1` (but not itself), in
-/// passes until none is left, so children forked meanwhile go too. Needs `sh`, `tr` and
-/// `grep`, which Modal's images have.
+/// Kills every process whose environment holds `SANDKIT_EXEC_ID=$1`, and every
+/// descendant of one whatever its environment (a child started with `env -i`), but not
+/// itself: all are stopped first, so none forks while they are killed, and passes repeat
+/// until none is left. Needs `sh`, `tr`, `grep` and `sed`, which Modal's images have.
 pub const KILL_SCRIPT: &str = r#"marker="SANDKIT_EXEC_ID=$1"
 pass=0
 while [ "$pass" -lt 10 ]; do
-  found=
+  targets=" "
   for dir in /proc/[0-9]*; do
     pid=${dir#/proc/}
     [ "$pid" = "$$" ] && continue
     if tr '\000' '\n' < "$dir/environ" 2>/dev/null | grep -qxF "$marker"; then
-      kill -KILL "$pid" 2>/dev/null && found=1
+      targets="$targets$pid "
     fi
   done
-  [ -z "$found" ] && exit 0
+  grew=1
+  while [ -n "$grew" ]; do
+    grew=
+    for dir in /proc/[0-9]*; do
+      pid=${dir#/proc/}
+      case "$targets" in *" $pid "*) continue ;; esac
+      ppid=$(sed -n 's/^PPid:[[:space:]]*//p' "$dir/status" 2>/dev/null)
+      case "$targets" in *" $ppid "*) targets="$targets$pid " grew=1 ;; esac
+    done
+  done
+  [ "$targets" = " " ] && exit 0
+  kill -STOP $targets 2>/dev/null
+  kill -KILL $targets 2>/dev/null
   pass=$((pass + 1))
 done
 exit 1

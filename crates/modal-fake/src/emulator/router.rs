@@ -235,41 +235,6 @@ impl Emulator {
     }
 }
 
-/// The exec id a kill command of sandkit's modal provider targets.
-fn kill_target(argv: &[String]) -> Option<&str> {
-    let exec_id = argv.last()?;
-    (argv == sandkit_provider_modal::kill_argv(exec_id).as_slice()).then_some(exec_id.as_str())
-}
-
-impl Emulator {
-    /// Kills exec `target` and records the kill command itself as an exec that succeeded.
-    async fn kill_exec(
-        &self,
-        task_id: &str,
-        exec_id: &str,
-        target: &str,
-    ) -> Result<Response<tcr::TaskExecStartResponse>, Status> {
-        if let Ok(session) = self.exec_session(task_id, target) {
-            session.kill.notify_one();
-        }
-        let session = Arc::new(ExecSession {
-            task_id: task_id.to_owned(),
-            stdout: Arc::new(OutputPipe::default()),
-            stderr: Arc::new(OutputPipe::default()),
-            stdin: AsyncMutex::new(StdinPipe::new(StdinSink::Discard)),
-            exit: watch::channel(Some(ExecExit::Code(0))).0,
-            kill: tokio::sync::Notify::new(),
-        });
-        session.stdout.close();
-        session.stderr.close();
-        self.state()
-            .execs
-            .entry(exec_id.to_owned())
-            .or_insert(session);
-        Ok(Response::new(tcr::TaskExecStartResponse {}))
-    }
-}
-
 fn exit_status(exit: &ExecExit) -> Result<Option<ExitStatusOneof>, Status> {
     match exit {
         ExecExit::Code(code) => Ok(Some(ExitStatusOneof::Code(*code))),
@@ -357,12 +322,6 @@ impl TaskCommandRouter for Emulator {
             return Err(Status::unimplemented(
                 "modal-fake has no sidecar containers",
             ));
-        }
-        if let Some(target) = kill_target(&request.command_args) {
-            // sandkit's modal provider kills a command by running a script that signals
-            // every process carrying the command's exec id. The backend's commands need not
-            // share a process namespace, so the emulator kills the command itself.
-            return self.kill_exec(&task_id, &request.exec_id, target).await;
         }
         let fs_command = (request.command_args.len() == 2
             && request.command_args[0] == FS_TOOLS_PATH)

@@ -624,3 +624,37 @@ fn a_wrong_pools_file_names_the_line_and_field() {
         "{message}"
     );
 }
+
+#[test]
+fn logs_prints_the_entrypoints_output_from_an_offset() {
+    let sandkit = Sandkit::new();
+    let spec = sandkit.state.path().join("spec.json");
+    let entrypoint = serde_json::json!({
+        "entrypoint": ["sh", "-c", "echo hello; echo oops >&2; exit 4"],
+    });
+    std::fs::write(&spec, entrypoint.to_string()).unwrap();
+    let output = sandkit.run(&["create", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "create: {}", text(&output.stderr));
+    let id = text(&output.stdout).trim().to_owned();
+    // Each read follows the entrypoint to its end, then exits 0.
+    let stdout = sandkit.run(&["logs", &id]);
+    assert_eq!(code(&stdout), 0, "logs: {}", text(&stdout.stderr));
+    assert_eq!(text(&stdout.stdout), "hello\n");
+    let stderr = sandkit.run(&["logs", &id, "--stderr"]);
+    assert_eq!(text(&stderr.stderr), "oops\n");
+    assert!(stderr.stdout.is_empty());
+    assert_eq!(
+        text(&sandkit.run(&["logs", &id, "--from", "2"]).stdout),
+        "llo\n"
+    );
+    let unknown = sandkit.run(&["logs", "no-such-sandbox"]);
+    assert_ne!(code(&unknown), 0);
+    assert!(
+        text(&unknown.stderr).contains("no-such-sandbox"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    // The ended sandbox is kept until it is removed.
+    assert_eq!(code(&sandkit.run(&["rm", &id])), 0);
+    sandkit.assert_clean();
+}

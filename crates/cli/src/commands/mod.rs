@@ -6,6 +6,7 @@ mod cp;
 mod create;
 mod detached;
 mod exec;
+mod logs;
 mod ls;
 mod pools;
 mod providers;
@@ -82,6 +83,8 @@ pub enum Command {
     Commands(detached::CommandsArgs),
     /// Attach to a detached command: its output replayed from an offset, to its end.
     Attach(detached::AttachArgs),
+    /// Print a sandbox's entrypoint output (stdout, or --stderr), following it to its end.
+    Logs(logs::LogsArgs),
     /// Copy files or directories to or from a sandbox (one side is ID:PATH).
     Cp(cp::CpArgs),
     /// List sandboxes with their state, age and estimated cost.
@@ -111,6 +114,7 @@ impl Command {
             Self::Shell(_) => false,
             Self::Commands(args) => args.output.json,
             Self::Attach(args) => args.output.json,
+            Self::Logs(_) => false,
             Self::Cp(args) => args.output.json,
             Self::Ls(args) => args.output.json,
             Self::Rm(args) => args.output.json,
@@ -133,6 +137,7 @@ impl Command {
             Self::Shell(args) => shell::run(context, args).await,
             Self::Commands(args) => detached::list(context, args).await,
             Self::Attach(args) => detached::attach(context, args).await,
+            Self::Logs(args) => logs::run(context, args).await,
             Self::Cp(args) => cp::run(context, args).await,
             Self::Ls(args) => ls::run(context, args).await,
             Self::Rm(args) => rm::run(context, args).await,

@@ -11,7 +11,7 @@ use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
-use sandkit::{ByteStream, Error, ExecProcess, ExecRequest, ExitStatus, SandboxId};
+use sandkit::{ByteStream, Error, ExecProcess, ExecRequest, ExitStatus, OutputStream, SandboxId};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Notify};
 
@@ -155,6 +155,37 @@ impl NativeProvider {
                 stdin: Arc::new(Mutex::new(stdin)),
                 control: Arc::new(Mutex::new(KillOnDrop(Some(process)))),
                 kill_requested: Arc::new(Notify::new()),
+            })
+        })
+    }
+
+    /// The entrypoint's `stream` (`"stdout"` or `"stderr"`) from byte `offset` on,
+    /// followed until the entrypoint ends; resolves to a `NativeStream`.
+    fn entrypoint_output<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        stream: &str,
+        offset: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stream = match stream {
+            "stdout" => OutputStream::Stdout,
+            "stderr" => OutputStream::Stderr,
+            other => {
+                return Err(to_py(Error::InvalidSpec {
+                    field: "stream".to_owned(),
+                    reason: format!("must be \"stdout\" or \"stderr\", not {other:?}"),
+                }));
+            }
+        };
+        let provider = self.inner.clone();
+        spawn(py, async move {
+            let output = provider
+                .entrypoint_output(&SandboxId(id), stream, offset)
+                .await
+                .map_err(to_py)?;
+            Ok(NativeStream {
+                stream: Arc::new(Mutex::new(Some(output))),
             })
         })
     }

@@ -142,6 +142,29 @@ async def test_snapshot_pause_and_resume_where_declared(provider: sandkit.Provid
             await sandbox.pause()
 
 
+async def test_entrypoint_output_where_declared(provider: sandkit.Provider) -> None:
+    if not provider.capabilities["entrypoint_output"]:
+        created = await provider.create(SPECS[provider.name], lifetime_secs=600)
+        try:
+            with pytest.raises(sandkit.Unsupported):
+                await created.entrypoint_output()
+        finally:
+            await created.terminate()
+        return
+    entrypoint = ["sh", "-c", "echo out; echo err >&2; exit 6"]
+    created = await provider.create(SPECS[provider.name], lifetime_secs=600, entrypoint=entrypoint)
+    try:
+        assert await (await created.entrypoint_output()).read() == b"out\n"
+        assert await (await created.entrypoint_output("stderr")).read() == b"err\n"
+        assert await (await created.entrypoint_output(offset=1)).read() == b"ut\n"
+        with pytest.raises(ValueError):
+            await created.entrypoint_output(offset=-1)
+        with pytest.raises(sandkit.InvalidSpec):
+            await created.entrypoint_output("stdin")
+    finally:
+        await created.terminate()
+
+
 async def test_terminate_is_idempotent_and_then_not_found(provider: sandkit.Provider) -> None:
     created = await provider.create(SPECS[provider.name], lifetime_secs=600)
     await created.terminate()

@@ -203,6 +203,17 @@ class Sandbox:
         """Routes to the sandbox's exposed ports: ``{"port", "url"}``."""
         return json.loads(await self.provider._native.tunnels(self.id))
 
+    async def entrypoint_output(self, stream: str = "stdout", *, offset: int = 0) -> OutputStream:
+        """The entrypoint's ``"stdout"`` or ``"stderr"`` from byte ``offset`` on, followed
+        until the entrypoint ends: ``async for chunk in ...``, or ``await ....read()``.
+        Reading again from the offset reached resumes a cut stream."""
+        if check_int("offset", offset) < 0:
+            raise ValueError(f"`offset` must be 0 or more, not {offset}")
+        native = await self.provider._native.entrypoint_output(
+            self.id, check_str("stream", stream), offset
+        )
+        return OutputStream(native)
+
     async def terminate(self) -> None:
         """Ends the sandbox and frees what it holds; idempotent."""
         await self.provider._native.terminate(self.id)

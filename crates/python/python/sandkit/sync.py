@@ -151,6 +151,11 @@ class SyncSandbox:
         self.info = _run(self._sandbox.refresh())
         return self.info
 
+    def entrypoint_output(self, stream: str = "stdout", *, offset: int = 0) -> Iterator[bytes]:
+        """The entrypoint's ``"stdout"`` or ``"stderr"`` chunks from ``offset`` on, until
+        the entrypoint ends."""
+        return _iterate(_run(self._sandbox.entrypoint_output(stream, offset=offset)))
+
     def terminate(self) -> None:
         """Ends the sandbox; idempotent."""
         _run(self._sandbox.terminate())

@@ -9,10 +9,16 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
+use std::io::Write;
+use std::os::fd::AsFd;
+
 use bytes::{Bytes, BytesMut};
 use rustix::fs::{Mode, OFlags};
+use sandkit_agent::protocol::{self, ErrorKind, Reply, Request};
 use sandkit_core::{ByteStream, Error, OutputStream};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::Agent;
 
 /// How often a reader at the end of the output looks for more.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(50);
@@ -99,6 +105,43 @@ where
     )))
 }
 
+impl Agent {
+    /// Writes `data` into the entrypoint's stdin (one spawned with `keep_stdin`) from byte
+    /// `offset` on, closing it after when `eof`. Bytes before what was written already are
+    /// skipped by the agent, so a retried write is not applied twice.
+    pub async fn write_main_stdin(&self, offset: u64, data: Bytes, eof: bool) -> Result<(), Error> {
+        self.blocking(move |agent| {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| agent.internal("creating a pipe", e.into()))?;
+            let stream = agent.open(&Request::MainStdin { offset, eof }, &[read.as_fd()])?;
+            drop(read);
+            let mut write = File::from(write);
+            // A refusal closes the agent's end first; its answer says why.
+            let _ = write.write_all(&data);
+            drop(write);
+            match protocol::receive::<Reply>(&stream)
+                .map_err(|e| agent.failed(&e))?
+                .0
+            {
+                Reply::Done => Ok(()),
+                Reply::Error {
+                    kind: ErrorKind::BadRequest,
+                    message,
+                } => Err(Error::InvalidSpec {
+                    field: "stdin".to_owned(),
+                    reason: message,
+                }),
+                Reply::Error { message, .. } => Err(Error::provider(
+                    agent.provider(),
+                    io::Error::other(format!("writing the entrypoint's stdin: {message}")),
+                )),
+                other => Err(agent.unexpected(&other)),
+            }
+        })
+        .await
+    }
+}
+
 struct Follow<F> {
     file: tokio::fs::File,
     offset: u64,
@@ -162,7 +205,6 @@ where
 mod tests {
     use super::*;
     use futures::StreamExt;
-    use std::io::Write;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 

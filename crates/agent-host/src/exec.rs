@@ -53,6 +53,7 @@ pub fn spawn_request(
         pty: None,
         inherit_env: false,
         detached: false,
+        keep_stdin: false,
     }
 }
 

@@ -23,6 +23,7 @@ mod detached;
 mod files;
 mod pty;
 mod spawn;
+mod stdin;
 mod threads;
 mod usage;
 mod users;
@@ -66,6 +67,7 @@ impl Children {
 struct Agent {
     children: Mutex<Children>,
     detached: detached::Registry,
+    main_stdin: stdin::MainStdin,
     reaper: OnceLock<Thread>,
     spawner: Spawner,
 }
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
     let agent = Arc::new(Agent {
         children: Mutex::new(Children::default()),
         detached: detached::Registry::default(),
+        main_stdin: stdin::MainStdin::default(),
         reaper: OnceLock::new(),
         spawner,
     });
@@ -456,6 +459,7 @@ fn serve(agent: &Agent, stream: UnixStream) {
             Request::Remove { path, recursive } => {
                 return files::remove(&stream, &path, recursive);
             }
+            Request::MainStdin { offset, eof } => agent.main_stdin.write(offset, eof, fds),
             Request::Pause => {
                 signal_all(Signal::STOP);
                 Reply::Done

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. A peer with another version is refused with
 /// an error naming both.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest frame either side accepts (argv and environment fit well below it).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -119,6 +119,17 @@ pub enum Request {
         /// Whether a directory goes with its contents.
         recursive: bool,
     },
+    /// Writes the one descriptor that comes with it, to its end, into the entrypoint's
+    /// stdin (a `spawn` with `keep_stdin`) from byte `offset` on: bytes before what was
+    /// written already are skipped, so a retried write is not applied twice; an offset
+    /// past it is refused. `eof` closes the stdin after. Answers `done`. (New in
+    /// version 5.)
+    MainStdin {
+        /// Where the data starts in the stdin's bytes.
+        offset: u64,
+        /// Whether the stdin ends after it.
+        eof: bool,
+    },
     /// Stops every process of the sandbox.
     Pause,
     /// Continues every process of the sandbox.
@@ -162,6 +173,11 @@ pub struct SpawnRequest {
     /// runs on when this connection closes. (New in version 3.)
     #[serde(default)]
     pub detached: bool,
+    /// For the entrypoint (`main`): its stdin is a pipe the agent makes and keeps the
+    /// write end of, for `main-stdin` requests; the request then carries two
+    /// descriptors, stdout and stderr. (New in version 5.)
+    #[serde(default)]
+    pub keep_stdin: bool,
 }
 
 /// A detached command, as [`Request::Commands`] lists it.
@@ -510,6 +526,7 @@ mod tests {
             pty: None,
             inherit_env: false,
             detached: false,
+            keep_stdin: false,
         });
         let devnull = std::fs::File::open("/dev/null").unwrap();
         send(

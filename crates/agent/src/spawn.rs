@@ -49,6 +49,25 @@ pub(crate) fn start(
         })?;
         detached_pipes = Some(pipes.0);
         pipes.1
+    } else if spawn.keep_stdin {
+        // The entrypoint reads a pipe of the agent's, written by `main-stdin` requests.
+        let Ok([stdout, stderr]) = <[OwnedFd; 2]>::try_from(fds) else {
+            return Err(error(
+                ErrorKind::BadRequest,
+                "an entrypoint with keep_stdin takes two descriptors: stdout, stderr",
+            ));
+        };
+        if !spawn.main || spawn.pty.is_some() {
+            return Err(error(
+                ErrorKind::BadRequest,
+                "keep_stdin is for an entrypoint without a terminal",
+            ));
+        }
+        let stdin = agent
+            .main_stdin
+            .open()
+            .map_err(|e| error(ErrorKind::Other, format!("the entrypoint's stdin: {e}")))?;
+        vec![stdin, stdout, stderr]
     } else {
         fds
     };

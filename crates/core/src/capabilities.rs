@@ -362,6 +362,9 @@ pub struct Capabilities {
     /// The entrypoint's stdout and stderr can be read, resumably, while it runs and after
     /// it ended (`SandboxProvider::entrypoint_output`).
     pub entrypoint_output: bool,
+    /// The entrypoint's stdin can be written, at byte offsets, and closed
+    /// (`SandboxProvider::write_entrypoint_stdin`).
+    pub entrypoint_stdin: bool,
 
     /// Commands can read standard input.
     pub exec_stdin: bool,
@@ -508,6 +511,8 @@ features! {
     Entrypoint = "entrypoint", "an entrypoint process", |c| c.entrypoint;
     /// Reading an entrypoint's output.
     EntrypointOutput = "entrypoint.output", "reading an entrypoint's output", |c| c.entrypoint_output;
+    /// Writing to an entrypoint's stdin.
+    EntrypointStdin = "entrypoint.stdin", "writing to an entrypoint's stdin", |c| c.entrypoint_stdin;
     /// Standard input for commands.
     ExecStdin = "exec.stdin", "standard input for commands", |c| c.exec_stdin;
     /// Pseudo-terminals.

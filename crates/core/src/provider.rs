@@ -438,6 +438,24 @@ pub trait SandboxProvider: Send + Sync + 'static {
         ))
     }
 
+    /// Writes `data` to the entrypoint's stdin at byte `offset` of it, closing the stdin
+    /// after when `eof` (needs `entrypoint_stdin`). Bytes before what was written
+    /// already are skipped, so a retried write is not applied twice; an offset past it
+    /// is [`Error::InvalidSpec`], as is a write to a closed stdin.
+    async fn write_entrypoint_stdin(
+        &self,
+        id: &SandboxId,
+        offset: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> Result<()> {
+        let _ = (id, offset, data, eof);
+        Err(Error::unsupported(
+            self.name(),
+            "writing to an entrypoint's stdin",
+        ))
+    }
+
     /// What the sandbox's processes use now: cpu seconds, resident and peak memory
     /// (needs `resource_usage`).
     async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {

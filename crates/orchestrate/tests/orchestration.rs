@@ -29,7 +29,7 @@ sandkit::layer_impl! {
         stat, list_dir, make_dir, remove, terminate, read_file_stream, write_file_stream,
         download_archive_stream, upload_archive_stream, upload_archive, download_archive,
         snapshot, delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
-        entrypoint_output,
+        entrypoint_output, write_entrypoint_stdin,
     ] {
         fn wrapped(&self) -> Option<&Arc<dyn SandboxProvider>> {
             None

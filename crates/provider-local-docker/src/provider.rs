@@ -646,6 +646,16 @@ impl SandboxProvider for LocalDockerProvider {
         self.entrypoint_output_on_agent(id, stream, offset).await
     }
 
+    async fn write_entrypoint_stdin(
+        &self,
+        id: &SandboxId,
+        at: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> Result<()> {
+        self.entrypoint_stdin_on_agent(id, at, data, eof).await
+    }
+
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
         self.take_snapshot(id).await
     }
@@ -704,25 +714,7 @@ impl SandboxProvider for LocalDockerProvider {
             .inspect_container(&meta.container_id, None)
             .await
             .map_err(|e| error::map(e, Subject::Sandbox(&meta.container_id)))?;
-        let ports = inspect
-            .network_settings
-            .and_then(|settings| settings.ports)
-            .unwrap_or_default();
-        let mut tunnels: Vec<Tunnel> = ports
-            .into_iter()
-            .filter_map(|(port, bindings)| {
-                let port: u16 = port.strip_suffix("/tcp")?.parse().ok()?;
-                let binding = bindings?.into_iter().next()?;
-                let host = binding.host_ip.filter(|h| !h.is_empty())?;
-                let host_port = binding.host_port.filter(|p| !p.is_empty())?;
-                Some(Tunnel {
-                    port,
-                    url: format!("{host}:{host_port}"),
-                })
-            })
-            .collect();
-        tunnels.sort_by_key(|tunnel| tunnel.port);
-        Ok(tunnels)
+        Ok(container::tunnels_of(inspect))
     }
 
     async fn capacity(&self) -> Result<Capacity> {

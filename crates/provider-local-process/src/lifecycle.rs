@@ -12,7 +12,6 @@ use sandkit_core::{
     Error, ImageSource, NetworkPolicy, Result, SandboxId, SandboxSpec, SandboxState,
 };
 
-use crate::NAME;
 use crate::error::internal;
 use crate::files::{SandboxFs, Trust};
 use crate::launch::{self, DEFAULT_WORKDIR, Layout};
@@ -378,8 +377,10 @@ impl LocalProcessProvider {
             pty: None,
             inherit_env: false,
             detached: false,
+            keep_stdin: true,
         };
-        let stdio = [sandkit_agent_host::dev_null(NAME)?, stdout, stderr];
+        // Its stdin is a pipe the agent keeps, for `write_entrypoint_stdin`.
+        let stdio = [stdout, stderr];
         layout
             .agent()
             .spawn(request, stdio.into())

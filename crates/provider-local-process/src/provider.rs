@@ -94,6 +94,7 @@ fn capabilities(bubblewrap: bool, pasta: bool, default_lifetime_secs: u64) -> Ca
         billing: BillingModel::None,
         entrypoint: true,
         entrypoint_output: true,
+        entrypoint_stdin: true,
         exec_stdin: true,
         // The agent kills a command whose timeout runs out, inside the sandbox.
         exec_timeout: TimeoutEnforcement::Server,
@@ -392,6 +393,25 @@ impl SandboxProvider for LocalProcessProvider {
 
     async fn terminate(&self, id: &SandboxId) -> Result<()> {
         self.destroy(id.as_str()).await
+    }
+
+    async fn write_entrypoint_stdin(
+        &self,
+        id: &SandboxId,
+        offset: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> Result<()> {
+        match self.find(id).await? {
+            Found::Live(_, layout) => layout.agent().write_main_stdin(offset, data, eof).await,
+            Found::Ended { exit_code, .. } => Err(Error::invalid_state(
+                id,
+                SandboxState::Terminated {
+                    exit_code: Some(exit_code),
+                },
+                "write_entrypoint_stdin",
+            )),
+        }
     }
 
     async fn entrypoint_output(

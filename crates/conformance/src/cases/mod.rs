@@ -707,6 +707,16 @@ pub(crate) static CASES: &[Case] = &[
         "the entrypoint's stdout and stderr are read while it runs and resumed at an offset; its exit code is the sandbox's result"
     ),
     case!(
+        optional::entrypoint_stdin_feeds_it_and_closes,
+        ENTRYPOINT_STDIN,
+        "the entrypoint's stdin is written at offsets (a retry applied once, a gap refused) and closed"
+    ),
+    case!(
+        optional::entrypoint_stdin_unsupported,
+        NO_ENTRYPOINT_STDIN,
+        "writing to an entrypoint's stdin is Unsupported without entrypoint.stdin"
+    ),
+    case!(
         optional::entrypoint_output_unsupported,
         NO_ENTRYPOINT_OUTPUT,
         "reading an entrypoint's output is Unsupported without entrypoint.output"

@@ -49,6 +49,11 @@ pub(super) const ENTRYPOINT_OUTPUT: Need = Need::Custom {
     reason: "needs `entrypoint` and `entrypoint.output`",
 };
 pub(super) const NO_ENTRYPOINT_OUTPUT: Need = Need::Lacks(Feature::EntrypointOutput);
+pub(super) const ENTRYPOINT_STDIN: Need = Need::Custom {
+    check: |c| c.entrypoint && c.entrypoint_output && c.entrypoint_stdin,
+    reason: "needs `entrypoint`, `entrypoint.output` and `entrypoint.stdin`",
+};
+pub(super) const NO_ENTRYPOINT_STDIN: Need = Need::Lacks(Feature::EntrypointStdin);
 pub(super) const MAX_LIFETIME: Need = Need::Custom {
     check: |c| c.max_lifetime_secs.is_some(),
     reason: "needs a `max_lifetime_secs`",

@@ -360,6 +360,55 @@ pub(crate) async fn entrypoint_output_and_exit_code(cx: Cx) -> Result<()> {
     bail!("the sandbox still runs 10 s after its entrypoint's output ended")
 }
 
+pub(crate) async fn entrypoint_stdin_feeds_it_and_closes(cx: Cx) -> Result<()> {
+    let spec = cx.spec().entrypoint([
+        "sh",
+        "-c",
+        "while read -r line; do echo \"got $line\"; done; echo closed",
+    ]);
+    let id = cx.create(&spec).await?.id;
+    let write = |offset: u64, data: &'static str, eof: bool| {
+        let provider = cx.provider().clone();
+        let id = id.clone();
+        async move {
+            provider
+                .write_entrypoint_stdin(
+                    &id,
+                    offset,
+                    bytes::Bytes::from_static(data.as_bytes()),
+                    eof,
+                )
+                .await
+        }
+    };
+    write(0, "a\n", false).await.context("writing at 0")?;
+    // A retry of the same bytes, and one overlapping them: applied once.
+    write(0, "a\n", false).await.context("writing at 0 again")?;
+    write(1, "\nb\n", false).await.context("writing at 1")?;
+    expect_error(
+        write(100, "gap", false).await,
+        "InvalidSpec for an offset past the end",
+        |e| matches!(e, Error::InvalidSpec { .. }),
+    )?;
+    write(4, "", true).await.context("closing at 4")?;
+    let stdout = entrypoint_output(&cx, &id, OutputStream::Stdout, 0).await?;
+    ensure!(
+        stdout == "got a\ngot b\nclosed\n",
+        "the entrypoint fed `a`, `b`, then EOF printed {stdout:?}"
+    );
+    Ok(())
+}
+
+pub(crate) async fn entrypoint_stdin_unsupported(cx: Cx) -> Result<()> {
+    let id = cx.sandbox().await?;
+    expect_unsupported(
+        cx.provider()
+            .write_entrypoint_stdin(&id, 0, bytes::Bytes::from_static(b"x"), false)
+            .await,
+        "writing to an entrypoint's stdin",
+    )
+}
+
 pub(crate) async fn entrypoint_output_unsupported(cx: Cx) -> Result<()> {
     let id = cx.sandbox().await?;
     expect_unsupported(

@@ -43,7 +43,7 @@ crate::layer_impl! {
         list_dir, make_dir, remove, terminate, read_file_stream, write_file_stream,
         download_archive_stream, upload_archive_stream, upload_archive, download_archive,
         snapshot, delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
-        entrypoint_output,
+        entrypoint_output, write_entrypoint_stdin,
         start_detached, commands, attach,
     ] {
         fn capabilities(&self) -> &Capabilities {

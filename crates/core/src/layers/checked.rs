@@ -181,6 +181,10 @@ crate::layer_impl! {
             self.require(Feature::EntrypointOutput)?;
             self.inner.entrypoint_output(id, stream, offset).await
         }
+        async fn write_entrypoint_stdin(&self, id: &SandboxId, offset: u64, data: Bytes, eof: bool) -> Result<()> {
+            self.require(Feature::EntrypointStdin)?;
+            self.inner.write_entrypoint_stdin(id, offset, data, eof).await
+        }
         async fn resource_usage(&self, id: &SandboxId) -> Result<ResourceUsage> {
             self.require(Feature::ResourceUsage)?;
             self.inner.resource_usage(id).await

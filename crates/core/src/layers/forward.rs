@@ -29,7 +29,7 @@
 ///         read_file_stream, write_file_stream, download_archive_stream,
 ///         upload_archive_stream, upload_archive, download_archive, snapshot,
 ///         delete_snapshot, pause, resume, tunnels, capacity, find_by_name, resource_usage, watch,
-///         entrypoint_output,
+///         entrypoint_output, write_entrypoint_stdin,
 ///         start_detached, commands, attach,
 ///     ] {
 ///         async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo> {
@@ -277,6 +277,13 @@ macro_rules! layer_impl {
         $crate::layer_impl!(@munch $ty, $inner, [$($done)*
         async fn entrypoint_output(&self, id: &$crate::SandboxId, stream: $crate::OutputStream, offset: u64) -> $crate::Result<$crate::ByteStream> {
             self.$inner.entrypoint_output(id, stream, offset).await
+        }
+        ], [$($rest)*]);
+    };
+    (@munch $ty:ty, $inner:ident, [$($done:tt)*], [write_entrypoint_stdin $($rest:ident)*]) => {
+        $crate::layer_impl!(@munch $ty, $inner, [$($done)*
+        async fn write_entrypoint_stdin(&self, id: &$crate::SandboxId, offset: u64, data: $crate::__bytes::Bytes, eof: bool) -> $crate::Result<()> {
+            self.$inner.write_entrypoint_stdin(id, offset, data, eof).await
         }
         ], [$($rest)*]);
     };

@@ -205,6 +205,11 @@ crate::layer_impl! {
         async fn entrypoint_output(&self, id: &SandboxId, stream: OutputStream, offset: u64) -> Result<ByteStream> {
             self.idempotent(|| self.inner.entrypoint_output(id, stream, offset)).await
         }
+        // Written at an offset, so a retry is not applied twice.
+        async fn write_entrypoint_stdin(&self, id: &SandboxId, offset: u64, data: Bytes, eof: bool) -> Result<()> {
+            self.idempotent(|| self.inner.write_entrypoint_stdin(id, offset, data.clone(), eof))
+                .await
+        }
         // Starting twice would run the command twice.
         async fn start_detached(&self, id: &SandboxId, request: ExecRequest) -> Result<CommandInfo> {
             self.inner.start_detached(id, request).await

@@ -258,6 +258,14 @@ crate::layer_impl! {
             self.traced("resource_usage", Some(id), self.inner.resource_usage(id))
                 .await
         }
+        async fn write_entrypoint_stdin(&self, id: &SandboxId, offset: u64, data: Bytes, eof: bool) -> Result<()> {
+            self.traced(
+                "write_entrypoint_stdin",
+                Some(id),
+                self.inner.write_entrypoint_stdin(id, offset, data, eof),
+            )
+            .await
+        }
         async fn entrypoint_output(&self, id: &SandboxId, stream: OutputStream, offset: u64) -> Result<ByteStream> {
             self.traced(
                 "entrypoint_output",

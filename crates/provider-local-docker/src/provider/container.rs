@@ -418,8 +418,10 @@ impl LocalDockerProvider {
             pty: None,
             inherit_env: true,
             detached: false,
+            keep_stdin: true,
         };
-        let stdio = vec![sandkit_agent_host::dev_null(PROVIDER_NAME)?, stdout, stderr];
+        // Its stdin is a pipe the agent keeps, for `write_entrypoint_stdin`.
+        let stdio = vec![stdout, stderr];
         agent
             .spawn(request, stdio)
             .await
@@ -428,6 +430,29 @@ impl LocalDockerProvider {
             })?;
         Ok(())
     }
+}
+
+/// The host addresses of a container's published ports, by container port.
+pub(super) fn tunnels_of(inspect: ContainerInspectResponse) -> Vec<Tunnel> {
+    let ports = inspect
+        .network_settings
+        .and_then(|settings| settings.ports)
+        .unwrap_or_default();
+    let mut tunnels: Vec<Tunnel> = ports
+        .into_iter()
+        .filter_map(|(port, bindings)| {
+            let port: u16 = port.strip_suffix("/tcp")?.parse().ok()?;
+            let binding = bindings?.into_iter().next()?;
+            let host = binding.host_ip.filter(|h| !h.is_empty())?;
+            let host_port = binding.host_port.filter(|p| !p.is_empty())?;
+            Some(Tunnel {
+                port,
+                url: format!("{host}:{host_port}"),
+            })
+        })
+        .collect();
+    tunnels.sort_by_key(|tunnel| tunnel.port);
+    tunnels
 }
 
 /// Whether the spec asks for no network at all (an empty allowlist allows nothing).
@@ -491,6 +516,7 @@ pub(super) fn capabilities(config: &LocalDockerConfig, engine: Option<&Engine>) 
         image_dockerfile: true,
         entrypoint: true,
         entrypoint_output: on_agent,
+        entrypoint_stdin: on_agent,
         exec_stdin: true,
         exec_pty: on_agent,
         exec_run_as_user: true,

@@ -145,6 +145,25 @@ impl LocalDockerProvider {
         sandkit_agent_host::entrypoint::follow_output(PROVIDER_NAME, &dir, stream, offset, ended)
     }
 
+    /// [`SandboxProvider::write_entrypoint_stdin`], through the agent.
+    pub(super) async fn entrypoint_stdin_on_agent(
+        &self,
+        id: &SandboxId,
+        offset: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> Result<()> {
+        let meta = self.unpaused_meta(id, "write_entrypoint_stdin").await?;
+        let Some(agent) = &meta.agent else {
+            return Err(Error::unsupported(
+                PROVIDER_NAME,
+                "writing to an entrypoint's stdin without sandkit's agent",
+            ));
+        };
+        let written = agent.write_main_stdin(offset, data, eof).await;
+        self.unless_gone(&meta, written).await
+    }
+
     /// What `inspect` says of a sandbox, noting when it is not on the agent and why.
     pub(super) fn info_of(
         &self,

@@ -94,6 +94,7 @@ control_calls! {
     SandboxGetTunnelsRequest => pb::SandboxGetTunnelsResponse: sandbox_get_tunnels,
         deadline(request) long_poll(request.timeout, Duration::from_secs(20));
     SandboxListRequest => pb::SandboxListResponse: sandbox_list;
+    SandboxStdinWriteRequest => pb::SandboxStdinWriteResponse: sandbox_stdin_write;
     SandboxTagsGetRequest => pb::SandboxTagsGetResponse: sandbox_tags_get;
     SandboxTerminateRequest => pb::SandboxTerminateResponse: sandbox_terminate;
     SandboxWaitRequest => pb::SandboxWaitResponse: sandbox_wait,

@@ -69,6 +69,7 @@ pub fn capabilities() -> Capabilities {
         image_registry: true,
         entrypoint: true,
         entrypoint_output: true,
+        entrypoint_stdin: true,
         exec_stdin: true,
         exec_timeout: TimeoutEnforcement::Server,
         exec_separate_stderr: true,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sandkit_core::{ByteStream, Error, OutputStream, Result, SandboxId};
 use sandkit_modal_proto::client::{self as pb, FileDescriptor};
 use sandkit_modal_proto::task_command_router::{
-    SandboxStdioFileDescriptor, SandboxStdioReadV2Request,
+    SandboxStdinWriteV2Request, SandboxStdioFileDescriptor, SandboxStdioReadV2Request,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -157,6 +157,75 @@ impl ModalProvider {
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
             receiver,
         )))
+    }
+}
+
+impl ModalProvider {
+    /// [`sandkit_core::SandboxProvider::write_entrypoint_stdin`]: V2's router call takes
+    /// the offset as it is; V1's `SandboxStdinWrite` numbers writes instead, so this
+    /// instance counts what it wrote and skips what a retry repeats.
+    pub(crate) async fn entrypoint_stdin(
+        &self,
+        id: &SandboxId,
+        offset: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> Result<()> {
+        let what = format!("the entrypoint's stdin of {}", subject(id.as_str()));
+        match Family::of(id.as_str()) {
+            None => Err(Error::sandbox_not_found(id)),
+            Some(Family::V2) => {
+                let router = self.router(id).await?;
+                let request = SandboxStdinWriteV2Request {
+                    task_id: router.task_id().to_owned(),
+                    offset,
+                    data: data.to_vec(),
+                    eof,
+                };
+                router
+                    .unary(request, None, |mut stub, request| async move {
+                        stub.sandbox_stdin_write_v2(request).await
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(|status| from_status(&status, &what))
+            }
+            Some(Family::V1) => {
+                let known = self.known.get(id.as_str());
+                if offset > known.stdin_bytes {
+                    return Err(Error::InvalidSpec {
+                        field: "offset".to_owned(),
+                        reason: format!(
+                            "{offset} is past the {} bytes written to the entrypoint's stdin",
+                            known.stdin_bytes
+                        ),
+                    });
+                }
+                let skip = usize::try_from(known.stdin_bytes - offset)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                let fresh = data.slice(skip..);
+                if fresh.is_empty() && !eof {
+                    return Ok(());
+                }
+                let index = known.stdin_writes + 1;
+                let request = pb::SandboxStdinWriteRequest {
+                    sandbox_id: id.0.clone(),
+                    input: fresh.to_vec(),
+                    index,
+                    eof,
+                };
+                self.control_plane
+                    .call(request, &what)
+                    .await
+                    .map_err(Error::from)?;
+                self.known.remember(id.as_str(), |known| {
+                    known.stdin_writes = index;
+                    known.stdin_bytes += fresh.len() as u64;
+                });
+                Ok(())
+            }
+        }
     }
 }
 

@@ -17,6 +17,10 @@ pub(crate) struct Known {
     pub workdir: Option<String>,
     /// What the spec asked for, to fill what a listing leaves out.
     pub placement: Option<Placement>,
+    /// V1 writes to the entrypoint's stdin so far, and their bytes (V1 numbers writes
+    /// where V2 addresses bytes).
+    pub stdin_writes: u32,
+    pub stdin_bytes: u64,
 }
 
 /// The parts of a spec a listing may not report, and the tags the sandbox was created with

@@ -364,6 +364,16 @@ impl SandboxProvider for ModalProvider {
         self.entrypoint_stream(id, stream, offset).await
     }
 
+    async fn write_entrypoint_stdin(
+        &self,
+        id: &SandboxId,
+        offset: u64,
+        data: Bytes,
+        eof: bool,
+    ) -> Result<()> {
+        self.entrypoint_stdin(id, offset, data, eof).await
+    }
+
     async fn snapshot(&self, id: &SandboxId) -> Result<Snapshot> {
         self.snapshot_filesystem(id).await
     }

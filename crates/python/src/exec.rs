@@ -159,6 +159,25 @@ impl NativeProvider {
         })
     }
 
+    /// Writes `data` to the entrypoint's stdin at byte `offset`, closing it after when
+    /// `eof`.
+    fn write_entrypoint_stdin<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        offset: u64,
+        data: Vec<u8>,
+        eof: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let provider = self.inner.clone();
+        spawn(py, async move {
+            provider
+                .write_entrypoint_stdin(&SandboxId(id), offset, data.into(), eof)
+                .await
+                .map_err(to_py)
+        })
+    }
+
     /// The entrypoint's `stream` (`"stdout"` or `"stderr"`) from byte `offset` on,
     /// followed until the entrypoint ends; resolves to a `NativeStream`.
     fn entrypoint_output<'py>(

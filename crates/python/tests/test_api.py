@@ -165,6 +165,26 @@ async def test_entrypoint_output_where_declared(provider: sandkit.Provider) -> N
         await created.terminate()
 
 
+async def test_entrypoint_stdin_where_declared(provider: sandkit.Provider) -> None:
+    if not provider.capabilities["entrypoint_stdin"]:
+        created = await provider.create(SPECS[provider.name], lifetime_secs=600)
+        try:
+            with pytest.raises(sandkit.Unsupported):
+                await created.write_entrypoint_stdin(b"x", offset=0)
+        finally:
+            await created.terminate()
+        return
+    entrypoint = ["sh", "-c", "while read -r line; do echo \"got $line\"; done"]
+    created = await provider.create(SPECS[provider.name], lifetime_secs=600, entrypoint=entrypoint)
+    try:
+        await created.write_entrypoint_stdin("one\n", offset=0)
+        await created.write_entrypoint_stdin("one\n", offset=0)  # a retry: applied once
+        await created.write_entrypoint_stdin(b"two\n", offset=4, eof=True)
+        assert await (await created.entrypoint_output()).read() == b"got one\ngot two\n"
+    finally:
+        await created.terminate()
+
+
 async def test_terminate_is_idempotent_and_then_not_found(provider: sandkit.Provider) -> None:
     created = await provider.create(SPECS[provider.name], lifetime_secs=600)
     await created.terminate()

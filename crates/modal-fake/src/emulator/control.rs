@@ -302,15 +302,21 @@ impl ModalClient for Emulator {
         request: Request<pb::SandboxStdinWriteRequest>,
     ) -> Result<Response<pb::SandboxStdinWriteResponse>, Status> {
         self.check_credentials(request.metadata())?;
-        let record = self.sandbox_as(&request.into_inner().sandbox_id, V1)?;
+        let request = request.into_inner();
+        let record = self.sandbox_as(&request.sandbox_id, V1)?;
         if !record.is_running() {
             return Err(Status::failed_precondition(
                 "the sandbox has already terminated",
             ));
         }
-        Err(Status::unimplemented(
-            "modal-fake cannot write to a sandbox entrypoint's stdin; use an exec instead",
-        ))
+        super::entrypoint::stdin_write_v1(
+            self.backend(),
+            &record.backend_id,
+            &record.stdin,
+            request,
+        )
+        .await?;
+        Ok(Response::new(pb::SandboxStdinWriteResponse {}))
     }
 
     async fn sandbox_tags_get(

@@ -79,6 +79,38 @@ impl EntrypointOutput {
     }
 }
 
+/// Where a V1 client's entrypoint stdin stands: V1 numbers its writes (from 1) where V2
+/// gives byte offsets, so the emulator turns one into the other.
+#[derive(Default)]
+pub(crate) struct StdinCursor {
+    /// The highest write index applied.
+    last_index: u32,
+    /// Bytes written so far.
+    offset: u64,
+}
+
+/// `SandboxStdinWrite` (V1): write `index` (a repeat of an applied one is acknowledged,
+/// not applied again) to the backend's entrypoint stdin.
+pub(crate) async fn stdin_write_v1(
+    backend: &Arc<dyn SandboxProvider>,
+    id: &SandboxId,
+    cursor: &tokio::sync::Mutex<StdinCursor>,
+    request: pb::SandboxStdinWriteRequest,
+) -> Result<(), Status> {
+    let mut cursor = cursor.lock().await;
+    if request.index <= cursor.last_index {
+        return Ok(());
+    }
+    let length = request.input.len() as u64;
+    backend
+        .write_entrypoint_stdin(id, cursor.offset, Bytes::from(request.input), request.eof)
+        .await
+        .map_err(super::status_of)?;
+    cursor.last_index = request.index;
+    cursor.offset += length;
+    Ok(())
+}
+
 /// Starts capturing the output of the backend sandbox `id`, when the backend offers it.
 pub(crate) fn capture(
     backend: &Arc<dyn SandboxProvider>,

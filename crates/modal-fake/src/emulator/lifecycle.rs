@@ -221,6 +221,7 @@ impl Emulator {
             finished_at: Mutex::new(None),
             watchers: Mutex::new(Vec::new()),
             output: super::entrypoint::capture(self.backend(), &info.id),
+            stdin: Default::default(),
         });
         if let Some(name_key) = &name_key {
             // The record now holds the name; the reservation only covered the creation.

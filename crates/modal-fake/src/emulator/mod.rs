@@ -342,6 +342,8 @@ pub(crate) struct SandboxRecord {
     pub watchers: Mutex<Vec<JoinHandle<()>>>,
     /// The entrypoint's output, when the backend offers it.
     pub output: Option<Arc<entrypoint::EntrypointOutput>>,
+    /// Where V1 writes to the entrypoint's stdin stand.
+    pub stdin: tokio::sync::Mutex<entrypoint::StdinCursor>,
 }
 
 impl SandboxRecord {

@@ -256,7 +256,18 @@ impl TaskCommandRouter for Emulator {
         &self,
         request: Request<tcr::SandboxStdinWriteV2Request>,
     ) -> Result<Response<tcr::SandboxStdinWriteV2Response>, Status> {
-        Err(self.refuse_stdin_write_v2(&request))
+        let record = self.entrypoint_stdin_v2(&request)?;
+        let request = request.into_inner();
+        self.backend()
+            .write_entrypoint_stdin(
+                &record.backend_id,
+                request.offset,
+                bytes::Bytes::from(request.data),
+                request.eof,
+            )
+            .await
+            .map_err(super::status_of)?;
+        Ok(Response::new(tcr::SandboxStdinWriteV2Response {}))
     }
 
     async fn sandbox_stdio_read_v2(

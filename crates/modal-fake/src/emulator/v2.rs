@@ -1,6 +1,6 @@
 //! What only Modal's V2 sandbox calls do: creation that hands back the task and its router
 //! access at once, the sandbox token, the stricter header checks, and the entrypoint's
-//! router streams (output served, stdin not).
+//! router streams.
 
 use std::sync::Arc;
 
@@ -14,10 +14,6 @@ use super::{AUTH_TOKEN_SUBJECT, Emulator, SandboxRecord, SandboxVersion, header}
 
 /// The header V2 clients send back the `sandbox_token` of `SandboxCreateV2` in.
 const SANDBOX_TOKEN_HEADER: &str = "x-modal-sandbox-token";
-
-/// Why an entrypoint's stdin is not served.
-const ENTRYPOINT_STDIN_UNREACHABLE: &str = "modal-fake cannot write to a sandbox entrypoint's \
-     stdin (the provider API does not expose it); use an exec instead";
 
 impl Emulator {
     /// The checks of a V2 call: credentials as on every call; an `x-modal-auth-token`, when
@@ -160,23 +156,20 @@ impl Emulator {
             })
     }
 
-    /// Why `SandboxStdinWriteV2` is refused: a bad token or task as such, a finished
-    /// sandbox as `FAILED_PRECONDITION` (as V1's `SandboxStdinWrite` says), otherwise
-    /// `UNIMPLEMENTED`.
-    pub(super) fn refuse_stdin_write_v2(
+    /// The sandbox a `SandboxStdinWriteV2` writes to, after its token and task checks;
+    /// a finished one is `FAILED_PRECONDITION`, as V1's `SandboxStdinWrite` says.
+    pub(super) fn entrypoint_stdin_v2(
         &self,
         request: &Request<tcr::SandboxStdinWriteV2Request>,
-    ) -> Status {
+    ) -> Result<Arc<SandboxRecord>, Status> {
         let task_id = &request.get_ref().task_id;
-        if let Err(status) = self.v2_entrypoint_task(request.metadata(), task_id) {
-            return status;
+        self.v2_entrypoint_task(request.metadata(), task_id)?;
+        let record = self.sandbox_of_task(task_id)?;
+        if !record.is_running() {
+            return Err(Status::failed_precondition(
+                "the sandbox has already terminated",
+            ));
         }
-        match self.sandbox_of_task(task_id) {
-            Ok(record) if !record.is_running() => {
-                Status::failed_precondition("the sandbox has already terminated")
-            }
-            Ok(_) => Status::unimplemented(ENTRYPOINT_STDIN_UNREACHABLE),
-            Err(status) => status,
-        }
+        Ok(record)
     }
 }

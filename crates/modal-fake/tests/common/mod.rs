@@ -152,6 +152,7 @@ pub fn narrowed(modal: &Capabilities, backend: &Capabilities) -> Capabilities {
     caps.network_domain_allowlist &= backend.network_domain_allowlist;
     caps.exec_pty &= backend.exec_pty;
     caps.entrypoint_output &= backend.entrypoint_output;
+    caps.entrypoint_stdin &= backend.entrypoint_stdin;
     caps.exec_run_as_user &= backend.exec_run_as_user;
     caps.gpu_kinds
         .retain(|kind| backend.gpu_kinds.contains(kind));

@@ -258,6 +258,17 @@ async function main() {
   assert.equal(await main.stderr.readText(), "to-stderr\n");
   assert.equal(await main.wait(), 5);
 
+  step("entrypoint: stdin");
+  const fed = await client.sandboxes.create(app, image, {
+    command: ["sh", "-c", 'while read -r line; do echo "got $line"; done'],
+    timeoutMs: 120_000,
+  });
+  await fed.stdin.writeText("one\n");
+  await fed.stdin.writeText("two\n");
+  await fed.stdin.close();
+  assert.equal(await fed.stdout.readText(), "got one\ngot two\n");
+  assert.equal(await fed.wait(), 0);
+
   step("terminate");
   assert.equal(await sb.poll(), null);
   await sb.terminate();

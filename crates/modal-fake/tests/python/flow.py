@@ -151,6 +151,16 @@ def main():
     main.wait(raise_on_termination=False)
     assert main.returncode == 5, main.returncode
 
+    step("entrypoint: stdin")
+    fed = modal.Sandbox.create("sh", "-c", "while read -r line; do echo \"got $line\"; done", app=app, timeout=120)
+    fed.stdin.write(b"one\n")
+    fed.stdin.write(b"two\n")
+    fed.stdin.write_eof()
+    fed.stdin.drain()
+    assert fed.stdout.read() == "got one\ngot two\n"
+    fed.wait(raise_on_termination=False)
+    assert fed.returncode == 0, fed.returncode
+
     step("terminate")
     assert sb.poll() is None
     sb.terminate()

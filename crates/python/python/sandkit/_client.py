@@ -214,6 +214,14 @@ class Sandbox:
         )
         return OutputStream(native)
 
+    async def write_entrypoint_stdin(self, data: bytes | str, *, offset: int, eof: bool = False) -> None:
+        """Writes ``data`` to the entrypoint's stdin at byte ``offset`` of it (bytes
+        before what was written already are skipped, so a retry is applied once), then
+        closes it when ``eof``."""
+        if check_int("offset", offset) < 0:
+            raise ValueError(f"`offset` must be 0 or more, not {offset}")
+        await self.provider._native.write_entrypoint_stdin(self.id, offset, input_bytes("data", data), bool(eof))
+
     async def terminate(self) -> None:
         """Ends the sandbox and frees what it holds; idempotent."""
         await self.provider._native.terminate(self.id)

@@ -156,6 +156,10 @@ class SyncSandbox:
         the entrypoint ends."""
         return _iterate(_run(self._sandbox.entrypoint_output(stream, offset=offset)))
 
+    def write_entrypoint_stdin(self, data: bytes | str, *, offset: int, eof: bool = False) -> None:
+        """Writes to the entrypoint's stdin at ``offset``; ``eof`` closes it."""
+        _run(self._sandbox.write_entrypoint_stdin(data, offset=offset, eof=eof))
+
     def terminate(self) -> None:
         """Ends the sandbox; idempotent."""
         _run(self._sandbox.terminate())

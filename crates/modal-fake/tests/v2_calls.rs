@@ -451,3 +451,107 @@ async fn calls_without_client_headers_or_from_old_clients_are_refused() {
     assert!(fixture.control.client_hello(authed((), &[])).await.is_ok());
     fixture.server.shutdown().await.unwrap();
 }
+
+/// `SandboxSetName` names a V2 sandbox made without a name, once: the same name again is
+/// fine, another is refused, a name another running sandbox holds is taken, and V1
+/// sandboxes have no such call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_sandbox_is_named_once_after_its_creation() {
+    let Fixture {
+        server,
+        mut control,
+    } = fixture().await;
+    let app_id = control
+        .app_get_or_create(authed(
+            pb::AppGetOrCreateRequest {
+                app_name: "set-name".to_owned(),
+                object_creation_type: pb::ObjectCreationType::CreateIfMissing as i32,
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .app_id;
+    let unnamed = || pb::Sandbox {
+        timeout_secs: 120,
+        ..Default::default()
+    };
+    let mut create_v2 = async |definition: pb::Sandbox| {
+        control
+            .sandbox_create_v2(authed(
+                pb::SandboxCreateV2Request {
+                    app_id: app_id.clone(),
+                    definition: Some(definition),
+                    ..Default::default()
+                },
+                &[],
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .sandbox_id
+    };
+    let first = create_v2(unnamed()).await;
+    let second = create_v2(unnamed()).await;
+    let set = |sandbox_id: &str, name: &str| {
+        authed(
+            pb::SandboxSetNameRequest {
+                sandbox_id: sandbox_id.to_owned(),
+                name: name.to_owned(),
+            },
+            &[],
+        )
+    };
+    control.sandbox_set_name(set(&first, "late")).await.unwrap();
+    // A retry of the same name succeeds; another name does not.
+    control.sandbox_set_name(set(&first, "late")).await.unwrap();
+    let renamed = control
+        .sandbox_set_name(set(&first, "other"))
+        .await
+        .unwrap_err();
+    assert_eq!(renamed.code(), Code::FailedPrecondition, "{renamed:?}");
+    let taken = control
+        .sandbox_set_name(set(&second, "late"))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    let found = control
+        .sandbox_get_from_name_v2(authed(
+            pb::SandboxGetFromNameRequest {
+                sandbox_name: "late".to_owned(),
+                app_name: "set-name".to_owned(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.sandbox_id, first);
+    let empty = control
+        .sandbox_set_name(set(&second, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    let v1 = control
+        .sandbox_create(authed(
+            pb::SandboxCreateRequest {
+                app_id: app_id.clone(),
+                definition: Some(unnamed()),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox_id;
+    let not_v2 = control
+        .sandbox_set_name(set(&v1, "v1-name"))
+        .await
+        .unwrap_err();
+    assert_eq!(not_v2.code(), Code::NotFound, "{not_v2:?}");
+    server.shutdown().await.unwrap();
+}

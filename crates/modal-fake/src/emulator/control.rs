@@ -350,6 +350,13 @@ impl ModalClient for Emulator {
         Self::set_tags(&record, request.tags).map(Response::new)
     }
 
+    async fn sandbox_set_name(
+        &self,
+        request: Request<pb::SandboxSetNameRequest>,
+    ) -> Result<Response<pb::SandboxSetNameResponse>, Status> {
+        self.set_name(request).map(Response::new)
+    }
+
     async fn sandbox_tags_set_v2(
         &self,
         request: Request<pb::SandboxTagsSetRequest>,

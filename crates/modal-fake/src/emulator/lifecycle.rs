@@ -196,7 +196,7 @@ impl Emulator {
             sandbox_token,
             task_id,
             app_id,
-            name,
+            name: Mutex::new(name),
             image_id: definition.image_id.clone(),
             backend_id: info.id.clone(),
             created_at: Self::next_created_at(&mut state),
@@ -252,11 +252,10 @@ impl Emulator {
     pub(super) fn reserve_name(&self, name_key: &(String, String)) -> Result<(), Status> {
         let mut state = self.state();
         let taken = state.reserved_names.contains(name_key)
-            || state.sandboxes.values().any(|sandbox| {
-                sandbox.app_id == name_key.0
-                    && sandbox.name.as_deref() == Some(name_key.1.as_str())
-                    && sandbox.is_running()
-            });
+            || state
+                .sandboxes
+                .values()
+                .any(|sandbox| sandbox.holds_name(&name_key.0, &name_key.1));
         if taken {
             return Err(Status::already_exists(format!(
                 "Sandbox with name '{}' already exists in App",
@@ -291,7 +290,7 @@ impl Emulator {
             .filter(|sandbox| {
                 sandbox.version == version
                     && sandbox.app_id == *app_id
-                    && sandbox.name.as_deref() == Some(request.sandbox_name.as_str())
+                    && sandbox.name().as_deref() == Some(request.sandbox_name.as_str())
                     && (sandbox.is_running() || request.include_terminated)
             })
             .collect();
@@ -399,7 +398,7 @@ impl Emulator {
             }),
             app_id: record.app_id.clone(),
             tags: record.tags(),
-            name: record.name.clone().unwrap_or_default(),
+            name: record.name().unwrap_or_default(),
             image_id: record.image_id.clone(),
             regions: record.regions.clone(),
             timeout_secs: record.timeout_secs,

@@ -315,7 +315,8 @@ pub(crate) struct SandboxRecord {
     pub sandbox_token: Option<String>,
     pub task_id: String,
     pub app_id: String,
-    pub name: Option<String>,
+    /// Set at creation, or later once by `SandboxSetName`.
+    pub name: Mutex<Option<String>>,
     pub image_id: String,
     pub backend_id: SandboxId,
     pub created_at: f64,
@@ -347,6 +348,16 @@ pub(crate) struct SandboxRecord {
 }
 
 impl SandboxRecord {
+    /// Its name, if it has one.
+    pub fn name(&self) -> Option<String> {
+        lock(&self.name).clone()
+    }
+
+    /// Whether it is a running sandbox of app `app_id` named `name`.
+    pub fn holds_name(&self, app_id: &str, name: &str) -> bool {
+        self.app_id == app_id && self.is_running() && lock(&self.name).as_deref() == Some(name)
+    }
+
     /// The final result, once the sandbox ended.
     pub fn result(&self) -> Option<GenericResult> {
         self.result.borrow().clone()

@@ -10,7 +10,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 use super::lifecycle::{CreateArgs, handle_metadata, idempotency_key};
-use super::{AUTH_TOKEN_SUBJECT, Emulator, SandboxRecord, SandboxVersion, header};
+use super::{AUTH_TOKEN_SUBJECT, Emulator, SandboxRecord, SandboxVersion, header, lock};
 
 /// The header V2 clients send back the `sandbox_token` of `SandboxCreateV2` in.
 const SANDBOX_TOKEN_HEADER: &str = "x-modal-sandbox-token";
@@ -95,6 +95,53 @@ impl Emulator {
             command_router_access: Some(pb::CommandRouterAccess { jwt, url }),
             sandbox_token: record.sandbox_token.clone().unwrap_or_default(),
         })
+    }
+
+    /// `SandboxSetName`: names a running V2 sandbox made without a name, once. The same
+    /// name again is fine (a retry); another name is `FAILED_PRECONDITION`, as is a
+    /// finished sandbox; a name a running sandbox of the app holds is `ALREADY_EXISTS`.
+    pub(super) fn set_name(
+        &self,
+        request: Request<pb::SandboxSetNameRequest>,
+    ) -> Result<pb::SandboxSetNameResponse, Status> {
+        let record = self.v2_sandbox(request.metadata(), &request.get_ref().sandbox_id)?;
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument("a sandbox name must not be empty"));
+        }
+        if !record.is_running() {
+            return Err(Status::failed_precondition(format!(
+                "sandbox `{}` is no longer running",
+                record.id
+            )));
+        }
+        // Under the state lock, so two sandboxes cannot take one name at once.
+        let state = self.state();
+        let mut current = lock(&record.name);
+        match current.as_deref() {
+            Some(same) if same == name => return Ok(pb::SandboxSetNameResponse {}),
+            Some(other) => {
+                return Err(Status::failed_precondition(format!(
+                    "sandbox `{}` is already named `{other}`",
+                    record.id
+                )));
+            }
+            None => {}
+        }
+        let taken = state
+            .reserved_names
+            .contains(&(record.app_id.clone(), name.clone()))
+            || state
+                .sandboxes
+                .values()
+                .any(|other| other.id != record.id && other.holds_name(&record.app_id, &name));
+        if taken {
+            return Err(Status::already_exists(format!(
+                "Sandbox with name '{name}' already exists in App"
+            )));
+        }
+        *current = Some(name);
+        Ok(pb::SandboxSetNameResponse {})
     }
 
     /// `SandboxGetCommandRouterAccess`, by sandbox or task id. V2 clients call it; it

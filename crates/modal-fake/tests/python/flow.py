@@ -125,6 +125,14 @@ def main():
     p = same.exec("echo", "via-from-name")
     assert p.stdout.read() == "via-from-name\n"
 
+    if V2:
+        step("a name set after creation (V2 only)")
+        late = modal.Sandbox.create(app=app, timeout=120)
+        late._experimental_set_name(f"late-{RUN}")
+        late._experimental_set_name(f"late-{RUN}")  # the same name again: a retry
+        assert modal.Sandbox.from_name(APP_NAME, f"late-{RUN}").object_id == late.object_id
+        late.terminate()
+
     step("duplicate names are refused")
     try:
         modal.Sandbox.create(app=app, name=f"flow-{RUN}")

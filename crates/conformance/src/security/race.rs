@@ -41,14 +41,21 @@ if n % 2 == 1:
 print("swaps", n, "failed", failed, flush=True)
 "#;
 
-/// The same with `mv` and `ln -s`: `d` is a symlink between `ln` and `rm`. `$1` is the
-/// time limit in seconds, `$2` the decoy directory.
+/// The same with `mv` and `ln -s`: `d` is a symlink between `ln` and `rm`, and each time
+/// it became one counts as a swap. A call that makes missing parents (`write_file`) can
+/// make a new directory `d` while the real one is away; it is removed and the real one
+/// put back, so the loop goes on swapping instead of stalling. `$1` is the time limit in
+/// seconds, `$2` the decoy directory.
 const SHELL_SWAP: &str = r#"
 end=$(( $(date +%s) + $1 )); n=0
 echo ready
 while [ ! -e stop ] && [ "$(date +%s)" -lt "$end" ]; do
   for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
-    mv d t && ln -s "$2" d && rm d && mv t d && n=$((n + 1))
+    if mv d t 2>/dev/null; then
+      ln -s "$2" d 2>/dev/null && n=$((n + 1))
+      rm -f d 2>/dev/null || rm -rf d
+      mv t d
+    fi
   done
 done
 [ -d d ] || { [ -d t ] && rm -f d && mv t d; }

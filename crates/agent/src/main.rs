@@ -459,7 +459,14 @@ fn serve(agent: &Agent, stream: UnixStream) {
             Request::Remove { path, recursive } => {
                 return files::remove(&stream, &path, recursive);
             }
-            Request::MainStdin { offset, eof } => agent.main_stdin.write(offset, eof, fds),
+            Request::MainStdin { offset, eof } => {
+                // The stdin is closed only once the host has its answer: the entrypoint
+                // may end at EOF, and the sandbox with it, before a later answer is sent.
+                let (answer, closing) = agent.main_stdin.write(offset, eof, fds);
+                let _ = reply(&answer);
+                drop(closing);
+                return;
+            }
             Request::Pause => {
                 signal_all(Signal::STOP);
                 Reply::Done

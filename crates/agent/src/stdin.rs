@@ -43,8 +43,21 @@ impl MainStdin {
     }
 
     /// Copies `source` (the request's descriptor, to its end) into the entrypoint's
-    /// stdin from byte `offset` on, then closes it when `eof`.
-    pub fn write(&self, offset: u64, eof: bool, fds: Vec<OwnedFd>) -> Reply {
+    /// stdin from byte `offset` on. With `eof`, the write end is taken out and handed
+    /// back, for the caller to close after it answered.
+    pub fn write(&self, offset: u64, eof: bool, fds: Vec<OwnedFd>) -> (Reply, Option<File>) {
+        let mut closing = None;
+        let reply = self.write_locked(offset, eof, fds, &mut closing);
+        (reply, closing)
+    }
+
+    fn write_locked(
+        &self,
+        offset: u64,
+        eof: bool,
+        fds: Vec<OwnedFd>,
+        closing: &mut Option<File>,
+    ) -> Reply {
         let Ok([source]) = <[OwnedFd; 1]>::try_from(fds) else {
             return error(ErrorKind::BadRequest, "main-stdin needs one descriptor");
         };
@@ -93,7 +106,7 @@ impl MainStdin {
             state.written += fresh.len() as u64;
         }
         if eof {
-            state.writer = None;
+            *closing = state.writer.take();
         }
         Reply::Done
     }
